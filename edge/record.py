@@ -1,0 +1,53 @@
+"""The ground-truth record and upload batch contract, shared by edge runners, the hub and ingest.
+
+A ground-truth row is the params.yaml schema's columns (features, label, event id, device id, event
+time) plus the fixed columns below, which say what the edge knew when it sent the row. An upload batch
+is one file whose id is the sha256 of its bytes, landed at ``<root>/<device_id>/<batch_id>.<ext>``.
+Parquet is canonical; CSV is accepted at ingest for files dropped by hand. This module names things and
+checks names; reading and writing Parquet is the cloud's job (the edge has no pyarrow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+MODEL_VERSION = "model_version"  # version of the model that made the prediction (null: none yet)
+PREDICTION = "prediction"  # the class the edge decided
+PROBABILITIES = "probabilities"  # list of per-class probabilities, in the schema's class order
+UPLOAD_REASON = "upload_reason"  # why this row was sent: one of UPLOAD_REASONS
+INCLUSION_PROBABILITY = "inclusion_probability"  # P(row uploaded): 1/p de-biases fleet estimates
+
+UPLOAD_REASONS: tuple[str, ...] = ("labelled", "uncertain", "anomaly", "random")
+RECORD_COLUMNS: tuple[str, ...] = (
+    MODEL_VERSION,
+    PREDICTION,
+    PROBABILITIES,
+    UPLOAD_REASON,
+    INCLUSION_PROBABILITY,
+)
+
+BATCH_EXTENSIONS: tuple[str, ...] = ("parquet", "csv")
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+BATCH_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def batch_id(body: bytes) -> str:
+    """Content address of a batch: the idempotency key of its upload."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def is_valid_device_id(device_id: str) -> bool:
+    return bool(DEVICE_ID_PATTERN.match(device_id)) and device_id not in {".", ".."}
+
+
+def landing_path(root: Path, device_id: str, body_sha256: str, extension: str = "parquet") -> Path:
+    """Where a batch lands; refuses names that could escape ``root``."""
+    if not is_valid_device_id(device_id):
+        raise ValueError(f"invalid device id {device_id!r}")
+    if not BATCH_ID_PATTERN.match(body_sha256):
+        raise ValueError(f"invalid batch id {body_sha256!r} (expected 64 lowercase hex digits)")
+    if extension not in BATCH_EXTENSIONS:
+        raise ValueError(f"unsupported batch extension {extension!r}")
+    return root / device_id / f"{body_sha256}.{extension}"

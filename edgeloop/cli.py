@@ -1,0 +1,209 @@
+"""The ``edgeloop`` command line: simulate ground truth, run the pipeline, serve its schedules.
+
+Thin by design: every command parses flags, calls the library, and shows progress and results with
+rich. User mistakes (``UserError``, including bad params.yaml) print one line and exit 2, without a
+traceback. Heavy libraries are imported inside commands so ``--help`` stays fast. Release, hub and
+edge commands arrive with their issues.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge.telemetry import switch_off
+from edgeloop.errors import UserError
+
+app = typer.Typer(
+    name="edgeloop",
+    help="edgeloop: the continuous-improvement loop between edge devices and the cloud.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+RootOption = Annotated[
+    Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
+]
+
+
+def _load(root: Path):  # -> tuple[Params, Paths]
+    from flows.params import load_params
+    from flows.paths import Paths
+
+    paths = Paths.at(root)
+    return load_params(paths.params), paths
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option(help="Number of simulated machines (devices).", min=1)] = 4,
+    rows: Annotated[int, typer.Option(help="Ground-truth rows per device.", min=1)] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same batches.")] = 1,
+    drift: Annotated[
+        str, typer.Option(help="Drift to inject: none, sensor_offset, new_regime or relationship.")
+    ] = "none",
+    drift_start: Annotated[
+        float, typer.Option(help="Fraction of each device's rows after which drift applies.", min=0.0, max=1.0)
+    ] = 0.5,
+    batch_rows: Annotated[int, typer.Option(help="Rows per uploaded batch file.", min=1)] = 1000,
+    start: Annotated[str, typer.Option(help="Event time of the first row (ISO 8601, UTC).")] = "2026-03-01T00:00:00Z",
+    interval_s: Annotated[float, typer.Option(help="Seconds between a device's rows.", min=0.001)] = 60.0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Landing zone to write to (default: data/uploads under --root).")
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Simulate a plant and write ground-truth batches into the landing zone, as edge runners upload them."""
+    from rich.progress import Progress
+
+    import simulator
+    from flows.paths import Paths
+
+    if drift not in simulator.DRIFT_KINDS:
+        raise UserError(f"--drift {drift!r} is not one of: {', '.join(simulator.DRIFT_KINDS)}")
+    target = out_dir or Paths.at(root).uploads
+    total = devices * -(-rows // batch_rows)
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("simulating batches", total=total)
+        written = simulator.write_fleet(
+            target, devices, rows, batch_rows, seed, start, interval_s, drift=drift, drift_start=drift_start,
+            on_batch=lambda _path: progress.advance(bar),
+        )
+    out.print(f"wrote {len(written)} batches ({devices} devices x {rows} rows) to {target}")
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help="Stage: simulate, ingest, split, train, export, evaluate or gate.")],
+    root: RootOption = Path("."),
+) -> None:
+    """Run one pipeline stage without Prefect (what dvc repro runs)."""
+    import json
+
+    from flows.stages import STAGES, run_stage
+
+    if name not in STAGES:
+        raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    params, paths = _load(root)
+    out.print_json(json.dumps(run_stage(name, params, paths), default=str))
+
+
+def _stage_progress(progress: Any, bar: Any):  # -> StageListener
+    def listener(stage_name: str, event: str, summary: dict[str, Any] | None) -> None:
+        if event == "start":
+            progress.update(bar, description=f"running {stage_name}")
+        else:
+            seconds = (summary or {}).get("seconds", 0.0)
+            progress.console.print(f"  [green]done[/] {stage_name:<9} {seconds:7.2f} s")
+            progress.advance(bar)
+
+    return listener
+
+
+def _print_result(paths: Any, result: dict[str, Any]) -> None:
+    gate = result["stages"]["gate"]
+    table = Table(title="gate decision", show_lines=False)
+    for column in ("rule", "threshold", "observed", "result"):
+        table.add_column(column)
+    for rule in gate.get("rules", []):
+        verdict = "[green]pass[/]" if rule.get("passed") else "[red]FAIL[/]"
+        table.add_row(str(rule.get("name")), str(rule.get("threshold")), str(rule.get("observed")), verdict)
+    out.print(table)
+    out.print(f"model        {paths.model / 'model.onnx'}")
+    out.print(f"candidate    {paths.candidate}  (decision.md, manifest.json when passed)")
+    out.print(f"reports      {paths.reports}  (ingest/data_docs, evaluate/*.html)")
+    out.print(f"metrics      {paths.metrics}  (dvc metrics show)")
+
+
+@app.command()
+def retrain(
+    root: RootOption = Path("."),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+) -> None:
+    """Run the Prefect retrain flow: ingest, validate, train, export, evaluate, gate.
+
+    Uses the Prefect server in PREFECT_API_URL when set, else a temporary local one. Exit code 3 when the
+    gate blocks the candidate.
+    """
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    params, paths = _load(root)  # fail fast on bad params, before Prefect starts
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.retrain import add_stage_listener, remove_stage_listener
+    from flows.retrain import retrain as retrain_flow
+    from flows.stages import STAGES
+
+    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server"
+    console.print(f"retrain flow on {where}")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("starting Prefect", total=len(STAGES))
+        listener = _stage_progress(progress, bar)
+        add_stage_listener(listener)
+        try:
+            state = retrain_flow(root=str(paths.root), return_state=True)
+        finally:
+            remove_stage_listener(listener)
+    result = state.result(raise_on_failure=False)
+    if not isinstance(result, dict):
+        raise UserError(f"retrain flow {state.name}: {state.message or result}")
+    _print_result(paths, result)
+    if not result["passed"]:
+        console.print(f"[red]gate blocked the candidate[/]: {state.message}")
+        raise typer.Exit(3)
+    console.print(f"[green]candidate {result['version']} passed the gate[/]")
+
+
+@app.command()
+def serve(
+    root: RootOption = Path("."),
+    cron: Annotated[str, typer.Option(help="Nightly schedule of the retrain-nightly deployment.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="Time zone of the cron schedule.")] = "UTC",
+) -> None:
+    """Serve the retrain deployments (nightly + on-demand) from this process; needs PREFECT_API_URL."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UserError("set PREFECT_API_URL to a running Prefect server (prefect server start) before serving")
+    from flows.deployments import serve_deployments
+
+    serve_deployments(Path(root).resolve(), cron=cron, timezone=timezone)
+
+
+@app.command("check-params")
+def check_params(root: RootOption = Path(".")) -> None:
+    """Validate params.yaml and print the data schema it declares."""
+    params, paths = _load(root)
+    table = Table(title=f"schema in {paths.params}")
+    for column in ("column", "role", "dtype", "range", "nullable"):
+        table.add_column(column)
+    for feature in params.schema.features:
+        span = f"[{feature.min}, {feature.max}] {feature.unit}".strip()
+        table.add_row(feature.name, "feature", feature.dtype, span, str(feature.nullable))
+    table.add_row(params.schema.label.name, "label", "class", str(list(params.schema.label.classes)), "False")
+    for role in ("event_id", "device_id", "event_time"):
+        table.add_row(getattr(params.schema, role), role, "", "", "False")
+    out.print(table)
+    out.print(f"params.yaml is valid (schema {params.schema.fingerprint()[:12]})")
+
+
+def main() -> None:
+    """Console entry point: telemetry off first, user mistakes as one line."""
+    switch_off()
+    try:
+        app(standalone_mode=True)
+    except UserError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

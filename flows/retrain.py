@@ -1,0 +1,111 @@
+"""The Prefect ``retrain`` flow: the pipeline stages as tasks, then the gate decision as artifacts.
+
+Each task calls the same ``flows.stages.<name>.main`` that ``dvc repro`` runs through
+``python -m flows``; the flow adds orchestration only (retries on the I/O stages, timing, artifacts,
+a Failed state with the reasons when the gate blocks) and finally records ``dvc.lock`` with
+``dvc commit`` so a later ``dvc repro`` sees the flow's outputs as up to date. It does not publish
+releases (next issue) and does not run stages in parallel (they form a chain).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from flows.params import Params, load_params
+from flows.paths import Paths
+from flows.stages import STAGES, run_stage
+
+# Stages that read or write shared storage: a transient I/O fault is worth a retry. They are idempotent.
+IO_STAGES: frozenset[str] = frozenset({"simulate", "ingest", "gate"})
+StageListener = Callable[[str, str, dict[str, Any] | None], None]  # (stage, "start"|"done", summary)
+_listeners: list[StageListener] = []
+
+
+def add_stage_listener(listener: StageListener) -> None:
+    """Be told when each stage starts and ends (the CLI drives its progress display with this)."""
+    _listeners.append(listener)
+
+
+def remove_stage_listener(listener: StageListener) -> None:
+    _listeners.remove(listener)
+
+
+def _notify(stage: str, event: str, summary: dict[str, Any] | None = None) -> None:
+    for listener in list(_listeners):
+        listener(stage, event, summary)
+
+
+def _stage_task(name: str):  # -> prefect Task
+    def run(params: Params, paths: Paths) -> dict[str, Any]:
+        _notify(name, "start")
+        started = time.perf_counter()
+        summary = run_stage(name, params, paths)
+        summary["seconds"] = round(time.perf_counter() - started, 3)
+        _notify(name, "done", summary)
+        return summary
+
+    run.__name__ = run.__qualname__ = f"stage_{name}"
+    retries = 2 if name in IO_STAGES else 0
+    return task(name=name, retries=retries, retry_delay_seconds=2, cache_policy=NO_CACHE)(run)
+
+
+TASKS = {name: _stage_task(name) for name in STAGES}
+
+
+@task(name="record", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def record_dvc_lock(root: Path) -> str:
+    """``dvc commit`` the outputs the flow produced, so dvc.lock matches them (no-op outside DVC)."""
+    if not (root / ".dvc").is_dir():
+        return "not a DVC project: dvc.lock not recorded"
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "commit", "--force", "--quiet"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dvc commit failed: {result.stderr.strip() or result.stdout.strip()}")
+    return "dvc.lock recorded"
+
+
+def _publish_artifacts(paths: Paths, summaries: dict[str, dict[str, Any]]) -> None:
+    gate = summaries["gate"]
+    decision_md = paths.candidate / "decision.md"
+    markdown = decision_md.read_text() if decision_md.is_file() else f"gate passed: {gate.get('passed')}"
+    create_markdown_artifact(markdown=markdown, key="retrain-gate-decision", description="Gate decision")
+    rows: list[dict[str, Any]] = [
+        {"stage": name, "item": "seconds", "value": s.get("seconds")} for name, s in summaries.items()
+    ]
+    for rule in gate.get("rules", []):
+        rows.append({"stage": "gate", "item": rule.get("name"), "value": rule.get("observed")})
+    for report in sorted((paths.reports).rglob("*.html")):
+        rows.append({"stage": "report", "item": report.name, "value": str(report)})
+    create_table_artifact(table=rows, key="retrain-metrics", description="Stage timings, gate values, reports")
+
+
+@flow(name="retrain", description="Ingest, validate, train, export, evaluate and gate a new model.")
+def retrain(root: str = ".") -> State:
+    """Run every stage for the project at ``root``; Failed (with the reasons) when the gate blocks."""
+    logger = get_run_logger()
+    paths = Paths.at(root)
+    params = load_params(paths.params)
+    summaries: dict[str, dict[str, Any]] = {}
+    for name in STAGES:
+        summaries[name] = TASKS[name](params, paths)
+        logger.info("stage %s done in %.2fs", name, summaries[name]["seconds"])
+    logger.info(record_dvc_lock(paths.root))
+    _publish_artifacts(paths, summaries)
+    gate = summaries["gate"]
+    result = {"passed": gate["passed"], "version": gate.get("version"), "stages": summaries}
+    if not gate["passed"]:
+        reasons = "; ".join(gate.get("reasons", [])) or "see decision.md"
+        return Failed(message=f"gate blocked the candidate: {reasons}", data=result)
+    return Completed(message=f"candidate {gate.get('version')} passed the gate", data=result)

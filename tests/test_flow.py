@@ -1,0 +1,104 @@
+"""The Prefect retrain flow on a real temporary Prefect server: the stages run as named tasks, the
+gate decision becomes artifacts, a blocked gate fails the run with its reasons, the whole pipeline
+works on a schema unlike the simulator's, and the deployments carry their schedules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.params import parse_params
+from tests.conftest import override, repo_params_raw
+from tests.synthetic import second_schema, write_uploads
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def make_project(root: Path, changes: dict) -> Path:
+    raw = override(repo_params_raw(), {"simulate.devices": 2, "simulate.rows_per_device": 1500, **changes})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
+def run_flow(root: Path):
+    from flows.retrain import retrain
+
+    return retrain(root=str(root), return_state=True)
+
+
+def test_flow_runs_every_stage_and_publishes_the_decision(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    root = make_project(tmp_path / "p", {})
+    state = run_flow(root)
+    result = state.result(raise_on_failure=False)
+    assert state.is_completed(), state.message
+    assert result["passed"] is True
+    assert list(result["stages"]) == ["simulate", "ingest", "split", "train", "export", "evaluate", "gate"]
+    assert all(s["seconds"] >= 0 for s in result["stages"].values())
+    manifest = json.loads((root / "data/candidate/manifest.json").read_text())
+    assert manifest["version"] == result["version"]
+    with get_client(sync_client=True) as client:
+        for key in ("retrain-gate-decision", "retrain-metrics"):
+            found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            assert found, f"artifact {key} missing"
+        decision = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-gate-decision"]))
+        )[0]
+        assert "quality_floor" in decision.data
+
+
+def test_blocked_gate_fails_the_run_with_reasons(prefect_server, tmp_path):
+    root = make_project(tmp_path / "p", {"gate.min_quality": 0.999})
+    state = run_flow(root)
+    assert state.is_failed()
+    assert "gate blocked the candidate" in state.message and "quality_floor" in state.message
+    assert not (root / "data/candidate/model.onnx").exists()
+    assert (root / "data/candidate/decision.md").exists()
+
+
+def test_second_schema_runs_the_whole_pipeline(prefect_server, tmp_path):
+    raw_schema = second_schema()
+    root = make_project(tmp_path / "p", {"simulate.rows_per_device": 0})
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["schema"] = raw_schema
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = parse_params(raw)
+    write_uploads(root / "data/uploads", params.schema, devices=3, rows=1200, batch_rows=400, seed=11)
+
+    state = run_flow(root)
+    assert state.is_completed(), state.message
+    manifest = json.loads((root / "data/candidate/manifest.json").read_text())
+    assert manifest["classes"] == ["ok", "warn", "fail"]
+    assert [f["name"] for f in manifest["features"]] == ["pressure_bar", "flow_lpm", "valve_pct"]
+    ingest = json.loads((root / "data/metrics/ingest.json").read_text())
+    assert ingest["curated"] == 9 and ingest["quarantined"] == 0
+
+
+def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import NIGHTLY, ON_DEMAND, build_deployments
+
+    nightly, on_demand = build_deployments(tmp_path, cron="15 3 * * *", timezone="Europe/Berlin")
+    ids = [nightly.apply(), on_demand.apply()]
+    with get_client(sync_client=True) as client:
+        stored = [client.read_deployment(i) for i in ids]
+    assert [d.name for d in stored] == [NIGHTLY, ON_DEMAND]
+    assert stored[0].schedules[0].schedule.cron == "15 3 * * *"
+    assert stored[0].schedules[0].schedule.timezone == "Europe/Berlin"
+    assert stored[1].schedules == []
+    assert stored[0].parameters == {"root": str(tmp_path)}
