@@ -1,14 +1,17 @@
 """Atomic file writes: temp file in the same folder, fsync, rename, fsync the folder.
 
-A reader sees the old file or the new one, never a torn one, whatever moment a crash hits. Does not
-lock: serialise writers yourself.
+A reader sees the old file or the new one, never a torn one, whatever moment a crash hits. Leftover
+temp files are named ``.<name>.<random>.tmp``. Does not lock: serialise writers yourself.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(folder: Path) -> None:
@@ -20,13 +23,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that the file is either absent/old or complete."""
+def _write_atomic(path: Path, fill: Callable[[BinaryIO], None], mode: int) -> None:
+    """Create a temp file beside ``path``, let ``fill`` write it, make it durable, rename it over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
@@ -37,5 +40,24 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` so that the file is either absent/old or complete."""
+
+    def fill(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    _write_atomic(path, fill, mode)
+
+
 def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), mode)
+
+
+def copy_file_atomic(source: Path, target: Path, mode: int = 0o644) -> None:
+    """Byte copy of ``source`` at ``target``, streamed (any size), atomically."""
+
+    def fill(handle: BinaryIO) -> None:
+        with source.open("rb") as src:
+            shutil.copyfileobj(src, handle, 1 << 20)
+
+    _write_atomic(target, fill, mode)

@@ -5,8 +5,8 @@ feature order and ranges the model expects, the class list in model output order
 rule, per-feature reference statistics for on-device drift checks, the gate decision that let the model
 out, the lineage it was built from, the oldest runner that may load it, and the model file's digest.
 
-Binary decision rule: the device predicts ``positive_class`` when the model's probability for it is
-``>= decision_threshold``, otherwise the other class. For more than two classes ``positive_class`` is
+Binary decision rule: the device predicts ``positive_class`` when the model's probability for it, as a
+float64, is ``>= decision_threshold``, otherwise the other class. For more than two classes ``positive_class`` is
 ``None`` and the device takes the most probable class (first on ties); ``decision_threshold`` has no
 meaning there.
 

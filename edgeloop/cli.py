@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +20,10 @@ from rich.table import Table
 
 from edge.telemetry import switch_off
 from edgeloop.errors import UserError
+
+if TYPE_CHECKING:
+    from flows.params import Params
+    from flows.paths import Paths
 
 app = typer.Typer(
     name="edgeloop",
@@ -35,7 +40,7 @@ RootOption = Annotated[
 ]
 
 
-def _load(root: Path):  # -> tuple[Params, Paths]
+def _load(root: Path) -> tuple[Params, Paths]:
     from flows.params import load_params
     from flows.paths import Paths
 
@@ -97,7 +102,7 @@ def stage(
     out.print_json(json.dumps(run_stage(name, params, paths), default=str))
 
 
-def _stage_progress(progress: Any, bar: Any):  # -> StageListener
+def _stage_progress(progress: Any, bar: Any) -> Callable[[str, str, dict[str, Any] | None], None]:
     def listener(stage_name: str, event: str, summary: dict[str, Any] | None) -> None:
         if event == "start":
             progress.update(bar, description=f"running {stage_name}")

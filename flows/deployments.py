@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prefect.deployments.runner import RunnerDeployment
+
 from flows.retrain import retrain
 
 NIGHTLY = "retrain-nightly"
 ON_DEMAND = "retrain-on-demand"
 
 
-def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> list:
+def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> list[RunnerDeployment]:
     """The two RunnerDeployments for the project at ``root`` (not yet applied to a server)."""
+    from prefect.schedules import Cron
+
     parameters = {"root": str(root)}
     nightly = retrain.to_deployment(
         name=NIGHTLY,
-        schedules=[{"cron": cron, "timezone": timezone}],  # type: ignore[list-item]
+        schedules=[Cron(cron, timezone=timezone)],
         parameters=parameters,
         description="Retrain every night on whatever ground truth has landed.",
         tags=["edgeloop"],
@@ -31,7 +35,7 @@ def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC"
         description="Retrain now: `prefect deployment run retrain/retrain-on-demand`.",
         tags=["edgeloop"],
     )
-    return [nightly, on_demand]
+    return [nightly, on_demand]  # type: ignore[list-item]  # sync call: never a coroutine
 
 
 def serve_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> None:

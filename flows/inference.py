@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ class OnnxScores:
     probabilities: np.ndarray  # float32 [rows, classes]
 
 
-def load_session(model: Path | bytes, threads: int = 1):  # -> onnxruntime.InferenceSession
+def load_session(model: Path | bytes, threads: int = 1) -> Any:  # onnxruntime.InferenceSession
     import onnxruntime as ort
 
     options = ort.SessionOptions()

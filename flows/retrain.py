@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
 
 from flows.params import Params, load_params
 from flows.paths import Paths
@@ -45,7 +46,7 @@ def _notify(stage: str, event: str, summary: dict[str, Any] | None = None) -> No
         listener(stage, event, summary)
 
 
-def _stage_task(name: str):  # -> prefect Task
+def _stage_task(name: str) -> Task[..., dict[str, Any]]:
     def run(params: Params, paths: Paths) -> dict[str, Any]:
         _notify(name, "start")
         started = time.perf_counter()

@@ -26,4 +26,5 @@ def run_stage(name: str, params: Params, paths: Paths) -> dict[str, Any]:
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
     module = importlib.import_module(f"flows.stages.{name}")
-    return module.main(params, paths)
+    summary: dict[str, Any] = module.main(params, paths)
+    return summary

@@ -72,7 +72,8 @@ def to_onnx_bytes(estimator: Any, n_features: int, opset: int, metadata: dict[st
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def check_parity(estimator: Any, onnx_bytes: bytes, x: np.ndarray, threshold: float) -> Parity:

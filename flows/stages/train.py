@@ -24,7 +24,8 @@ from flows.stages import StageError
 
 def features_matrix(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     """Features in schema order as float32 (NaN = missing): exactly what the ONNX model receives."""
-    return frame[schema.feature_names].to_numpy(dtype=np.float32)
+    matrix: np.ndarray = frame[schema.feature_names].to_numpy(dtype=np.float32)
+    return matrix
 
 
 def class_indices(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
@@ -35,7 +36,8 @@ def class_indices(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     if mapped.isna().any():
         unknown = sorted(map(str, labels[mapped.isna()].unique()))[:5]
         raise StageError(f"labels not among schema classes: {unknown}")
-    return mapped.to_numpy(dtype=np.int64)
+    indices: np.ndarray = mapped.to_numpy(dtype=np.int64)
+    return indices
 
 
 def build_estimator(train: TrainParams) -> Any:

@@ -1,0 +1,88 @@
+"""Classification quality from model scores: decisions, scikit-learn metrics, plot tables, sampling.
+
+Works on class *indices* (positions in ``params.schema.label.classes``), the way the ONNX model speaks.
+The decision rule is the one that ships in the manifest: binary models predict the positive class when
+its probability (as float64) is ``>= decision_threshold``; multi-class models take the most probable class (first on
+ties, as numpy's and ONNX's argmax do).
+
+``balanced_accuracy`` always comes from scikit-learn (Evidently 0.7 has no such metric; the mean of its
+``RecallByLabel`` also averages classes that were only predicted). ``f1_macro`` comes from scikit-learn
+for binary models (Evidently's binary ``F1Score`` is the positive class's F1, not the macro mean). Both
+average over the classes present in the truth or the predictions (scikit-learn's default).
+
+Leaves out: Evidently (see ``reports``), file I/O, and any choice of what is good enough (the gate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_SEED = 0  # fixed: the same data always gives the same sample
+PR_CURVE_MAX_POINTS = 500
+CONFUSION_MAX_ROWS = 20_000  # rows in confusion.csv: dvc plots renders every row
+
+
+def sample_indices(n_rows: int, max_rows: int, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """Sorted row positions of a deterministic uniform sample (all rows when ``n_rows <= max_rows``)."""
+    if n_rows <= max_rows:
+        return np.arange(n_rows)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_rows, size=max_rows, replace=False))
+
+
+def decide(probabilities: np.ndarray, positive_index: int | None, threshold: float) -> np.ndarray:
+    """Predicted class index per row under the shipped decision rule."""
+    probs = np.asarray(probabilities)
+    if probs.ndim != 2 or probs.shape[1] < 2:
+        raise ValueError(f"expected probabilities of shape [rows, classes>=2], got {probs.shape}")
+    if probs.shape[1] == 2:
+        if positive_index not in (0, 1):
+            raise ValueError(f"binary decision needs a positive class index 0 or 1, got {positive_index}")
+        negative_index = 1 - positive_index
+        positive = probs[:, positive_index].astype(np.float64)  # compare in float64, as Evidently does
+        chosen: np.ndarray = np.where(positive >= threshold, positive_index, negative_index)
+    else:
+        chosen = np.argmax(probs, axis=1)
+    return chosen.astype(np.int64)
+
+
+def sklearn_quality(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """accuracy, balanced_accuracy and f1_macro of index arrays (scikit-learn)."""
+    import warnings
+
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a class missing from the truth is expected on small holdouts
+        return {
+            "accuracy": float(accuracy_score(actual, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(actual, predicted)),
+            "f1_macro": float(f1_score(actual, predicted, average="macro", zero_division=0)),
+        }
+
+
+def confusion_rows(
+    actual: np.ndarray, predicted: np.ndarray, classes: tuple[object, ...], max_rows: int = CONFUSION_MAX_ROWS
+) -> list[tuple[object, object]]:
+    """(actual, predicted) class values for ``dvc plots``' confusion template, capped deterministically."""
+    keep = sample_indices(len(actual), max_rows)
+    values = np.asarray(classes, dtype=object)
+    return list(zip(values[actual[keep]].tolist(), values[predicted[keep]].tolist(), strict=True))
+
+
+def pr_curve(
+    is_positive: np.ndarray, positive_probability: np.ndarray, max_points: int = PR_CURVE_MAX_POINTS
+) -> list[tuple[float, float, float]]:
+    """(precision, recall, threshold) points of the positive class, evenly thinned to ``max_points``.
+
+    Empty when the truth holds only one class (the curve is undefined then)."""
+    from sklearn.metrics import precision_recall_curve
+
+    if np.unique(is_positive).size < 2:
+        return []
+    precision, recall, thresholds = precision_recall_curve(is_positive, positive_probability)
+    precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    if thresholds.size > max_points:
+        keep = np.unique(np.linspace(0, thresholds.size - 1, max_points).round().astype(np.int64))
+        precision, recall, thresholds = precision[keep], recall[keep], thresholds[keep]
+    return [(float(p), float(r), float(t)) for p, r, t in zip(precision, recall, thresholds, strict=True)]

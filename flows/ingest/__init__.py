@@ -1,0 +1,6 @@
+"""The ingest stage's single-job parts: find batches, read, normalise, validate (GX), quarantine, store.
+
+``flows.stages.ingest.main`` wires them together. Nothing here imports Great Expectations at module
+level (it costs seconds); ``flows.ingest.validate`` and ``flows.ingest.suite`` import it inside
+functions. Nothing here does I/O at import.
+"""

@@ -1,0 +1,96 @@
+"""Find candidate batch files in the landing-zone folders, in a deterministic processing order.
+
+Layout: ``<source>/<device_id>/<file>.{parquet,csv}``. Files that cannot be a batch (outside a valid
+device folder, nested deeper, other extensions) are returned with a ``problem`` so the stage can
+quarantine them under ``_unsorted``. ``README*`` files at a source's top level and hidden files or
+folders (names starting with ``.``, e.g. the temp files of an atomic writer that is still writing or
+crashed) are skipped. Reads no file contents and never modifies a source; hashing and reading are the
+caller's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.record import BATCH_EXTENSIONS, is_valid_device_id
+
+UNSORTED = "_unsorted"  # quarantine folder for files that are not in a valid <device_id>/ folder
+
+
+@dataclass(frozen=True)
+class Found:
+    """One file in a source folder; ``problem`` says why it cannot be a batch (None: it can)."""
+
+    path: Path
+    source_index: int
+    device_id: str  # the folder's device id, or UNSORTED when ``problem`` is set
+    extension: str  # lower-case suffix without the dot ("" when none)
+    problem: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[str, str, int, str]:
+        return (self.device_id, self.path.name, self.source_index, str(self.path))
+
+
+def extension_of(path: Path) -> str:
+    return path.suffix[1:].lower()
+
+
+def _hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def _files_below(folder: Path) -> Iterator[Path]:
+    """Every non-hidden file below ``folder`` (hidden folders are not entered)."""
+    for entry in sorted(folder.iterdir()):
+        if _hidden(entry):
+            continue
+        if entry.is_dir():
+            yield from _files_below(entry)
+        elif entry.is_file():
+            yield entry
+
+
+def _unsorted(path: Path, index: int, problem: str) -> Found:
+    return Found(path, index, UNSORTED, extension_of(path), problem)
+
+
+def _in_device_folder(folder: Path, index: int) -> Iterator[Found]:
+    device_id = folder.name
+    for path in _files_below(folder):
+        if path.parent != folder:
+            yield _unsorted(path, index, f"nested below the device folder {device_id!r}")
+        elif extension_of(path) not in BATCH_EXTENSIONS:
+            shown = path.suffix or "no extension"
+            yield _unsorted(path, index, f"unsupported file type {shown!r} (expected .parquet or .csv)")
+        else:
+            yield Found(path, index, device_id, extension_of(path))
+
+
+def _in_source(source: Path, index: int) -> Iterator[Found]:
+    if not source.is_dir():
+        return
+    for entry in sorted(source.iterdir()):
+        if _hidden(entry):
+            continue
+        if entry.is_file():
+            if not entry.name.upper().startswith("README"):
+                yield _unsorted(entry, index, "not inside a <device_id>/ folder")
+        elif entry.is_dir() and is_valid_device_id(entry.name):
+            yield from _in_device_folder(entry, index)
+        elif entry.is_dir():
+            problem = f"folder {entry.name!r} is not a valid device id"
+            yield from (_unsorted(p, index, problem) for p in _files_below(entry))
+
+
+def discover(sources: Sequence[Path]) -> list[Found]:
+    """Candidates sorted by (device id, file name, source order), then the unsorted files.
+
+    A missing source folder is simply empty.
+    """
+    found = [item for index, source in enumerate(sources) for item in _in_source(source, index)]
+    batches = sorted((f for f in found if f.problem is None), key=lambda f: f.sort_key)
+    strays = sorted((f for f in found if f.problem is not None), key=lambda f: (f.source_index, str(f.path)))
+    return batches + strays

@@ -1,0 +1,89 @@
+"""What ingest has already done, derived from the folders alone (no separate state to fall out of step).
+
+A batch ``(device_id, batch_id)`` is done when its curated part exists or its quarantine
+``reason.txt`` exists. Totals for ``data/metrics/ingest.json`` are recomputed from the same folders
+every run, so they are deterministic and survive crashes. Also: the run lock (one ingest at a time)
+and the removal of temp files that a killed run left behind. Does not write parts or quarantine entries.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edge.record import BATCH_ID_PATTERN
+from edgeloop.errors import UserError
+from flows.ingest.quarantine import REASON_SUFFIX
+from flows.ingest.store import iter_parts, part_stats, parts_root
+
+LOCK_NAME = ".ingest.lock"
+
+
+def iter_quarantined(quarantine: Path) -> Iterator[tuple[str, str, Path]]:
+    """(device id or _unsorted, batch id, reason file) of every finished quarantine entry, sorted."""
+    if not quarantine.is_dir():
+        return
+    for folder in sorted(p for p in quarantine.iterdir() if p.is_dir()):
+        for path in sorted(folder.glob(f"*{REASON_SUFFIX}")):
+            stem = path.name.removesuffix(REASON_SUFFIX)
+            if BATCH_ID_PATTERN.match(stem):
+                yield folder.name, stem, path
+
+
+def done_keys(curated: Path, quarantine: Path) -> set[tuple[str, str]]:
+    keys = {(device, batch) for device, batch, _ in iter_parts(curated)}
+    keys.update((device, batch) for device, batch, _ in iter_quarantined(quarantine))
+    return keys
+
+
+def totals(curated: Path, quarantine: Path) -> dict[str, int | float]:
+    """The ingest.json metrics: totals over everything curated or quarantined so far."""
+    rows = duplicates = curated_count = 0
+    for _, _, path in iter_parts(curated):
+        part_rows, part_duplicates = part_stats(path)
+        rows += part_rows
+        duplicates += part_duplicates
+        curated_count += 1
+    quarantined = sum(1 for _ in iter_quarantined(quarantine))
+    batches = curated_count + quarantined
+    return {
+        "batches": batches,
+        "curated": curated_count,
+        "quarantined": quarantined,
+        "rows": rows,
+        "duplicates_dropped": duplicates,
+        "quarantined_share": round(quarantined / batches, 6) if batches else 0.0,
+    }
+
+
+def remove_temp_files(curated: Path, quarantine: Path) -> int:
+    """Delete ``.*.tmp`` files a killed run left in our own folders (call only under the run lock)."""
+    removed = 0
+    for root in (parts_root(curated), quarantine):
+        if root.is_dir():
+            for path in root.glob("*/.*.tmp"):
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock for the whole run; a second concurrent ingest is a UserError.
+
+    ``folder`` should be outside the DVC-tracked outputs (the stage uses ``data/``).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another ingest is running ({path} is locked)") from None
+        yield
+    finally:
+        os.close(fd)

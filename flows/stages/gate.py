@@ -1,0 +1,146 @@
+"""gate: decide whether the candidate may be released, and if so assemble the release candidate.
+
+Reads ``data/metrics/{ingest,export,evaluate}.json`` and applies the rules of
+``flows.evaluation.decision`` with thresholds from ``params.gate`` (and ``params.export``). A missing or
+malformed metrics file fails the rules that need it, with the reason; it never crashes the stage.
+
+Writes ``data/candidate/`` as a whole, atomically (built in a temporary sibling, then swapped in):
+always ``decision.json`` and ``decision.md``; when every rule passed also ``model.onnx`` (a copy of
+``data/model/model.onnx``), ``manifest.json`` (``edge.manifest``: version from export.json, reference
+statistics from ``data/evaluate/reference_stats.json``, lineage from ``flows.lineage`` with the data
+hash being ``frame_hash`` of the training split, as export records it) and ``reports/`` (copies of
+the evaluate HTML reports). A blocked candidate is a valid outcome: ``main`` returns normally with
+``passed: False`` and the reasons; the CLI and the Prefect flow surface it.
+
+Leaves out: publishing (TUF) and signing; promoting the candidate to champion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edge.atomic import write_bytes_atomic, write_text_atomic
+from edge.manifest import GateRule, Lineage, ManifestError
+from flows.evaluation.bundle import (
+    build_manifest,
+    gate_result,
+    make_staging_dir,
+    reference_from_json,
+    replace_dir,
+    utc_now,
+)
+from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons, render_markdown
+from flows.lineage import file_hash, frame_hash, git_commit, library_versions
+from flows.params import Params
+from flows.paths import Paths
+from flows.stages import StageError
+
+METRICS_FILES = ("ingest", "export", "evaluate")
+
+
+def load_metrics(path: Path, name: str) -> Loaded:
+    """A metrics file's content, or why it cannot be used (never raises)."""
+    if not path.is_file():
+        return Loaded(name, None, f"{name} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return Loaded(name, None, f"{name} unreadable: {exc}")
+    if not isinstance(data, dict):
+        return Loaded(name, None, f"{name} is not a JSON object")
+    return Loaded(name, data)
+
+
+def _reference_features(path: Path) -> list[str] | None:
+    try:
+        features = json.loads(path.read_text(encoding="utf-8"))["features"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return list(features) if isinstance(features, dict) else None
+
+
+def gather_artifacts(paths: Paths) -> Artifacts:
+    model = paths.model / "model.onnx"
+    return Artifacts(
+        model_sha256=hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None,
+        reference_features=_reference_features(paths.data / "evaluate" / "reference_stats.json"),
+        train_present=(paths.split / "train.parquet").is_file(),
+    )
+
+
+def lineage(params: Params, paths: Paths) -> Lineage:
+    import pandas as pd
+
+    return Lineage(
+        data_hash=frame_hash(pd.read_parquet(paths.split / "train.parquet")),
+        params_hash=params.section_hash(),
+        schema_hash=params.schema.fingerprint(),
+        dvc_lock_hash=file_hash(paths.root / "dvc.lock"),
+        git_commit=git_commit(paths.root),
+        libraries=library_versions(),
+    )
+
+
+def write_release(
+    staging: Path, params: Params, paths: Paths, decision: dict[str, Any], rules: list[GateRule]
+) -> None:
+    """model.onnx, manifest.json and reports/ of a passed candidate, into the staging folder."""
+    model = (paths.model / "model.onnx").read_bytes()
+    stats_path = paths.data / "evaluate" / "reference_stats.json"
+    gate = gate_result(True, params.gate.metric, decision["candidate"] or {}, rules)
+    try:
+        reference = reference_from_json(json.loads(stats_path.read_text(encoding="utf-8")))
+        manifest = build_manifest(
+            params, decision["version"], model, reference, gate, lineage(params, paths), created=decision["created"]
+        )
+    except ManifestError as exc:
+        raise StageError(f"cannot build the release manifest: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StageError(f"{stats_path} is malformed ({exc!r}): re-run evaluate") from None
+    write_bytes_atomic(staging / "model.onnx", model)
+    write_text_atomic(staging / "manifest.json", manifest.to_json())
+    reports = staging / "reports"
+    reports.mkdir()
+    for html in sorted((paths.reports / "evaluate").glob("*.html")):
+        shutil.copyfile(html, reports / html.name)
+
+
+def main(params: Params, paths: Paths) -> dict[str, Any]:
+    loaded = {name: load_metrics(paths.metrics / f"{name}.json", f"data/metrics/{name}.json") for name in METRICS_FILES}
+    rules = evaluate_rules(params, loaded["ingest"], loaded["export"], loaded["evaluate"], gather_artifacts(paths))
+    passed = all(rule.passed for rule in rules)
+    evaluate = loaded["evaluate"].data or {}
+    version = (loaded["export"].data or {}).get("candidate_version")
+    decision = {
+        "passed": passed,
+        "version": version if isinstance(version, str) else None,
+        "created": utc_now(),
+        "metric": params.gate.metric,
+        "rules": [asdict(rule) for rule in rules],
+        "reasons": reasons(rules),
+        "candidate": evaluate.get("candidate"),
+        "champion": evaluate.get("champion"),
+        "champion_version": evaluate.get("champion_version"),
+    }
+    staging = make_staging_dir(paths.candidate)
+    try:
+        write_text_atomic(staging / "decision.json", json.dumps(decision, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(staging / "decision.md", render_markdown(decision))
+        if passed:
+            write_release(staging, params, paths, decision, rules)
+        replace_dir(staging, paths.candidate)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {
+        "passed": passed,
+        "reasons": decision["reasons"],
+        "rules": decision["rules"],
+        "candidate_dir": str(paths.candidate),
+        "version": decision["version"],
+    }
