@@ -114,6 +114,12 @@ def _stage_progress(progress: Any, bar: Any) -> Callable[[str, str, dict[str, An
     return listener
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _print_result(paths: Any, result: dict[str, Any]) -> None:
     gate = result["stages"]["gate"]
     table = Table(title="gate decision", show_lines=False)
@@ -121,7 +127,7 @@ def _print_result(paths: Any, result: dict[str, Any]) -> None:
         table.add_column(column)
     for rule in gate.get("rules", []):
         verdict = "[green]pass[/]" if rule.get("passed") else "[red]FAIL[/]"
-        table.add_row(str(rule.get("name")), str(rule.get("threshold")), str(rule.get("observed")), verdict)
+        table.add_row(str(rule.get("name")), _number(rule.get("threshold")), _number(rule.get("observed")), verdict)
     out.print(table)
     out.print(f"model        {paths.model / 'model.onnx'}")
     out.print(f"candidate    {paths.candidate}  (decision.md, manifest.json when passed)")

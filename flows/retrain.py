@@ -16,15 +16,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import Task, flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State
-from prefect.states import Completed, Failed
+from edge.telemetry import switch_off
 
-from flows.params import Params, load_params
-from flows.paths import Paths
-from flows.stages import STAGES, run_stage
+switch_off()  # this module is also a Prefect entrypoint (workers import it directly): before prefect loads
+
+from prefect import Task, flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.client.schemas.objects import State  # noqa: E402
+from prefect.states import Completed, Failed  # noqa: E402
+
+from flows.params import Params, load_params  # noqa: E402
+from flows.paths import Paths  # noqa: E402
+from flows.stages import STAGES, run_stage  # noqa: E402
 
 # Stages that read or write shared storage: a transient I/O fault is worth a retry. They are idempotent.
 IO_STAGES: frozenset[str] = frozenset({"simulate", "ingest", "gate"})

@@ -39,3 +39,12 @@ def override(raw: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def raw_params() -> dict[str, Any]:
     return repo_params_raw()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One real temporary Prefect server for the whole session (about 8 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

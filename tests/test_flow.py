@@ -10,19 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.ingest.offline_docs import remote_loads
 from flows.params import parse_params
 from tests.conftest import override, repo_params_raw
 from tests.synthetic import second_schema, write_uploads
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def make_project(root: Path, changes: dict) -> Path:
@@ -51,6 +44,10 @@ def test_flow_runs_every_stage_and_publishes_the_decision(prefect_server, tmp_pa
     assert all(s["seconds"] >= 0 for s in result["stages"].values())
     manifest = json.loads((root / "data/candidate/manifest.json").read_text())
     assert manifest["version"] == result["version"]
+    overview = (root / "data/candidate/index.html").read_text()
+    assert "PASSED" in overview and "quality_floor" in overview and "reports/drift.html" in overview
+    pages = list((root / "data").rglob("*.html"))
+    assert len(pages) > 5 and not [p for p in pages if remote_loads(p.read_text())]  # all open offline
     with get_client(sync_client=True) as client:
         for key in ("retrain-gate-decision", "retrain-metrics"):
             found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
@@ -68,6 +65,7 @@ def test_blocked_gate_fails_the_run_with_reasons(prefect_server, tmp_path):
     assert "gate blocked the candidate" in state.message and "quality_floor" in state.message
     assert not (root / "data/candidate/model.onnx").exists()
     assert (root / "data/candidate/decision.md").exists()
+    assert "BLOCKED" in (root / "data/candidate/index.html").read_text()
 
 
 def test_second_schema_runs_the_whole_pipeline(prefect_server, tmp_path):

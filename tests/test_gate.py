@@ -43,7 +43,7 @@ def test_good_candidate_passes_and_flipped_one_is_blocked(tmp_path) -> None:
     assert [r["name"] for r in summary["rules"]] == [
         "data_validation", "parity", "quality_floor", "champion", "drift", "artifacts",
     ]
-    assert candidate_files(paths) == {"decision.json", "decision.md", *RELEASE_FILES}
+    assert candidate_files(paths) == {"decision.json", "decision.md", "index.html", *RELEASE_FILES}
     model = (paths.candidate / "model.onnx").read_bytes()
     assert model == (paths.model / "model.onnx").read_bytes()
     manifest = Manifest.from_json((paths.candidate / "manifest.json").read_text())
@@ -67,7 +67,7 @@ def test_good_candidate_passes_and_flipped_one_is_blocked(tmp_path) -> None:
 
     assert blocked["passed"] is False and failed(blocked) == {"quality_floor"}
     assert any(reason.startswith("quality_floor:") for reason in blocked["reasons"])
-    assert candidate_files(paths) == {"decision.json", "decision.md"}  # the earlier release is gone
+    assert candidate_files(paths) == {"decision.json", "decision.md", "index.html"}  # the earlier release is gone
     decision = read_json(paths.candidate / "decision.json")
     assert decision["passed"] is False and decision["version"] == "cand-flipped"
     assert "BLOCKED" in (paths.candidate / "decision.md").read_text()
@@ -112,7 +112,7 @@ def test_missing_metrics_fail_their_rules_with_a_reason(tmp_path) -> None:
     for name in ("quality_floor", "champion", "drift"):
         assert rules[name]["detail"] == "data/metrics/evaluate.json not found"
     assert "parity: data/metrics/export.json not found" in summary["reasons"]
-    assert candidate_files(paths) == {"decision.json", "decision.md"}
+    assert candidate_files(paths) == {"decision.json", "decision.md", "index.html"}
 
 
 def test_missing_export_after_evaluation_blocks_on_parity(tmp_path) -> None:

@@ -41,7 +41,9 @@ class BatchValidator:
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         # GX logs routine INFO lines (temporary docs folders) that drown the CLI's own output.
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # (GX sets INFO on some of its module loggers itself, so set the level on each of them.)
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("great_expectations")]:
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._gx = gx
         self._schema = schema
         self._ingest = ingest

@@ -35,6 +35,7 @@ from flows.evaluation.bundle import (
     utc_now,
 )
 from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons, render_markdown
+from flows.evaluation.overview import quarantine_reasons, render_overview
 from flows.lineage import file_hash, frame_hash, git_commit, library_versions
 from flows.params import Params
 from flows.paths import Paths
@@ -110,6 +111,28 @@ def write_release(
         shutil.copyfile(html, reports / html.name)
 
 
+def overview_page(paths: Paths, decision: dict[str, Any], loaded: dict[str, Loaded], passed: bool) -> str:
+    """index.html of the candidate folder: the decision and its evidence, linking to every report."""
+    reports = "reports" if passed else "../reports/evaluate"  # a blocked candidate has no report copies
+    links = {
+        "Evidently: data drift": f"{reports}/drift.html",
+        "Evidently: candidate quality": f"{reports}/candidate_quality.html",
+    }
+    if (paths.reports / "evaluate" / "champion_quality.html").is_file():
+        links["Evidently: champion quality"] = f"{reports}/champion_quality.html"
+    links["Great Expectations Data Docs (ingest)"] = "../reports/ingest/data_docs/index.html"
+    links["decision.json"] = "decision.json"
+    if passed:
+        links["manifest.json"] = "manifest.json"
+    return render_overview(
+        decision,
+        loaded["ingest"].data or {},
+        loaded["evaluate"].data or {},
+        quarantine_reasons(paths.quarantine),
+        links,
+    )
+
+
 def main(params: Params, paths: Paths) -> dict[str, Any]:
     loaded = {name: load_metrics(paths.metrics / f"{name}.json", f"data/metrics/{name}.json") for name in METRICS_FILES}
     rules = evaluate_rules(params, loaded["ingest"], loaded["export"], loaded["evaluate"], gather_artifacts(paths))
@@ -133,6 +156,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         write_text_atomic(staging / "decision.md", render_markdown(decision))
         if passed:
             write_release(staging, params, paths, decision, rules)
+        write_text_atomic(staging / "index.html", overview_page(paths, decision, loaded, passed))
         replace_dir(staging, paths.candidate)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -30,6 +30,7 @@ from edge.record import BATCH_ID_PATTERN, batch_id
 from flows.ingest.discover import Found, discover
 from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
 from flows.ingest.normalise import normalise
+from flows.ingest.offline_docs import make_site_offline
 from flows.ingest.quarantine import not_validated, one_line, quarantine
 from flows.ingest.reader import Unreadable, read_batch
 from flows.ingest.store import curated_events, curated_frame, drop_seen, part_path, write_part
@@ -172,6 +173,7 @@ def _build_docs(run: _Run) -> str | None:
         shutil.rmtree(leftover, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
     run.validator.build_docs(staging)
+    make_site_offline(staging)  # GX pages load CDN assets; ours must open on a closed network
     if target.exists():
         target.rename(old)
     staging.rename(target)

@@ -1,0 +1,136 @@
+"""One offline HTML page that says, at a glance, what the gate decided and why.
+
+``data/candidate/index.html``: the verdict, every gate rule (threshold, observed, pass/fail), candidate
+vs champion quality and per-feature drift as bars, what ingest curated and quarantined (with each
+reason), and links to the Evidently reports and the Data Docs. Inline CSS only: no script, no font, no
+CDN, so it opens on a closed network. Leaves out: the numbers' computation (evaluate, gate) and charts
+that need JavaScript.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+MAX_QUARANTINE_ROWS = 200
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 64rem; color: #1d2330; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.1rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+td, th { border-bottom: 1px solid #e4e6ea; padding: .35rem .5rem; text-align: left; vertical-align: top; }
+.badge { display: inline-block; padding: .2rem .7rem; border-radius: 1rem; color: #fff; font-weight: 600; }
+.pass { background: #1b873f; } .fail { background: #c62828; }
+.bar { background: #e8ebf0; height: .9rem; width: 16rem; position: relative; }
+.bar span { position: absolute; left: 0; top: 0; bottom: 0; background: #3c6ecf; }
+.bar.drifted span { background: #d9822b; }
+.muted { color: #66708a; } code { font-size: .85rem; }
+"""
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else escape(str(value))
+
+
+def _bar(fraction: float, css: str = "") -> str:
+    width = max(0.0, min(1.0, fraction)) * 100
+    return f'<div class="bar {css}"><span style="width:{width:.1f}%"></span></div>'
+
+
+def _rules(decision: dict[str, Any]) -> str:
+    rows = []
+    for rule in decision.get("rules", []):
+        ok = rule.get("passed")
+        verdict = f'<span class="badge {"pass" if ok else "fail"}">{"pass" if ok else "FAIL"}</span>'
+        rows.append(
+            f"<tr><td><b>{escape(str(rule.get('name')))}</b></td><td>{_num(rule.get('threshold'))}</td>"
+            f"<td>{_num(rule.get('observed'))}</td><td>{verdict}</td>"
+            f"<td class='muted'>{escape(str(rule.get('detail') or ''))}</td></tr>"
+        )
+    head = "<tr><th>rule</th><th>threshold</th><th>observed</th><th>result</th><th>detail</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _quality(evaluate: dict[str, Any]) -> str:
+    candidate = evaluate.get("candidate") or {}
+    champion = evaluate.get("champion") or {}
+    rows = []
+    for metric in ("accuracy", "balanced_accuracy", "f1_macro"):
+        for who, values in (("candidate", candidate), ("champion", champion)):
+            value = values.get(metric)
+            if isinstance(value, int | float):
+                rows.append(f"<tr><td>{metric}</td><td>{who}</td><td>{_num(float(value))}</td><td>{_bar(value)}</td></tr>")
+    if not rows:
+        return "<p class='muted'>No quality metrics (evaluate did not run).</p>"
+    note = "" if champion else f"<p class='muted'>{escape(str(evaluate.get('champion_note') or 'No champion.'))}</p>"
+    return f"<table><tr><th>metric</th><th>model</th><th>value</th><th></th></tr>{''.join(rows)}</table>{note}"
+
+
+def _drift(evaluate: dict[str, Any]) -> str:
+    drift = evaluate.get("drift") or {}
+    scores = drift.get("per_feature") or {}
+    drifted = set(drift.get("drifted") or [])
+    if not scores:
+        return "<p class='muted'>No drift scores.</p>"
+    top = max([abs(float(v)) for v in scores.values()] + [1e-12])
+    rows = [
+        f"<tr><td>{escape(name)}</td><td>{_num(float(score))}</td><td>{'drifted' if name in drifted else ''}</td>"
+        f"<td>{_bar(abs(float(score)) / top, 'drifted' if name in drifted else '')}</td></tr>"
+        for name, score in scores.items()
+    ]
+    method = escape(f"{drift.get('method', '')} (threshold {drift.get('threshold', '')})")
+    head = "<tr><th>feature</th><th>score</th><th></th><th></th></tr>"
+    share = _num(drift.get("share"))
+    return f"<p class='muted'>Method: {method}. Share drifted: {share}.</p><table>{head}{''.join(rows)}</table>"
+
+
+def _ingest(ingest: dict[str, Any], quarantined: list[tuple[str, str]]) -> str:
+    summary = (
+        f"<p>{_num(ingest.get('curated'))} batches curated ({_num(ingest.get('rows'))} rows, "
+        f"{_num(ingest.get('duplicates_dropped'))} duplicate events dropped); "
+        f"{_num(ingest.get('quarantined'))} quarantined.</p>"
+    )
+    if not quarantined:
+        return summary
+    rows = [f"<tr><td><code>{escape(name)}</code></td><td>{escape(reason)}</td></tr>" for name, reason in quarantined]
+    more = "" if len(quarantined) < MAX_QUARANTINE_ROWS else "<p class='muted'>(first batches only)</p>"
+    return f"{summary}<table><tr><th>batch</th><th>reason</th></tr>{''.join(rows)}</table>{more}"
+
+
+def quarantine_reasons(folder: Path) -> list[tuple[str, str]]:
+    """(device/batch, one-line reason) of quarantined batches, first ``MAX_QUARANTINE_ROWS`` by name."""
+    found = []
+    for path in sorted(folder.rglob("*.reason.txt"))[:MAX_QUARANTINE_ROWS]:
+        name = str(path.relative_to(folder)).removesuffix(".reason.txt")
+        found.append((name, path.read_text(encoding="utf-8", errors="replace").strip()))
+    return found
+
+
+def render_overview(
+    decision: dict[str, Any],
+    ingest: dict[str, Any],
+    evaluate: dict[str, Any],
+    quarantined: list[tuple[str, str]],
+    links: dict[str, str],
+) -> str:
+    """The whole page; ``links`` maps a label to a path relative to the page."""
+    passed = bool(decision.get("passed"))
+    badge = '<span class="badge pass">PASSED</span>' if passed else '<span class="badge fail">BLOCKED</span>'
+    reasons = "".join(f"<li>{escape(r)}</li>" for r in decision.get("reasons", []))
+    link_items = "".join(f'<li><a href="{escape(href)}">{escape(label)}</a></li>' for label, href in links.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgeloop candidate {escape(str(decision.get('version')))}</title>
+<style>{_CSS}</style></head><body>
+<h1>Candidate <code>{escape(str(decision.get('version')))}</code> {badge}</h1>
+<p class="muted">Decided {escape(str(decision.get('created', '')))} on {escape(str(decision.get('metric', '')))}.</p>
+{f'<ul>{reasons}</ul>' if reasons else ''}
+<h2>Gate rules</h2>{_rules(decision)}
+<h2>Quality on the newest ground truth (holdout)</h2>{_quality(evaluate)}
+<h2>Drift: training window vs newest ground truth</h2>{_drift(evaluate)}
+<h2>Ingest</h2>{_ingest(ingest, quarantined)}
+<h2>Reports</h2><ul>{link_items}</ul>
+</body></html>
+"""
