@@ -170,7 +170,7 @@ def retrain(
         raise UserError(f"retrain flow {state.name}: {state.message or result}")
     _print_result(paths, result)
     if not result["passed"]:
-        console.print(f"[red]gate blocked the candidate[/]: {state.message}")
+        console.print(f"[red]gate blocked the candidate[/]: {state.message}", soft_wrap=True)
         raise typer.Exit(3)
     console.print(f"[green]candidate {result['version']} passed the gate[/]")
 
@@ -212,7 +212,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except UserError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
 
 

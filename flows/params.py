@@ -225,7 +225,7 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (run from the project folder or pass --params)") from None
+        raise ParamsError(f"{path}: not found (run from the project folder, or pass --root)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: cannot read: {exc}") from None
     try:

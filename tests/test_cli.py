@@ -101,3 +101,15 @@ def test_retrain_runs_on_the_server_in_prefect_api_url(prefect_server, tmp_path)
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs()
     assert any(run.state and run.state.message and version in run.state.message for run in runs)
+
+
+@pytest.mark.integration
+def test_retrain_exits_3_and_says_why_when_the_gate_blocks(prefect_server, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    root = project(tmp_path / "p", {"gate.min_quality": 0.999})
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    done = edgeloop("retrain", "--root", str(root), cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 3, done.stderr
+    assert "gate blocked the candidate" in done.stderr and "quality_floor" in done.stderr
+    assert "FAIL" in done.stdout and "Traceback" not in done.stderr
