@@ -31,3 +31,6 @@ def test_a_whole_site_is_rewritten(tmp_path):
     assert make_site_offline(tmp_path) == 3
     assert make_site_offline(tmp_path) == 0
     assert not any(remote_loads(p.read_text()) for p in tmp_path.rglob("*.html"))
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="sub/page.html"' in index and 'href="plain.html"' in index  # listed without JavaScript
+    assert "Every page" not in (tmp_path / "sub" / "page.html").read_text()

@@ -3,13 +3,15 @@
 GX 1.x renders Data Docs that load jQuery, Bootstrap, Vega and fonts from public CDNs and a logo from a
 vendor bucket: opening them would call out, and offline they lose their layout. This rewrites every
 page in place: tags that load anything from ``http(s)://`` are removed, a small inline stylesheet
-keeps the tables readable, and a banner says what was removed. Plain links (``<a href>``) stay: they
+keeps the tables readable, a banner says what was removed, and the index gets a plain list of every
+page (GX lists them with JavaScript). Plain links (``<a href>``) stay: they
 load nothing until clicked. Interactive parts (sortable tables, Vega charts) do not work offline.
 """
 
 from __future__ import annotations
 
 import re
+from html import escape
 from pathlib import Path
 
 from edge.atomic import write_text_atomic
@@ -54,12 +56,24 @@ def remote_loads(html: str) -> list[str]:
     return [m.group(0) for pattern in patterns for m in pattern.finditer(html)]
 
 
+def page_list(folder: Path) -> str:
+    """Plain links to every page of the site: the GX index lists them only through JavaScript."""
+    items = []
+    for page in sorted(folder.rglob("*.html")):
+        relative = page.relative_to(folder).as_posix()
+        if relative != "index.html":
+            items.append(f'<li><a href="{escape(relative)}">{escape(relative.removesuffix(".html"))}</a></li>')
+    return f'<div class="edgeloop-offline"><b>Every page</b><ul>{"".join(items)}</ul></div>'
+
+
 def make_site_offline(folder: Path) -> int:
     """Rewrite every HTML page under ``folder``; returns how many pages were changed."""
     changed = 0
     for page in sorted(folder.rglob("*.html")):
         original = page.read_text(encoding="utf-8")
         offline = make_offline(original)
+        if page.parent == folder and page.name == "index.html" and offline != original:
+            offline = offline.replace(_BANNER, _BANNER + page_list(folder), 1)
         if offline != original:
             write_text_atomic(page, offline)
             changed += 1
