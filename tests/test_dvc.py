@@ -83,3 +83,17 @@ def test_exp_run_metrics_and_plots(origin, tmp_path):
     assert "f1_macro" in text and "max_abs_diff" in text
     run(["dvc", "plots", "show", "-o", str(work / "plots_html")], work)
     assert (work / "plots_html" / "index.html").is_file()
+
+
+def test_flow_run_records_dvc_lock_so_repro_is_a_noop(origin, tmp_path, prefect_server):
+    """The Prefect flow and dvc repro share the stages: after a flow run, DVC sees nothing to do."""
+    from flows.retrain import retrain
+
+    work = clone(origin, tmp_path / "flowrun")
+    state = retrain(root=str(work), return_state=True)
+    assert state.is_completed(), state.message
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"simulate", "ingest", "split", "train", "export", "evaluate", "gate"}
+    assert json.loads(run(["dvc", "status", "--json"], work).stdout) == {}
+    again = run(["dvc", "repro"], work)
+    assert "Running stage" not in again.stdout, again.stdout
