@@ -130,6 +130,7 @@ def _print_result(paths: Any, result: dict[str, Any]) -> None:
         table.add_row(str(rule.get("name")), _number(rule.get("threshold")), _number(rule.get("observed")), verdict)
     out.print(table)
     out.print(f"model        {paths.model / 'model.onnx'}")
+    out.print(f"overview     {paths.candidate / 'index.html'}  (open in a browser; works offline)")
     out.print(f"candidate    {paths.candidate}  (decision.md, manifest.json when passed)")
     out.print(f"reports      {paths.reports}  (ingest/data_docs, evaluate/*.html)")
     out.print(f"metrics      {paths.metrics}  (dvc metrics show)")
