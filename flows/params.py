@@ -171,6 +171,27 @@ class GateParams(_Frozen):
     min_runner_version: str
 
 
+class ExpiryDays(_Frozen):
+    root: float = Field(gt=0)
+    targets: float = Field(gt=0)
+    snapshot: float = Field(gt=0)
+    timestamp: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _timestamp_shortest(self) -> ExpiryDays:
+        if not self.timestamp <= self.snapshot <= self.root:
+            raise ValueError("expected timestamp <= snapshot <= root expiry")
+        return self
+
+
+class ReleaseParams(_Frozen):
+    repository: str = Field(min_length=1)
+    root_key: str = Field(min_length=1)
+    online_keys: str = Field(min_length=1)
+    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    expiry_days: ExpiryDays
+
+
 class Params(_Frozen):
     schema_: Annotated[Schema, Field(alias="schema")]
     simulate: SimulateParams
@@ -180,6 +201,7 @@ class Params(_Frozen):
     export: ExportParams
     evaluate: EvaluateParams
     gate: GateParams
+    release: ReleaseParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
