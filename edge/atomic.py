@@ -61,3 +61,21 @@ def copy_file_atomic(source: Path, target: Path, mode: int = 0o644) -> None:
             shutil.copyfileobj(src, handle, 1 << 20)
 
     _write_atomic(target, fill, mode)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Swap the complete folder ``new`` in as ``target`` (same parent), then delete the old one.
+
+    Two renames: a reader sees the old folder, briefly no folder, then the new one; never a mix. An
+    interrupted swap leaves ``.<name>.old-<random>`` beside it, which the caller may delete.
+    """
+    import uuid
+
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
+        target.rename(old)
+    new.rename(target)
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

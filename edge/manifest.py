@@ -17,8 +17,8 @@ there are ``len(edges) + 1`` bins, the first open to -inf and the last to +inf, 
 ``missing_fraction`` is the training share of missing values. A feature with no non-missing training
 value has empty ``edges`` and ``proportions`` and ``missing_fraction`` 1.0.
 
-Validation is strict: every field is required, unknown fields are rejected (a new field means a new
-``format`` number), and every error is a ``ManifestError`` naming the field (``features[2].min``).
+Validation is strict: every field is required except ``candidate``, unknown fields are rejected (a new
+field means a new ``format`` number), and every error is a ``ManifestError`` naming the field (``features[2].min``).
 ``to_json`` is stable (sorted keys) and refuses to emit a manifest ``from_json`` would reject.
 
 Deliberately left out: signing and transport (TUF does both), reading files, deciding versions, and
@@ -140,6 +140,9 @@ class Manifest:
     min_runner_version: str
     model: ModelFile
     format: int = FORMAT
+    # The gate's deterministic candidate id, kept when publishing renames ``version`` to the release
+    # number; optional (absent from the JSON when None) so candidate manifests stay unchanged.
+    candidate: str | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -150,7 +153,9 @@ class Manifest:
         return len(self.classes) == 2
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {} if self.candidate is None else {"candidate": self.candidate}
         return {
+            **extra,
             "format": self.format,
             "version": self.version,
             "created": self.created,
@@ -185,7 +190,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: object) -> Manifest:
-        top = _mapping(raw, "(manifest)", _TOP_KEYS)
+        top = _mapping(raw, "(manifest)", _TOP_KEYS, optional=_OPTIONAL_TOP_KEYS)
         fmt = _int(top["format"], "format")
         if fmt != FORMAT:
             raise ManifestError(f"format: unsupported format {fmt} (this runner reads {FORMAT})")
@@ -205,6 +210,7 @@ class Manifest:
             lineage=_lineage(top["lineage"]),
             min_runner_version=_pattern(top["min_runner_version"], "min_runner_version", _RUNNER_VERSION_PATTERN),
             model=_model(top["model"]),
+            candidate=_pattern(top["candidate"], "candidate", _VERSION_PATTERN) if "candidate" in top else None,
         )
         return manifest
 
@@ -258,6 +264,7 @@ _TOP_KEYS = (
     "format", "version", "created", "features", "label", "classes", "positive_class", "decision_threshold",
     "reference", "gate", "lineage", "min_runner_version", "model",
 )
+_OPTIONAL_TOP_KEYS = ("candidate",)
 
 
 def _reject_constant(name: str) -> float:
@@ -269,7 +276,9 @@ def _describe(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _mapping(value: object, path: str, keys: tuple[str, ...] | None = None) -> dict[str, object]:
+def _mapping(
+    value: object, path: str, keys: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()
+) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ManifestError(f"{path}: expected an object, got {_describe(value)}")
     if keys is not None:
@@ -278,7 +287,7 @@ def _mapping(value: object, path: str, keys: tuple[str, ...] | None = None) -> d
             if key not in value:
                 raise ManifestError(f"{prefix}{key}: required field is missing")
         for key in value:
-            if key not in keys:
+            if key not in keys and key not in optional:
                 raise ManifestError(f"{prefix}{key}: unknown field")
     return {str(k): v for k, v in value.items()}
 

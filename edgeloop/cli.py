@@ -20,6 +20,7 @@ from rich.table import Table
 
 from edge.telemetry import switch_off
 from edgeloop.errors import UserError
+from edgeloop.release_cli import release_app
 
 if TYPE_CHECKING:
     from flows.params import Params
@@ -32,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(release_app, name="release")
 console = Console(stderr=True)
 out = Console()
 
@@ -134,14 +136,20 @@ def _print_result(paths: Any, result: dict[str, Any]) -> None:
     out.print(f"candidate    {paths.candidate}  (decision.md, manifest.json when passed)")
     out.print(f"reports      {paths.reports}  (ingest/data_docs, evaluate/*.html)")
     out.print(f"metrics      {paths.metrics}  (dvc metrics show)")
+    release = result.get("release")
+    if release:
+        out.print(f"release      {release['version']} signed and published to channel '{release['channel']}'")
 
 
 @app.command()
 def retrain(
     root: RootOption = Path("."),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")] = False,
+    publish: Annotated[
+        bool, typer.Option(help="Sign and publish the candidate to the release channel when the gate passes.")
+    ] = True,
 ) -> None:
-    """Run the Prefect retrain flow: ingest, validate, train, export, evaluate, gate.
+    """Run the Prefect retrain flow: ingest, validate, train, export, evaluate, gate, publish.
 
     Uses the Prefect server in PREFECT_API_URL when set, else a temporary local one. Exit code 3 when the
     gate blocks the candidate.
@@ -163,7 +171,7 @@ def retrain(
         listener = _stage_progress(progress, bar)
         add_stage_listener(listener)
         try:
-            state = retrain_flow(root=str(paths.root), return_state=True)
+            state = retrain_flow(root=str(paths.root), publish=publish, return_state=True)
         finally:
             remove_stage_listener(listener)
     result = state.result(raise_on_failure=False)
@@ -173,7 +181,7 @@ def retrain(
     if not result["passed"]:
         console.print(f"[red]gate blocked the candidate[/]: {state.message}", soft_wrap=True)
         raise typer.Exit(3)
-    console.print(f"[green]candidate {result['version']} passed the gate[/]")
+    console.print(f"[green]{state.message}[/]", soft_wrap=True)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Prefect deployments of the retrain flow: a nightly cron schedule and an on-demand one.
+"""Prefect deployments: retrain nightly and on demand, and the release refresh every six hours.
 
 ``serve_deployments`` runs both from the current process (``edgeloop serve``, polling the server in
 PREFECT_API_URL). For work pools and workers on other hosts, flows/prefect.yaml declares the same two
@@ -11,14 +11,17 @@ from pathlib import Path
 
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.release_flows import refresh_flow
 from flows.retrain import retrain
 
 NIGHTLY = "retrain-nightly"
 ON_DEMAND = "retrain-on-demand"
+REFRESH = "release-refresh"
+REFRESH_CRON = "17 */6 * * *"  # four times a day: well inside the 1-day timestamp expiry
 
 
 def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> list[RunnerDeployment]:
-    """The two RunnerDeployments for the project at ``root`` (not yet applied to a server)."""
+    """The RunnerDeployments for the project at ``root`` (not yet applied to a server)."""
     from prefect.schedules import Cron
 
     parameters = {"root": str(root)}
@@ -35,7 +38,14 @@ def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC"
         description="Retrain now: `prefect deployment run retrain/retrain-on-demand`.",
         tags=["edgeloop"],
     )
-    return [nightly, on_demand]  # type: ignore[list-item]  # sync call: never a coroutine
+    refresh = refresh_flow.to_deployment(
+        name=REFRESH,
+        schedules=[Cron(REFRESH_CRON, timezone=timezone)],
+        parameters=parameters,
+        description="Re-sign the release timestamp before it expires: an expired timestamp freezes the fleet.",
+        tags=["edgeloop"],
+    )
+    return [nightly, on_demand, refresh]  # type: ignore[list-item]  # sync call: never a coroutine
 
 
 def serve_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> None:

@@ -68,17 +68,17 @@ TASKS = {name: _stage_task(name) for name in STAGES}
 
 
 @task(name="record", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def record_dvc_lock(root: Path) -> str:
-    """``dvc commit`` the outputs the flow produced, so dvc.lock matches them (no-op outside DVC)."""
+def record_dvc_lock(root: Path, stages: list[str]) -> str:
+    """``dvc commit`` the outputs these stages produced, so dvc.lock matches them (no-op outside DVC)."""
     if not (root / ".dvc").is_dir():
         return "not a DVC project: dvc.lock not recorded"
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", "commit", "--force", "--quiet"],
+        [sys.executable, "-m", "dvc", "commit", "--force", "--quiet", *stages],
         cwd=root, capture_output=True, text=True, timeout=600,
     )
     if result.returncode != 0:
         raise RuntimeError(f"dvc commit failed: {result.stderr.strip() or result.stdout.strip()}")
-    return "dvc.lock recorded"
+    return f"dvc.lock recorded for {', '.join(stages)}"
 
 
 def _publish_artifacts(paths: Paths, summaries: dict[str, dict[str, Any]]) -> None:
@@ -96,21 +96,32 @@ def _publish_artifacts(paths: Paths, summaries: dict[str, dict[str, Any]]) -> No
     create_table_artifact(table=rows, key="retrain-metrics", description="Stage timings, gate values, reports")
 
 
-@flow(name="retrain", description="Ingest, validate, train, export, evaluate and gate a new model.")
-def retrain(root: str = ".") -> State:
-    """Run every stage for the project at ``root``; Failed (with the reasons) when the gate blocks."""
+@flow(name="retrain", description="Ingest, validate, train, export, evaluate, gate and publish a new model.")
+def retrain(root: str = ".", publish: bool = True) -> State:
+    """Run every stage for the project at ``root``, then sign and publish the candidate when the gate
+    passed (``publish``). Failed (with the reasons) when the gate blocks."""
+    from flows.release_flows import publish_task
+
     logger = get_run_logger()
     paths = Paths.at(root)
     params = load_params(paths.params)
     summaries: dict[str, dict[str, Any]] = {}
     for name in STAGES:
+        if name == "gate":
+            # The gate hashes dvc.lock into the release's lineage: it must describe this run's stages,
+            # exactly as under `dvc repro`, where each stage's lock entry is written before the next runs.
+            logger.info(record_dvc_lock(paths.root, list(STAGES[:-1])))
         summaries[name] = TASKS[name](params, paths)
         logger.info("stage %s done in %.2fs", name, summaries[name]["seconds"])
-    logger.info(record_dvc_lock(paths.root))
+    logger.info(record_dvc_lock(paths.root, ["gate"]))
     _publish_artifacts(paths, summaries)
     gate = summaries["gate"]
-    result = {"passed": gate["passed"], "version": gate.get("version"), "stages": summaries}
+    result: dict[str, Any] = {"passed": gate["passed"], "version": gate.get("version"), "stages": summaries}
+    if gate["passed"] and publish:
+        result["release"] = publish_task(params, paths)
     if not gate["passed"]:
         reasons = "; ".join(gate.get("reasons", [])) or "see decision.md"
         return Failed(message=f"gate blocked the candidate: {reasons}", data=result)
-    return Completed(message=f"candidate {gate.get('version')} passed the gate", data=result)
+    release = result.get("release")
+    published = f"; published release {release['version']} to {release['channel']}" if release else ""
+    return Completed(message=f"candidate {gate.get('version')} passed the gate{published}", data=result)

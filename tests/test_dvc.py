@@ -4,49 +4,20 @@ repro is a no-op, two clones produce byte-identical ONNX, and exp run / metrics 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, override, repo_params_raw
+from tests.projects import make_git_project, run
 
 pytestmark = pytest.mark.integration
-
-PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "data/uploads/README.md"]
-PROJECT_DIRS = ["flows", "edge", "simulator", "edgeloop"]
-
-
-def env() -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-
-
-def run(cmd: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:
     """A git repository holding the project as committed, with small default data."""
-    root = tmp_path_factory.mktemp("origin")
-    for name in PROJECT_FILES:
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, root / name)
-    for name in PROJECT_DIRS:
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    raw = override(repo_params_raw(), {"simulate.devices": 2, "simulate.rows_per_device": 2000})
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "add", "-A"], root)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "project"], root)
-    return root
+    root = tmp_path_factory.mktemp("origin") / "project"
+    return make_git_project(root, {"simulate.devices": 2, "simulate.rows_per_device": 2000})
 
 
 def clone(origin: Path, dest: Path) -> Path:
@@ -97,3 +68,16 @@ def test_flow_run_records_dvc_lock_so_repro_is_a_noop(origin, tmp_path, prefect_
     assert json.loads(run(["dvc", "status", "--json"], work).stdout) == {}
     again = run(["dvc", "repro"], work)
     assert "Running stage" not in again.stdout, again.stdout
+
+    # The flow ended with a signed release on canary; it reproduces from its recorded lineage.
+    from flows.params import load_params
+    from flows.paths import Paths
+    from flows.releases import ReleaseConfig
+    from flows.releases.reproduce import reproduce_release
+
+    result = state.result(raise_on_failure=False)
+    assert result["release"]["version"] == 1 and result["release"]["channel"] == "canary"
+    paths = Paths.at(work)
+    report = reproduce_release(ReleaseConfig.from_params(load_params(paths.params), paths), 1, work)
+    assert report["data_hash_matches"] and report["predictions_identical"], report
+    assert report["onnx_bytes_identical"], report

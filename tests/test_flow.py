@@ -44,6 +44,10 @@ def test_flow_runs_every_stage_and_publishes_the_decision(prefect_server, tmp_pa
     assert all(s["seconds"] >= 0 for s in result["stages"].values())
     manifest = json.loads((root / "data/candidate/manifest.json").read_text())
     assert manifest["version"] == result["version"]
+    assert result["release"]["version"] == 1 and result["release"]["channel"] == "canary"
+    champion = json.loads((root / "data/champion/manifest.json").read_text())
+    assert champion["version"] == "1" and champion["candidate"] == result["version"]
+    assert (root / "data/champion/model.onnx").read_bytes() == (root / "data/candidate/model.onnx").read_bytes()
     overview = (root / "data/candidate/index.html").read_text()
     assert "PASSED" in overview and "quality_floor" in overview and "reports/drift.html" in overview
     pages = list((root / "data").rglob("*.html"))
@@ -89,13 +93,14 @@ def test_second_schema_runs_the_whole_pipeline(prefect_server, tmp_path):
 def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import NIGHTLY, ON_DEMAND, build_deployments
+    from flows.deployments import NIGHTLY, ON_DEMAND, REFRESH, REFRESH_CRON, build_deployments
 
-    nightly, on_demand = build_deployments(tmp_path, cron="15 3 * * *", timezone="Europe/Berlin")
-    ids = [nightly.apply(), on_demand.apply()]
+    deployments = build_deployments(tmp_path, cron="15 3 * * *", timezone="Europe/Berlin")
+    ids = [d.apply() for d in deployments]
     with get_client(sync_client=True) as client:
         stored = [client.read_deployment(i) for i in ids]
-    assert [d.name for d in stored] == [NIGHTLY, ON_DEMAND]
+    assert [d.name for d in stored] == [NIGHTLY, ON_DEMAND, REFRESH]
+    assert stored[2].schedules[0].schedule.cron == REFRESH_CRON
     assert stored[0].schedules[0].schedule.cron == "15 3 * * *"
     assert stored[0].schedules[0].schedule.timezone == "Europe/Berlin"
     assert stored[1].schedules == []

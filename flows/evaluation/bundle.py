@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.atomic import fsync_dir
+from edge.atomic import replace_dir as swap_dir
 from edge.manifest import (
     FeatureSpec,
     GateResult,
@@ -100,14 +99,7 @@ def make_staging_dir(target: Path) -> Path:
 def replace_dir(staging: Path, target: Path) -> None:
     """Swap ``staging`` in as ``target`` (see the module docstring), then remove the old folder."""
     _remove_leftovers(target, keep=staging)
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex}"
-        target.rename(old)
-    staging.rename(target)
-    fsync_dir(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    swap_dir(staging, target)
 
 
 def _remove_leftovers(target: Path, keep: Path) -> None:

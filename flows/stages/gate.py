@@ -9,8 +9,9 @@ always ``decision.json`` and ``decision.md``; when every rule passed also ``mode
 ``data/model/model.onnx``), ``manifest.json`` (``edge.manifest``: version from export.json, reference
 statistics from ``data/evaluate/reference_stats.json``, lineage from ``flows.lineage`` with the data
 hash being ``frame_hash`` of the training split, as export records it) and ``reports/`` (copies of
-the evaluate HTML reports). A blocked candidate is a valid outcome: ``main`` returns normally with
-``passed: False`` and the reasons; the CLI and the Prefect flow surface it.
+the evaluate HTML reports) and ``lineage/`` (the exact dvc.lock and params.yaml bytes the manifest's
+lineage describes, for ``edgeloop release reproduce``). A blocked candidate is a valid outcome:
+``main`` returns normally with ``passed: False`` and the reasons; the CLI and the Prefect flow surface it.
 
 Leaves out: publishing (TUF) and signing; promoting the candidate to champion.
 """
@@ -36,7 +37,7 @@ from flows.evaluation.bundle import (
 )
 from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons, render_markdown
 from flows.evaluation.overview import quarantine_reasons, render_overview
-from flows.lineage import file_hash, frame_hash, git_commit, library_versions
+from flows.lineage import frame_hash, git_commit, library_versions
 from flows.params import Params
 from flows.paths import Paths
 from flows.stages import StageError
@@ -74,14 +75,24 @@ def gather_artifacts(paths: Paths) -> Artifacts:
     )
 
 
-def lineage(params: Params, paths: Paths) -> Lineage:
+LINEAGE_FILES = ("dvc.lock", "params.yaml")
+
+
+def snapshot_lineage_files(paths: Paths) -> dict[str, bytes]:
+    """The bytes of dvc.lock and params.yaml as they are now: the release keeps exactly these, and the
+    manifest hashes exactly these (dvc.lock changes again once this stage's own entry is recorded)."""
+    return {name: (paths.root / name).read_bytes() for name in LINEAGE_FILES if (paths.root / name).is_file()}
+
+
+def lineage(params: Params, paths: Paths, files: dict[str, bytes]) -> Lineage:
     import pandas as pd
 
+    lock = files.get("dvc.lock")
     return Lineage(
         data_hash=frame_hash(pd.read_parquet(paths.split / "train.parquet")),
         params_hash=params.section_hash(),
         schema_hash=params.schema.fingerprint(),
-        dvc_lock_hash=file_hash(paths.root / "dvc.lock"),
+        dvc_lock_hash=hashlib.sha256(lock).hexdigest() if lock is not None else None,
         git_commit=git_commit(paths.root),
         libraries=library_versions(),
     )
@@ -94,10 +105,12 @@ def write_release(
     model = (paths.model / "model.onnx").read_bytes()
     stats_path = paths.data / "evaluate" / "reference_stats.json"
     gate = gate_result(True, params.gate.metric, decision["candidate"] or {}, rules)
+    files = snapshot_lineage_files(paths)
     try:
         reference = reference_from_json(json.loads(stats_path.read_text(encoding="utf-8")))
         manifest = build_manifest(
-            params, decision["version"], model, reference, gate, lineage(params, paths), created=decision["created"]
+            params, decision["version"], model, reference, gate, lineage(params, paths, files),
+            created=decision["created"],
         )
     except ManifestError as exc:
         raise StageError(f"cannot build the release manifest: {exc}") from None
@@ -105,6 +118,8 @@ def write_release(
         raise StageError(f"{stats_path} is malformed ({exc!r}): re-run evaluate") from None
     write_bytes_atomic(staging / "model.onnx", model)
     write_text_atomic(staging / "manifest.json", manifest.to_json())
+    for name, data in files.items():  # what `edgeloop release reproduce` rebuilds the release from
+        write_bytes_atomic(staging / "lineage" / name, data)
     reports = staging / "reports"
     reports.mkdir()
     for html in sorted((paths.reports / "evaluate").glob("*.html")):

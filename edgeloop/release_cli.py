@@ -1,0 +1,287 @@
+"""``edgeloop release ...``: signed releases from the command line (a Typer sub-app).
+
+Thin: each command loads params.yaml's ``release:`` section into a ``ReleaseConfig``, calls
+``flows.releases`` and prints the outcome (rich tables for list/show). User mistakes raise
+``UserError``, which ``edgeloop.cli.main`` prints as one line (exit 2). Imports python-tuf only inside
+commands so ``edgeloop --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeloop.errors import UserError
+
+if TYPE_CHECKING:
+    from flows.params import Params
+    from flows.paths import Paths
+    from flows.releases import ReleaseConfig
+
+release_app = typer.Typer(
+    help="Signed, versioned model releases (TUF): publish, promote, roll back, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+
+RootOption = Annotated[
+    Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
+]
+
+
+def _load(root: Path) -> tuple[Params, Paths, ReleaseConfig]:
+    from flows.params import load_params
+    from flows.paths import Paths
+    from flows.releases import ReleaseConfig
+
+    paths = Paths.at(root)
+    params = load_params(paths.params)
+    return params, paths, ReleaseConfig.from_params(params, paths)
+
+
+@release_app.command()
+def init(root: RootOption = Path(".")) -> None:
+    """Create the release repository and its keys (root key offline, online keys apart)."""
+    from flows.releases import init_repository
+
+    _, _, config = _load(root)
+    trusted = init_repository(config)
+    out.print(f"release repository created at {config.repository}")
+    out.print(f"root of trust  {trusted}  (ship it with every device)")
+    out.print(f"root key       {config.root_key}  (move it offline; it is needed only for rotate-key)")
+    out.print(f"online keys    {config.online_keys}  (targets, snapshot, timestamp)")
+
+
+@release_app.command("publish")
+def publish_command(
+    candidate: Annotated[
+        Path | None, typer.Argument(help="Release candidate folder (default: data/candidate).")
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Channel to point at the new release (default: release.channel).")
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Sign and publish a passed candidate as the next release version and move a channel to it."""
+    from flows.release_flows import publish_candidate
+
+    params, paths, _ = _load(root)
+    folder = candidate or paths.candidate
+    result = publish_candidate(params, paths, channel, folder, initialise=False)
+    out.print(f"published release {result['version']} to channel '{result['channel']}' from {folder}"
+              f" ({len(result['targets'])} targets, {result['seconds']:.3f} s)")
+
+
+@release_app.command()
+def promote(
+    version: Annotated[int, typer.Argument(help="Release version to promote.", min=1)],
+    to: Annotated[str, typer.Option("--to", help="Channel to point at it (e.g. stable).")],
+    root: RootOption = Path("."),
+) -> None:
+    """Point a channel at an existing release (only the signed pointer moves).
+
+    Runs as the Prefect ``promote`` flow when PREFECT_API_URL is set, so it shows in the UI history."""
+    _print_move(_move_channel(root, "promote", to, version))
+
+
+@release_app.command()
+def rollback(
+    channel: Annotated[str, typer.Option(help="Channel to move back.")],
+    to: Annotated[
+        int | None, typer.Option("--to", help="Release version (default: the one before the current).", min=1)
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Move a channel back to an earlier release.
+
+    Runs as the Prefect ``rollback`` flow when PREFECT_API_URL is set, so it shows in the UI history."""
+    _print_move(_move_channel(root, "rollback", channel, to))
+
+
+def _move_channel(root: Path, kind: str, channel: str, version: int | None) -> SimpleNamespace:
+    """Through the Prefect flow when a server is configured, else directly (same function underneath)."""
+    params, paths, _ = _load(root)
+    if os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        from flows.release_flows import promote_flow, rollback_flow
+
+        if kind == "promote" and version is not None:
+            result = promote_flow(root=str(paths.root), version=version, channel=channel)
+        else:
+            result = rollback_flow(root=str(paths.root), channel=channel, to=version)
+    else:
+        from flows.release_flows import move_channel
+
+        result = move_channel(params, paths, kind, channel, version)
+    return SimpleNamespace(**result)
+
+
+def _print_move(move: Any) -> None:
+    if move.from_version == move.to_version:
+        out.print(f"channel '{move.channel}' already points at release {move.to_version}; nothing changed")
+    else:
+        out.print(f"channel '{move.channel}': {move.from_version or '-'} -> {move.to_version}")
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    return "-" if name not in metrics else f"{metrics[name]:.4f}"
+
+
+@release_app.command("list")
+def list_command(root: RootOption = Path(".")) -> None:
+    """Table of releases: version, channels, created, key metrics, data hash."""
+    from flows.releases import list_releases
+
+    _, _, config = _load(root)
+    releases = list_releases(config)
+    table = Table(title=f"releases in {config.repository}")
+    for column in ("version", "channels", "created", "f1_macro", "accuracy", "data hash", "candidate"):
+        table.add_column(column)
+    for r in releases:
+        table.add_row(str(r.version), ", ".join(r.channels) or "-", r.created, _metric(r.metrics, "f1_macro"),
+                      _metric(r.metrics, "accuracy"), r.data_hash[:12], r.candidate or "-")
+    out.print(table)
+    if not releases:
+        out.print("no releases yet: `edgeloop release publish`")
+
+
+@release_app.command()
+def show(
+    version: Annotated[int, typer.Argument(help="Release version.", min=1)],
+    root: RootOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full record as JSON.")] = False,
+) -> None:
+    """A release's manifest summary, gate decision and files."""
+    from flows.releases import show_release
+
+    _, _, config = _load(root)
+    shown = show_release(config, version)
+    if as_json:
+        out.print_json(json.dumps(shown))
+        return
+    lineage = shown["lineage"]
+    out.print(f"release {version}  candidate {shown['candidate']}  created {shown['created']}"
+              f"  channels: {', '.join(shown['channels']) or '-'}")
+    out.print(f"data {lineage['data_hash'][:16]}  params {lineage['params_hash'][:16]}"
+              f"  git {lineage['git_commit'][:16]}  dvc.lock {(lineage['dvc_lock_hash'] or '-')[:16]}")
+    gate = Table(title=f"gate: {'passed' if shown['gate']['passed'] else 'BLOCKED'} ({shown['gate']['metric']})")
+    for column in ("rule", "threshold", "observed", "result", "detail"):
+        gate.add_column(column)
+    for rule in shown["gate"]["rules"]:
+        gate.add_row(rule["name"], _number(rule["threshold"]), _number(rule["observed"]),
+                     "pass" if rule["passed"] else "FAIL", rule["detail"])
+    out.print(gate)
+    files = Table(title="files (TUF targets)")
+    for column in ("file", "bytes", "sha256"):
+        files.add_column(column)
+    for name, info in shown["files"].items():
+        files.add_row(name, str(info["length"]), info["sha256"])
+    out.print(files)
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+@release_app.command()
+def verify(
+    url: Annotated[
+        str | None, typer.Option(help="Base URL serving metadata/ and targets/ (default: serve the local repository).")
+    ] = None,
+    trusted_root: Annotated[
+        Path | None,
+        typer.Option("--root-metadata", help="Root of trust file (default: the repository's 1.root.json)."),
+    ] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option(help="Channel to verify (repeatable; default: every channel).")
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Verify the repository as a device would: python-tuf ngclient over HTTP, from a root of trust."""
+    from flows.releases import serve_directory, verify_repository
+
+    _, _, config = _load(root)
+    anchor = trusted_root or config.metadata_dir / "1.root.json"
+    if url is None:
+        if not (config.metadata_dir / "timestamp.json").is_file():
+            raise UserError(f"no release repository at {config.repository}: run `edgeloop release init` first")
+        with serve_directory(config.repository) as served:
+            report = verify_repository(anchor, f"{served}/metadata/", f"{served}/targets/", channel)
+    else:
+        base = url.rstrip("/")
+        report = verify_repository(anchor, f"{base}/metadata/", f"{base}/targets/", channel)
+    roles = ", ".join(f"{r} v{report[r]['version']} (expires {report[r]['expires']})"
+                      for r in ("root", "targets", "snapshot", "timestamp"))
+    out.print(f"verified from {anchor}: {roles}")
+    table = Table(title="channels")
+    for column in ("channel", "release", "model sha256", "bytes"):
+        table.add_column(column)
+    for name, info in report["channels"].items():
+        table.add_row(name, str(info["version"]), info["model_sha256"], str(info["model_bytes"]))
+    out.print(table)
+
+
+@release_app.command()
+def refresh(
+    force: Annotated[bool, typer.Option(help="Also re-sign targets and snapshot now.")] = False,
+    root: RootOption = Path("."),
+) -> None:
+    """Re-sign the timestamp (and snapshot/targets near expiry) so devices do not freeze."""
+    from flows.releases import refresh as refresh_repository
+
+    _, _, config = _load(root)
+    report = refresh_repository(config, force=force)
+    out.print(f"re-signed {', '.join(report['resigned'])}")
+    for role in ("timestamp", "snapshot", "targets", "root"):
+        out.print(f"  {role:<9} v{report[role]['version']}  expires {report[role]['expires']}")
+    if report["root_near_expiry"]:
+        out.print("[yellow]root expires within half its validity: renew it with `edgeloop release rotate-key root`[/]")
+
+
+@release_app.command("rotate-key")
+def rotate_key_command(
+    role: Annotated[str, typer.Argument(help="Role whose key to replace: root, targets, snapshot or timestamp.")],
+    signer_uri: Annotated[
+        str | None, typer.Option(help="Use this securesystemslib signer URI (KMS/HSM) instead of a new key file.")
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(help="PEM public key of the --signer-uri key.", dir_okay=False)
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Replace a role's key by a new root version; devices follow it on their next poll."""
+    from flows.releases import rotate_key
+
+    _, _, config = _load(root)
+    pem = None
+    if public_key is not None:
+        try:
+            pem = public_key.read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read {public_key}: {exc.strerror}") from None
+    report = rotate_key(config, role, signer_uri, pem)
+    out.print(f"{role} key is now {report['new_keyid'][:16]} (root version {report['root_version']})")
+    if "note" in report:
+        out.print(report["note"])
+
+
+@release_app.command()
+def reproduce(
+    version: Annotated[int, typer.Argument(help="Release version to rebuild.", min=1)],
+    root: RootOption = Path("."),
+) -> None:
+    """Rebuild a release from its recorded data and params and compare predictions and ONNX bytes."""
+    from flows.releases.reproduce import reproduce_release
+
+    _, paths, config = _load(root)
+    report = reproduce_release(config, version, paths.root)
+    out.print_json(json.dumps(report, default=str))
