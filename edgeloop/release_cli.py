@@ -77,6 +77,9 @@ def publish_command(
     params, paths, _ = _load(root)
     folder = candidate or paths.candidate
     result = publish_candidate(params, paths, channel, folder, initialise=False)
+    if result["already_published"]:
+        out.print(f"{folder} is already release {result['version']}; channel '{result['channel']}' points at it")
+        return
     out.print(f"published release {result['version']} to channel '{result['channel']}' from {folder}"
               f" ({len(result['targets'])} targets, {result['seconds']:.3f} s)")
 

@@ -33,6 +33,11 @@ def bundle_file(repository: Path, version: int, name: str) -> Path:
     raise UserError(f"release {version}: no intact {name} in {folder}")
 
 
+def model_digest(repository_config: Any, version: int) -> str:
+    """sha256 of a release's model (the digest is the stored file's name)."""
+    return bundle_file(repository_config.repository, version, "model.onnx").name.removesuffix(".model.onnx")
+
+
 def champion_version(channels: dict[str, int], publish_channel: str) -> int | None:
     for channel in (STABLE, publish_channel):
         if channel in channels:

@@ -20,6 +20,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from flows.champion_sync import model_digest as sync_model_digest  # noqa: E402
 from flows.champion_sync import sync_champion  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
 from flows.paths import Paths  # noqa: E402
@@ -59,12 +60,37 @@ def publish_candidate(
 
     initialised = ensure_repository(params, paths) if initialise else False
     folder = candidate or paths.candidate
+    channel = channel or params.release.channel
+    earlier = already_published(params, paths, folder)
+    if earlier is not None:  # publishing is idempotent: the same candidate never becomes two releases
+        move = move_channel(params, paths, "promote", channel, earlier)
+        return {"version": earlier, "channel": channel, "targets": [], "seconds": 0.0,
+                "repository_initialised": initialised, "already_published": True, "champion": move["champion"]}
     lineage_dir = folder / "lineage"  # the exact files the gate hashed into the manifest's lineage
     lineage = {name: lineage_dir / name for name in LINEAGE_FILES if (lineage_dir / name).is_file()}
-    result = publish(_config(params, paths), folder, channel or params.release.channel, lineage)
-    summary = {**asdict(result), "repository_initialised": initialised}
+    result = publish(_config(params, paths), folder, channel, lineage)
+    summary = {**asdict(result), "repository_initialised": initialised, "already_published": False}
     summary["champion"] = sync_champion(_config(params, paths), params, paths)
     return summary
+
+
+def already_published(params: Params, paths: Paths, folder: Path) -> int | None:
+    """The release that already holds this candidate (same candidate id and model bytes), if any."""
+    import hashlib
+    import json
+
+    from flows.releases import is_initialised, list_releases
+
+    config = _config(params, paths)
+    manifest_file, model_file = folder / "manifest.json", folder / "model.onnx"
+    if not (is_initialised(config) and manifest_file.is_file() and model_file.is_file()):
+        return None
+    candidate_id = json.loads(manifest_file.read_text(encoding="utf-8")).get("version")
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    for info in list_releases(config):
+        if info.candidate == candidate_id and sync_model_digest(config, info.version) == digest:
+            return int(info.version)
+    return None
 
 
 def move_channel(params: Params, paths: Paths, kind: str, channel: str, version: int | None) -> dict[str, Any]:

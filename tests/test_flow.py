@@ -105,3 +105,28 @@ def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_p
     assert stored[0].schedules[0].schedule.timezone == "Europe/Berlin"
     assert stored[1].schedules == []
     assert stored[0].parameters == {"root": str(tmp_path)}
+
+
+def test_republishing_is_idempotent_and_channel_moves_are_flow_runs(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.release_flows import promote_flow, rollback_flow
+
+    root = make_project(tmp_path / "p", {})
+    first = run_flow(root).result(raise_on_failure=False)["release"]
+    again = run_flow(root).result(raise_on_failure=False)["release"]  # nothing new: same candidate
+    assert first["version"] == again["version"] == 1 and again["already_published"] is True
+
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(override(raw, {"train.hgb.max_iter": 50}), sort_keys=False))
+    second = run_flow(root).result(raise_on_failure=False)["release"]
+    assert second["version"] == 2 and second["channel"] == "canary"
+
+    assert promote_flow(root=str(root), version=2, channel="stable")["to_version"] == 2
+    assert json.loads((root / "data/champion/manifest.json").read_text())["version"] == "2"
+    assert promote_flow(root=str(root), version=1, channel="stable")["to_version"] == 1
+    back = rollback_flow(root=str(root), channel="stable")
+    assert (back["from_version"], back["to_version"]) == (1, 2)
+    with get_client(sync_client=True) as client:
+        names = {client.read_flow(run.flow_id).name for run in client.read_flow_runs()}
+    assert {"promote", "rollback", "retrain"} <= names
