@@ -192,6 +192,16 @@ class ReleaseParams(_Frozen):
     expiry_days: ExpiryDays
 
 
+class HubParams(_Frozen):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    database: str = Field(min_length=1)
+    admin_token_file: str = Field(min_length=1)
+    max_upload_bytes: int = Field(ge=1)
+    poll_interval_s: float = Field(gt=0)
+    stale_after_polls: float = Field(gt=0)
+
+
 class Params(_Frozen):
     schema_: Annotated[Schema, Field(alias="schema")]
     simulate: SimulateParams
@@ -202,6 +212,7 @@ class Params(_Frozen):
     evaluate: EvaluateParams
     gate: GateParams
     release: ReleaseParams
+    hub: HubParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,0 +1,77 @@
+"""Build the hub's FastAPI application from HubSettings: database, admin token, metrics, routes.
+
+Routes live in hub/routes/ (one module per concern). Request logging and metrics are middleware here.
+Logs carry method, route, status and timing, never headers or bodies (tokens stay out of logs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from edge.atomic import write_text_atomic
+from hub import tokens
+from hub.db import make_engine, make_sessions
+from hub.metrics import HubMetrics
+from hub.settings import HubSettings
+
+log = logging.getLogger("edgeloop.hub")
+
+
+def load_or_create_admin_token(path: os.PathLike[str] | str) -> tuple[str, bool]:
+    """The admin token from its 0600 file, creating one on first use; (token, created)."""
+    from pathlib import Path
+
+    file = Path(path)
+    if file.is_file():
+        return file.read_text(encoding="utf-8").strip(), False
+    file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = f"ela_{secrets.token_urlsafe(32)}"
+    write_text_atomic(file, token + "\n", mode=0o600)
+    return token, True
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    from hub.routes import fleet, ops, releases, uploads
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(
+        title="edgeloop hub",
+        version="1",
+        description="Device uploads and heartbeats, the fleet view, and the signed release repository.",
+        lifespan=lifespan,
+    )
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessions(engine)
+    app.state.metrics = HubMetrics()
+    admin_token, _ = load_or_create_admin_token(settings.admin_token_file)
+    salt = secrets.token_hex(16)
+    app.state.admin_digest = (salt, tokens.digest(admin_token, salt))
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        seconds = time.perf_counter() - started
+        metrics: HubMetrics = request.app.state.metrics
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(seconds)
+        log.info("%s %s %s %.1fms", request.method, route, response.status_code, seconds * 1000)
+        return response
+
+    for module in (uploads, fleet, releases, ops):
+        app.include_router(module.router)
+    return app
