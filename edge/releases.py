@@ -152,16 +152,18 @@ class DeadlineFetcher(FetcherInterface):
             raise exceptions.DownloadError(f"{url}: {exc}") from exc
         self.requests += 1
         if response.status >= 400:
-            response.release_conn()
+            _discard(response)
             raise exceptions.DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
         return self._chunks(url, response)
 
     def _chunks(self, url: str, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        finished = False
         try:
             while True:
                 self._left(url)
                 chunk = response.read1(self._limits.chunk_bytes)
                 if not chunk:
+                    finished = True
                     return
                 self.bytes += len(chunk)
                 yield chunk
@@ -170,7 +172,26 @@ class DeadlineFetcher(FetcherInterface):
         except urllib3.exceptions.HTTPError as exc:
             raise exceptions.DownloadError(f"{url}: {exc}") from exc
         finally:
+            if finished:
+                response.release_conn()
+            else:  # abandoned mid-body (too long, too slow): never hand a half-read connection back
+                response.close()
+
+
+ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error response read to keep its connection reusable
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Free the connection of an error response: drain a small body (keep-alive), close on a large one."""
+    length = response.headers.get("content-length")
+    try:
+        if length is not None and length.isdigit() and int(length) <= ERROR_BODY_LIMIT:
+            response.drain_conn()
             response.release_conn()
+            return
+    except urllib3.exceptions.HTTPError:
+        pass
+    response.close()
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:

@@ -21,6 +21,9 @@ from rich.table import Table
 from edge.telemetry import switch_off
 from edgeloop.errors import UserError
 from edgeloop.release_cli import release_app
+from hub.cli import hub_app
+from hub.devices_cli import devices_app
+from hub.fleet_cli import fleet as fleet_command
 
 if TYPE_CHECKING:
     from flows.params import Params
@@ -34,6 +37,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(release_app, name="release")
+app.add_typer(hub_app, name="hub")
+app.add_typer(devices_app, name="devices", help="Register, list and revoke devices (tokens shown once).")
+app.command("fleet")(fleet_command)
 console = Console(stderr=True)
 out = Console()
 

@@ -16,7 +16,7 @@ from edge.telemetry import SWITCHES, switch_off
 from tests.conftest import override, repo_params_raw
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
-COMMANDS = ["simulate", "stage", "retrain", "serve", "check-params"]
+COMMANDS = ["simulate", "stage", "retrain", "serve", "check-params", "release", "hub", "devices", "fleet"]
 
 
 def edgeloop(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):

@@ -1,5 +1,51 @@
-"""Placeholder: routes are being written."""
+"""Operations: ``GET /healthz`` (the process answers and the database is reachable) and ``GET /metrics``.
 
-from fastapi import APIRouter
+``/healthz`` runs ``SELECT 1`` on the hub's engine: 200 ``{"status": "ok", "database": true}``, or 503
+``{"status": "unavailable", "database": false}`` (no error text: it may name hosts or users).
+``/metrics`` renders the app's own Prometheus registry in the text format, version 0.0.4. Both are
+unauthenticated, as probes and scrapers expect; neither says anything about devices or tokens.
+Leaves out readiness vs liveness distinctions (one probe) and any metrics of its own.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import generate_latest
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+router = APIRouter(tags=["operations"])
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok", "database": True}]})
+
+    status: str
+    database: bool
+
+
+def database_reachable(request: Request) -> bool:
+    try:
+        with request.app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 otherwise."""
+    if database_reachable(request):
+        return JSONResponse({"status": "ok", "database": True})
+    return JSONResponse({"status": "unavailable", "database": False}, status_code=503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {PROMETHEUS_TEXT: {}}}})
+def metrics(request: Request) -> Response:
+    """Prometheus text: requests by route and status, latency, uploads by outcome, bytes, heartbeats."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=PROMETHEUS_TEXT)

@@ -1,0 +1,50 @@
+"""``edgeloop hub serve``: run the hub with uvicorn, loopback unless a host is given explicitly.
+
+Prints where the admin token file is (never the token). Graceful shutdown: on SIGTERM/SIGINT uvicorn
+stops accepting connections and lets in-flight requests (uploads) finish, up to ``--grace`` seconds.
+Request logs are one ``key=value`` line per request, without headers or bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+hub_app = typer.Typer(help="The hub: device uploads, heartbeats, fleet view and the release repository.",
+                      no_args_is_help=True)
+console = Console(stderr=True)
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@hub_app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: hub.host, loopback).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: hub.port).", min=1, max=65535)] = None,
+    grace: Annotated[float, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")] = 30.0,
+    root: Annotated[Path, typer.Option("--root", help="Project folder holding params.yaml and data/.")] = Path("."),
+) -> None:
+    """Serve the hub over HTTP until interrupted."""
+    import uvicorn
+
+    from flows.params import load_params
+    from flows.paths import Paths
+    from hub.app import create_app
+    from hub.settings import HubSettings
+
+    paths = Paths.at(root)
+    params = load_params(paths.params)
+    settings = HubSettings.from_params(params, paths)
+    bind = host or params.hub.host
+    if bind not in LOOPBACK:
+        console.print(f"[yellow]binding {bind}: the hub is reachable from other machines[/]")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(settings)
+    console.print(f"hub on http://{bind}:{port or params.hub.port}  admin token in {settings.admin_token_file}")
+    uvicorn.run(
+        app, host=bind, port=port or params.hub.port, log_level="warning",
+        timeout_graceful_shutdown=int(grace), access_log=False,
+    )

@@ -1,0 +1,139 @@
+"""The fleet at a glance: staleness rules and the rendering of the fleet as rows and as an HTML page.
+
+Pure functions over plain values (no database, no HTTP): ``status_of`` decides "never seen" / "online"
+/ "offline" from the last heartbeat's time, ``summary_rows`` turns the ``GET /v1/fleet`` document into
+display rows (shared by the HTML page and ``edgeloop fleet``), ``render_fleet_html`` writes the page.
+An offline device is never shown with its last reported health: what it said is history, not its state.
+The page has inline CSS only (no script, no font, no CDN) so it works on a closed network.
+Leaves out: querying the database (hub.routes.fleet) and auto-refresh (reload the page).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from html import escape
+from typing import Any, Final, Literal
+
+NEVER_SEEN: Final = "never seen"
+ONLINE: Final = "online"
+OFFLINE: Final = "offline"
+COLUMNS = (
+    "device", "channel", "status", "health", "model", "last heard", "accuracy", "max drift", "backlog", "uploads",
+)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1d2330; }
+h1 { font-size: 1.5rem; }
+table { border-collapse: collapse; width: 100%; font-size: .9rem; }
+td, th { border-bottom: 1px solid #e4e6ea; padding: .35rem .5rem; text-align: left; vertical-align: top; }
+.badge { display: inline-block; padding: .1rem .6rem; border-radius: 1rem; color: #fff; font-weight: 600; }
+.online { background: #1b873f; } .offline { background: #c62828; } .never { background: #66708a; }
+.ok { color: #1b873f; } .degraded { color: #d9822b; font-weight: 600; } .error { color: #c62828; font-weight: 600; }
+.revoked { text-decoration: line-through; color: #66708a; }
+.muted { color: #66708a; } code { font-size: .85rem; }
+"""
+
+
+Status = Literal["never seen", "online", "offline"]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` with a UTC zone (SQLite hands timestamps back without one)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def status_of(received_at: datetime | None, now: datetime, stale_after_s: float) -> Status:
+    """"never seen" without a heartbeat, "offline" when silent longer than ``stale_after_s``, else "online"."""
+    if received_at is None:
+        return NEVER_SEEN
+    age = (as_utc(now) - as_utc(received_at)).total_seconds()
+    return OFFLINE if age > stale_after_s else ONLINE
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"  # pragma: no cover (the loop returns)
+
+
+def _max_drift(state: dict[str, Any]) -> str:
+    drift = state.get("drift") or {}
+    if not drift:
+        return "-"
+    name, score = max(drift.items(), key=lambda item: abs(float(item[1])))
+    return f"{name} {float(score):.3g}"
+
+
+def summary_row(device: dict[str, Any]) -> dict[str, str]:
+    """One device of the fleet document as display strings, keyed by ``COLUMNS``."""
+    beat = device.get("last_heartbeat") or {}
+    state = beat.get("state") or {}
+    accuracy = state.get("rolling_accuracy")
+    uploads = device.get("uploads") or {}
+    return {
+        "device": str(device["device_id"]),
+        "channel": str(device.get("channel", "")),
+        "status": str(device["status"]) + (" (revoked)" if device.get("revoked") else ""),
+        "health": str(device.get("health") or "-"),  # None unless online: an offline device is not healthy
+        "model": str(state.get("model_version") or "-"),
+        "last heard": human_age(beat.get("age_s")),
+        "accuracy": "-" if accuracy is None else f"{float(accuracy):.3f}",
+        "max drift": _max_drift(state),
+        "backlog": str(state.get("spool_backlog", "-")),
+        "uploads": f"{uploads.get('count', 0)} ({human_bytes(int(uploads.get('bytes', 0)))})",
+    }
+
+
+def summary_rows(fleet: dict[str, Any]) -> list[dict[str, str]]:
+    return [summary_row(device) for device in fleet.get("devices", [])]
+
+
+def _cell(column: str, value: str, device: dict[str, Any]) -> str:
+    text = escape(value)
+    if column == "status":
+        css = {ONLINE: "online", OFFLINE: "offline"}.get(str(device["status"]), "never")
+        text = f'<span class="badge {css}">{text}</span>'
+    elif column == "health" and value in {"ok", "degraded", "error"}:
+        text = f'<span class="{value}">{text}</span>'
+    elif column == "device":
+        text = f'<code class="{"revoked" if device.get("revoked") else ""}">{text}</code>'
+    return f"<td>{text}</td>"
+
+
+def render_fleet_html(fleet: dict[str, Any]) -> str:
+    """The whole fleet page from the ``GET /v1/fleet`` document."""
+    devices = fleet.get("devices", [])
+    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    body = []
+    for device in devices:
+        row = summary_row(device)
+        body.append("<tr>" + "".join(_cell(c, row[c], device) for c in COLUMNS) + "</tr>")
+    counts = {s: sum(1 for d in devices if d["status"] == s) for s in (ONLINE, OFFLINE, NEVER_SEEN)}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    table = (
+        f"<table><tr>{head}</tr>{''.join(body)}</table>" if body
+        else "<p class='muted'>No devices registered yet (<code>edgeloop devices add NAME</code>).</p>"
+    )
+    stale = float(fleet.get("stale_after_s", 0))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgeloop fleet</title>
+<style>{_CSS}</style></head><body>
+<h1>Fleet: {len(devices)} devices</h1>
+<p class="muted">{escape(summary)}. Generated {escape(str(fleet.get("generated_at", "")))};
+a device silent for more than {stale:.0f} s is shown offline. Reload the page to refresh.</p>
+{table}
+</body></html>
+"""

@@ -1,0 +1,57 @@
+"""Where uploaded batches land: a tiny storage interface and its local-filesystem implementation.
+
+Batches are content-addressed: ``<landing>/<device_id>/<batch_id>.parquet`` (edge.record.landing_path,
+which refuses any name that could escape the landing zone). Writing is idempotent: the same batch
+written twice, or by two racing requests, ends as one complete file with the same bytes. The local
+implementation writes temp + fsync + rename (edge.atomic), so the ingest stage never sees a half-written
+batch. An object store (S3, GCS, ...) can implement the same ``BatchStorage`` protocol later: a PUT of a
+whole object is atomic there too. Leaves out deleting and listing (ingest reads the landing zone itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from edge.atomic import write_bytes_atomic
+from edge.record import landing_path
+
+EXTENSION = "parquet"
+
+
+class BatchStorage(Protocol):
+    """The landing zone as the hub sees it: ask whether a batch is there, put one there."""
+
+    def exists(self, device_id: str, batch_id: str) -> bool:
+        """True when the complete batch is stored."""
+        ...
+
+    def put(self, device_id: str, batch_id: str, body: bytes) -> str:
+        """Store ``body`` (whose sha256 is ``batch_id``) atomically and idempotently; return its location."""
+        ...
+
+
+class LocalStorage:
+    """Batches as files under one folder (default: the project's data/uploads).
+
+    ``location`` strings are logical keys (``uploads/<device_id>/<batch_id>.parquet``), not server paths,
+    so responses do not reveal the hub's file system layout.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, device_id: str, batch_id: str) -> Path:
+        return landing_path(self.root, device_id, batch_id, EXTENSION)  # ValueError on unsafe names
+
+    def location(self, device_id: str, batch_id: str) -> str:
+        return f"{self.root.name}/{device_id}/{batch_id}.{EXTENSION}"
+
+    def exists(self, device_id: str, batch_id: str) -> bool:
+        return self.path(device_id, batch_id).is_file()
+
+    def put(self, device_id: str, batch_id: str, body: bytes) -> str:
+        path = self.path(device_id, batch_id)
+        if not path.is_file():  # a racing writer may rename the same bytes over it: harmless
+            write_bytes_atomic(path, body, mode=0o444)
+        return self.location(device_id, batch_id)
