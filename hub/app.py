@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,6 +89,9 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.state.engine = engine
     app.state.sessions = make_sessions(engine)
     app.state.metrics = HubMetrics()
+    # One writer at a time inside this process: SQLite allows one write transaction, and its busy
+    # handler waits by sleeping in growing steps, which turns lock contention into long tail latency.
+    app.state.write_lock = threading.Lock()
     admin_token, _ = load_or_create_admin_token(settings.admin_token_file)
     salt = secrets.token_hex(16)
     app.state.admin_digest = (salt, tokens.digest(admin_token, salt))
@@ -96,3 +100,15 @@ def create_app(settings: HubSettings) -> FastAPI:
     for module in (uploads, fleet, releases, ops):
         app.include_router(module.router)
     return app
+
+
+ROOT_ENV = "EDGELOOP_HUB_ROOT"
+
+
+def app_from_environment() -> FastAPI:
+    """App factory for uvicorn workers (``--workers N``): the project root comes from EDGELOOP_HUB_ROOT."""
+    from flows.params import load_params
+    from flows.paths import Paths
+
+    paths = Paths.at(os.environ.get(ROOT_ENV, "."))
+    return create_app(HubSettings.from_params(load_params(paths.params), paths))

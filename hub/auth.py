@@ -41,8 +41,9 @@ def authenticated_device(request: Request) -> Caller:
     if parsed is None:
         raise UNAUTHORIZED
     token_id, secret = parsed
-    with request.app.state.sessions() as session:
-        device = session.scalars(select(Device).where(Device.token_id == token_id)).first()
+    columns = (Device.device_id, Device.channel, Device.token_salt, Device.token_digest, Device.revoked_at)
+    with request.app.state.engine.connect() as connection:  # Core, not ORM: this runs on every request
+        device = connection.execute(select(*columns).where(Device.token_id == token_id)).first()
     if device is None or device.revoked_at is not None:
         raise UNAUTHORIZED
     if not tokens.matches(secret, device.token_salt, device.token_digest):

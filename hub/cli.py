@@ -8,6 +8,7 @@ Request logs are one ``key=value`` line per request, without headers or bodies.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default: hub.host, loopback).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: hub.port).", min=1, max=65535)] = None,
     grace: Annotated[float, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")] = 30.0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (each keeps its own /metrics counters).", min=1, max=64)
+    ] = 1,
     root: Annotated[Path, typer.Option("--root", help="Project folder holding params.yaml and data/.")] = Path("."),
 ) -> None:
     """Serve the hub over HTTP until interrupted."""
@@ -32,7 +36,7 @@ def serve(
 
     from flows.params import load_params
     from flows.paths import Paths
-    from hub.app import create_app
+    from hub.app import ROOT_ENV, create_app
     from hub.settings import HubSettings
 
     paths = Paths.at(root)
@@ -42,9 +46,10 @@ def serve(
     if bind not in LOOPBACK:
         console.print(f"[yellow]binding {bind}: the hub is reachable from other machines[/]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = create_app(settings)
+    create_app(settings)  # fail fast on a bad database URL; creates tables and the admin token once
     console.print(f"hub on http://{bind}:{port or params.hub.port}  admin token in {settings.admin_token_file}")
+    os.environ[ROOT_ENV] = str(paths.root)
     uvicorn.run(
-        app, host=bind, port=port or params.hub.port, log_level="warning",
-        timeout_graceful_shutdown=int(grace), access_log=False,
+        "hub.app:app_from_environment", factory=True, host=bind, port=port or params.hub.port,
+        workers=workers, log_level="warning", timeout_graceful_shutdown=int(grace), access_log=False,
     )

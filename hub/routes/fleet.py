@@ -99,11 +99,11 @@ def _upsert(session: Session, device_id: str, state: dict[str, Any], now: dateti
     session.commit()
 
 
-def record_heartbeat(sessions: Any, device_id: str, state: dict[str, Any]) -> datetime:
+def record_heartbeat(sessions: Any, device_id: str, state: dict[str, Any], write_lock: Any) -> datetime:
     """Store ``state`` as the device's latest heartbeat; the time it was received."""
     now = utc_now()
     for attempt in range(2):
-        with sessions() as session:
+        with write_lock, sessions() as session:
             try:
                 _upsert(session, device_id, state, now)
                 return now
@@ -118,7 +118,7 @@ def record_heartbeat(sessions: Any, device_id: str, state: dict[str, Any]) -> da
 def heartbeat(body: HeartbeatBody, request: Request, caller: Caller = Depends(device_itself)) -> HeartbeatRecorded:  # noqa: B008
     """Record the calling device's state (its token must be the path's device: else 403)."""
     state = body.model_dump(mode="json")
-    received = record_heartbeat(request.app.state.sessions, caller.device_id, state)
+    received = record_heartbeat(request.app.state.sessions, caller.device_id, state, request.app.state.write_lock)
     request.app.state.metrics.heartbeats.inc()
     return HeartbeatRecorded(device_id=caller.device_id, received_at=received, state=state)
 
