@@ -1,0 +1,1 @@
+"""edgeloop tests: unit tests of pure functions and integration tests with the real parts."""
