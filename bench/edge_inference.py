@@ -1,0 +1,116 @@
+"""Edge inference benchmark (issue 5, item 2): in-process single-row latency p50/p99 (one thread, after
+warm-up) and batch throughput, for the default model (HistGradientBoosting with params.yaml's hgb
+settings) trained on simulator data, exported with flows.stages.export and loaded by edge.inference from
+a release folder. sklearn ``predict_proba`` on the same row is timed side by side for the speed-up.
+
+    .venv/bin/python bench/edge_inference.py
+
+A benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.release_helpers builds the manifest
+
+from edge.telemetry import switch_off
+
+switch_off()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+
+from edge.inference import Predictor  # noqa: E402
+from edge.manifest import FeatureSpec, ReferenceStats, model_file  # noqa: E402
+from flows.stages.export import to_onnx_bytes  # noqa: E402
+from simulator.fleet import simulate_fleet  # noqa: E402
+from simulator.plant import LABEL_COLUMN, SENSOR_COLUMNS, SENSOR_RANGES  # noqa: E402
+from tests.release_helpers import make_manifest  # noqa: E402
+
+SINGLE_CALLS = 20_000
+SKLEARN_CALLS = 2_000
+BATCH_ROWS = 1_000
+BATCH_REPEAT = 50
+
+
+def percentile_us(samples: list[int], q: float) -> float:
+    return float(np.percentile(np.array(samples, dtype=np.float64), q)) / 1000.0
+
+
+def main() -> None:
+    frame = pd.concat(frame for _, frame in simulate_fleet(4, 10_000, 0, "2026-01-01", 60.0))
+    x = frame[list(SENSOR_COLUMNS)].to_numpy(dtype=np.float64)
+    y = frame[LABEL_COLUMN].to_numpy(dtype=np.int64)
+    estimator = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
+                                               l2_regularization=0.0, random_state=0).fit(x, y)
+    model = to_onnx_bytes(estimator, len(SENSOR_COLUMNS), 17, {})
+    features = tuple(FeatureSpec(c, "float", *SENSOR_RANGES[c], "", True) for c in SENSOR_COLUMNS)
+    manifest = replace(make_manifest(model, "bench-hgb"), features=features, model=model_file(model),
+                       reference={c: ReferenceStats((), (), 1.0) for c in SENSOR_COLUMNS})
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        (folder / "model.onnx").write_bytes(model)
+        (folder / "manifest.json").write_text(manifest.to_json())
+        started = time.perf_counter()
+        predictor = Predictor.from_folder(folder)
+        load_ms = (time.perf_counter() - started) * 1000
+
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in x[:SINGLE_CALLS]]
+    for row in rows[:1000]:  # warm the Python side as well
+        predictor.predict(row)
+    single = []
+    clock = time.perf_counter_ns
+    for row in rows:
+        t0 = clock()
+        predictor.predict(row)
+        single.append(clock() - t0)
+
+    sk_row = x[:1]
+    for _ in range(100):
+        estimator.predict_proba(sk_row)
+    sklearn = []
+    for i in range(SKLEARN_CALLS):
+        one = x[i:i + 1]
+        t0 = clock()
+        estimator.predict_proba(one)
+        sklearn.append(clock() - t0)
+
+    batch = x[:BATCH_ROWS]
+    predictor.predict_batch(batch)
+    t0 = time.perf_counter()
+    for _ in range(BATCH_REPEAT):
+        predictor.predict_batch(batch)
+    batch_rows_s = BATCH_ROWS * BATCH_REPEAT / (time.perf_counter() - t0)
+    listed = rows[:BATCH_ROWS]
+    t0 = time.perf_counter()
+    for _ in range(BATCH_REPEAT // 5):
+        predictor.predict_batch(listed)
+    list_rows_s = BATCH_ROWS * (BATCH_REPEAT // 5) / (time.perf_counter() - t0)
+
+    p50, p99 = percentile_us(single, 50), percentile_us(single, 99)
+    sk50, sk99 = percentile_us(sklearn, 50), percentile_us(sklearn, 99)
+    print("Command: `.venv/bin/python bench/edge_inference.py`")
+    print(f"Machine: {platform.machine()}, Python {platform.python_version()}; "
+          f"model: HGB {estimator.n_iter_} iterations (early stopping on), "
+          f"{len(SENSOR_COLUMNS)} features, trained on {len(x):,} simulator rows; ONNX {len(model):,} bytes; "
+          f"Predictor.from_folder (verify + load + warm-up) {load_ms:.0f} ms")
+    print()
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| edge predict, single row, p50 ({SINGLE_CALLS:,} calls, 1 thread) | {p50:.1f} µs |")
+    print(f"| edge predict, single row, p99 | {p99:.1f} µs |")
+    print(f"| sklearn predict_proba, single row, p50 / p99 ({SKLEARN_CALLS:,} calls) | {sk50:.1f} / {sk99:.1f} µs |")
+    print(f"| speed-up at p50 (sklearn / edge) | {sk50 / p50:.0f}× |")
+    print(f"| predict_batch, {BATCH_ROWS:,}-row numpy array | {batch_rows_s:,.0f} rows/s |")
+    print(f"| predict_batch, {BATCH_ROWS:,} rows as Python lists | {list_rows_s:,.0f} rows/s |")
+
+
+if __name__ == "__main__":
+    main()
