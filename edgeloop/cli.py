@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.telemetry import switch_off
+from edgeloop.cli_common import RootOption
 from edgeloop.errors import UserError
 from edgeloop.release_cli import release_app
 from hub.cli import hub_app
@@ -43,9 +44,6 @@ app.command("fleet")(fleet_command)
 console = Console(stderr=True)
 out = Console()
 
-RootOption = Annotated[
-    Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
-]
 
 
 def _load(root: Path) -> tuple[Params, Paths]:

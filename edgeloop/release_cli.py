@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeloop.cli_common import RootOption, sub_app
 from edgeloop.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,17 +26,9 @@ if TYPE_CHECKING:
     from flows.paths import Paths
     from flows.releases import ReleaseConfig
 
-release_app = typer.Typer(
-    help="Signed, versioned model releases (TUF): publish, promote, roll back, verify.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+release_app = sub_app("Signed, versioned model releases (TUF): publish, promote, roll back, verify.")
 out = Console()
 
-RootOption = Annotated[
-    Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
-]
 
 
 def _load(root: Path) -> tuple[Params, Paths, ReleaseConfig]:

@@ -15,8 +15,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-hub_app = typer.Typer(help="The hub: device uploads, heartbeats, fleet view and the release repository.",
-                      no_args_is_help=True)
+from edgeloop.cli_common import RootOption, sub_app
+
+hub_app = sub_app("The hub: device uploads, heartbeats, fleet view and the release repository.")
 console = Console(stderr=True)
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -29,7 +30,7 @@ def serve(
     workers: Annotated[
         int, typer.Option(help="Worker processes (each keeps its own /metrics counters).", min=1, max=64)
     ] = 1,
-    root: Annotated[Path, typer.Option("--root", help="Project folder holding params.yaml and data/.")] = Path("."),
+    root: RootOption = Path("."),
 ) -> None:
     """Serve the hub over HTTP until interrupted."""
     import uvicorn

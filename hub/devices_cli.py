@@ -18,23 +18,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeloop.cli_common import RootOption, sub_app
 from edgeloop.errors import UserError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-devices_app = typer.Typer(
-    help="Edge devices allowed to talk to the hub: add (issues a token), list, revoke.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+devices_app = sub_app("Edge devices allowed to talk to the hub: add (issues a token), list, revoke.")
 out = Console()
 note = Console(stderr=True)
 
-RootOption = Annotated[
-    Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
-]
 
 
 @contextmanager
