@@ -17,8 +17,15 @@ there are ``len(edges) + 1`` bins, the first open to -inf and the last to +inf, 
 ``missing_fraction`` is the training share of missing values. A feature with no non-missing training
 value has empty ``edges`` and ``proportions`` and ``missing_fraction`` 1.0.
 
-Validation is strict: every field is required except ``candidate``, unknown fields are rejected (a new
-field means a new ``format`` number), and every error is a ``ManifestError`` naming the field (``features[2].min``).
+Validation is strict: every field is required except ``candidate``, ``policy`` and ``columns``, unknown
+fields are rejected (a new field means a new ``format`` number), and every error is a ``ManifestError``
+naming the field (``features[2].min``, ``policy.shadow_margin``).
+
+``policy`` (``EdgePolicy``) is what the device applies around an update: the on-device shadow comparison
+(``shadow_margin``, ``min_shadow_rows``) and the watch after activation (``accuracy_floor``,
+``watch_window_s``, ``watch_min_feedback``, ``max_model_errors``); a manifest without one gets
+``DEFAULT_POLICY``. ``columns`` (``RecordColumns``) names the event id, device id and event time columns
+of the ground-truth records the device uploads. Both are absent from the JSON when ``None``.
 ``to_json`` is stable (sorted keys) and refuses to emit a manifest ``from_json`` would reject.
 
 Deliberately left out: signing and transport (TUF does both), reading files, deciding versions, and
@@ -39,7 +46,9 @@ from typing import Any
 __all__ = [
     "FORMAT",
     "MODEL_FILE",
+    "DEFAULT_POLICY",
     "ClassValue",
+    "EdgePolicy",
     "FeatureSpec",
     "GateRule",
     "GateResult",
@@ -47,6 +56,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "ModelFile",
+    "RecordColumns",
     "ReferenceStats",
     "model_file",
     "verify_model",
@@ -126,6 +136,30 @@ class ModelFile:
 
 
 @dataclass(frozen=True)
+class EdgePolicy:
+    """What the device applies around an update (see the module docstring)."""
+
+    shadow_margin: float = 0.02  # [0, 1]: reject a candidate scoring below current - margin on local labels
+    min_shadow_rows: int = 200  # >= 1: fewer labelled rows than this and the cloud gate alone decides
+    accuracy_floor: float = 0.8  # [0, 1]: watched accuracy below this after activation rolls back
+    watch_window_s: float = 3600.0  # > 0 seconds: how long a new activation is watched
+    watch_min_feedback: int = 50  # >= 1: labelled rows needed before the floor is judged
+    max_model_errors: int = 5  # >= 0: model errors tolerated in the watch window
+
+
+DEFAULT_POLICY = EdgePolicy()
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """Column names of the ground-truth records the device uploads (from params.yaml ``schema``)."""
+
+    event_id: str
+    device_id: str
+    event_time: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     version: str
     created: str  # ISO-8601, UTC
@@ -143,6 +177,13 @@ class Manifest:
     # The gate's deterministic candidate id, kept when publishing renames ``version`` to the release
     # number; optional (absent from the JSON when None) so candidate manifests stay unchanged.
     candidate: str | None = None
+    policy: EdgePolicy | None = None  # None: DEFAULT_POLICY applies (see ``edge_policy``)
+    columns: RecordColumns | None = None
+
+    @property
+    def edge_policy(self) -> EdgePolicy:
+        """The manifest's policy, or ``DEFAULT_POLICY`` when it carries none."""
+        return self.policy if self.policy is not None else DEFAULT_POLICY
 
     @property
     def feature_names(self) -> list[str]:
@@ -154,6 +195,10 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {} if self.candidate is None else {"candidate": self.candidate}
+        if self.policy is not None:
+            extra["policy"] = _policy_dict(self.policy)
+        if self.columns is not None:
+            extra["columns"] = _columns_dict(self.columns)
         return {
             **extra,
             "format": self.format,
@@ -211,6 +256,8 @@ class Manifest:
             min_runner_version=_pattern(top["min_runner_version"], "min_runner_version", _RUNNER_VERSION_PATTERN),
             model=_model(top["model"]),
             candidate=_pattern(top["candidate"], "candidate", _VERSION_PATTERN) if "candidate" in top else None,
+            policy=_policy(top["policy"]) if "policy" in top else None,
+            columns=_columns(top["columns"]) if "columns" in top else None,
         )
         return manifest
 
@@ -247,6 +294,14 @@ def _gate_dict(g: GateResult) -> dict[str, Any]:
     return {"passed": g.passed, "metric": g.metric, "metrics": dict(g.metrics), "rules": rules}
 
 
+def _policy_dict(p: EdgePolicy) -> dict[str, Any]:
+    return {name: getattr(p, name) for name in _POLICY_KEYS}
+
+
+def _columns_dict(c: RecordColumns) -> dict[str, Any]:
+    return {"event_id": c.event_id, "device_id": c.device_id, "event_time": c.event_time}
+
+
 def _lineage_dict(lin: Lineage) -> dict[str, Any]:
     return {
         "data_hash": lin.data_hash,
@@ -264,7 +319,10 @@ _TOP_KEYS = (
     "format", "version", "created", "features", "label", "classes", "positive_class", "decision_threshold",
     "reference", "gate", "lineage", "min_runner_version", "model",
 )
-_OPTIONAL_TOP_KEYS = ("candidate",)
+_OPTIONAL_TOP_KEYS = ("candidate", "policy", "columns")
+_POLICY_KEYS = (
+    "shadow_margin", "min_shadow_rows", "accuracy_floor", "watch_window_s", "watch_min_feedback", "max_model_errors",
+)
 
 
 def _reject_constant(name: str) -> float:
@@ -491,3 +549,41 @@ def _model(value: object) -> ModelFile:
     if size <= 0:
         raise ManifestError(f"model.bytes: {size} is not a positive size")
     return ModelFile(file=file, sha256=_pattern(raw["sha256"], "model.sha256", _SHA256_PATTERN), bytes=size)
+
+
+def _fraction(value: object, path: str) -> float:
+    number = _float(value, path)
+    if not 0.0 <= number <= 1.0:
+        raise ManifestError(f"{path}: {number} is not between 0 and 1")
+    return number
+
+
+def _at_least(value: object, path: str, low: int) -> int:
+    number = _int(value, path)
+    if number < low:
+        raise ManifestError(f"{path}: {number} is below {low}")
+    return number
+
+
+def _policy(value: object) -> EdgePolicy:
+    raw = _mapping(value, "policy", _POLICY_KEYS)
+    window = _float(raw["watch_window_s"], "policy.watch_window_s")
+    if window <= 0.0:
+        raise ManifestError(f"policy.watch_window_s: {window} is not a positive number of seconds")
+    return EdgePolicy(
+        shadow_margin=_fraction(raw["shadow_margin"], "policy.shadow_margin"),
+        min_shadow_rows=_at_least(raw["min_shadow_rows"], "policy.min_shadow_rows", 1),
+        accuracy_floor=_fraction(raw["accuracy_floor"], "policy.accuracy_floor"),
+        watch_window_s=window,
+        watch_min_feedback=_at_least(raw["watch_min_feedback"], "policy.watch_min_feedback", 1),
+        max_model_errors=_at_least(raw["max_model_errors"], "policy.max_model_errors", 0),
+    )
+
+
+def _columns(value: object) -> RecordColumns:
+    raw = _mapping(value, "columns", ("event_id", "device_id", "event_time"))
+    return RecordColumns(
+        event_id=_str(raw["event_id"], "columns.event_id"),
+        device_id=_str(raw["device_id"], "columns.device_id"),
+        event_time=_str(raw["event_time"], "columns.event_time"),
+    )

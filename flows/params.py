@@ -184,12 +184,24 @@ class ExpiryDays(_Frozen):
         return self
 
 
+class EdgePolicyParams(_Frozen):
+    """What devices apply around an update; written into every manifest (``edge.manifest.EdgePolicy``)."""
+
+    shadow_margin: float = Field(ge=0.0, le=1.0)
+    min_shadow_rows: int = Field(ge=1)
+    accuracy_floor: float = Field(ge=0.0, le=1.0)
+    watch_window_s: float = Field(gt=0)
+    watch_min_feedback: int = Field(ge=1)
+    max_model_errors: int = Field(ge=0)
+
+
 class ReleaseParams(_Frozen):
     repository: str = Field(min_length=1)
     root_key: str = Field(min_length=1)
     online_keys: str = Field(min_length=1)
     channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
     expiry_days: ExpiryDays
+    edge_policy: EdgePolicyParams
 
 
 class HubParams(_Frozen):

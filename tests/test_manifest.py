@@ -12,17 +12,21 @@ import pandas as pd
 import pytest
 
 from edge.manifest import (
+    DEFAULT_POLICY,
     FORMAT,
+    EdgePolicy,
     FeatureSpec,
     GateResult,
     GateRule,
     Lineage,
     Manifest,
     ManifestError,
+    RecordColumns,
     ReferenceStats,
     model_file,
     verify_model,
 )
+from flows.evaluation.bundle import build_manifest
 from flows.reference_stats import bin_index, feature_stats, reference_stats
 from tests.evaluation_helpers import make_params
 
@@ -194,3 +198,69 @@ def test_reference_stats_ties_constant_and_empty_features() -> None:
     assert constant == {"edges": [], "proportions": [1.0], "missing_fraction": 0.0}
     empty = feature_stats(np.full(4, np.nan), 10)
     assert empty == {"edges": [], "proportions": [], "missing_fraction": 1.0}
+
+
+# --- optional fields: the device's update policy and the upload column names ------------------------
+
+POLICY = EdgePolicy(shadow_margin=0.05, min_shadow_rows=10, accuracy_floor=0.7, watch_window_s=60.0,
+                    watch_min_feedback=5, max_model_errors=0)
+
+
+def with_extras() -> Manifest:
+    from dataclasses import replace
+
+    return replace(sample_manifest(), policy=POLICY, columns=RecordColumns("event_id", "device_id", "event_time"))
+
+
+def test_policy_and_columns_round_trip_and_are_absent_when_none() -> None:
+    plain = sample_manifest()
+    assert "policy" not in as_raw(plain) and "columns" not in as_raw(plain)
+    assert plain.edge_policy == DEFAULT_POLICY
+    assert (DEFAULT_POLICY.shadow_margin, DEFAULT_POLICY.min_shadow_rows) == (0.02, 200)
+    manifest = with_extras()
+    text = manifest.to_json()
+    assert Manifest.from_json(text) == manifest and Manifest.from_json(text).to_json() == text
+    assert manifest.edge_policy == POLICY
+    assert as_raw(manifest)["columns"] == {"event_id": "event_id", "device_id": "device_id", "event_time": "event_time"}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        ("policy/shadow_margin", 1.5, "policy.shadow_margin:"),
+        ("policy/shadow_margin", -0.1, "policy.shadow_margin:"),
+        ("policy/shadow_margin", "small", "policy.shadow_margin:"),
+        ("policy/min_shadow_rows", 0, "policy.min_shadow_rows:"),
+        ("policy/min_shadow_rows", 2.5, "policy.min_shadow_rows:"),
+        ("policy/accuracy_floor", 2, "policy.accuracy_floor:"),
+        ("policy/watch_window_s", 0, "policy.watch_window_s:"),
+        ("policy/watch_min_feedback", 0, "policy.watch_min_feedback:"),
+        ("policy/max_model_errors", -1, "policy.max_model_errors:"),
+        ("policy/max_model_errors", True, "policy.max_model_errors:"),
+        ("policy/surprise", 1, "policy.surprise: unknown field"),
+        ("policy/shadow_margin", DELETE, "policy.shadow_margin: required field is missing"),
+        ("policy", [1], "policy: expected an object"),
+        ("columns/event_id", "", "columns.event_id:"),
+        ("columns/device_id", DELETE, "columns.device_id: required field is missing"),
+        ("columns/extra", "x", "columns.extra: unknown field"),
+    ],
+)
+def test_policy_and_columns_errors_name_the_field(path: str, value: Any, named: str) -> None:
+    raw = as_raw(with_extras())
+    _set(raw, path, value)
+    with pytest.raises(ManifestError) as caught:
+        Manifest.from_json(json.dumps(raw))
+    assert str(caught.value).startswith(named), str(caught.value)
+
+
+def test_bundle_writes_the_params_policy_and_columns() -> None:
+    params = make_params({"release.edge_policy.shadow_margin": 0.1, "release.edge_policy.min_shadow_rows": 7})
+    names = params.schema.feature_names
+    reference = {n: sample_manifest().reference["temp_k"] for n in names}
+    manifest = build_manifest(params, "cand-0123456789ab", MODEL, reference, sample_manifest().gate,
+                              sample_manifest().lineage)
+    policy = manifest.edge_policy
+    assert (policy.shadow_margin, policy.min_shadow_rows) == (0.1, 7)
+    assert policy.accuracy_floor == params.release.edge_policy.accuracy_floor
+    assert manifest.columns == RecordColumns(params.schema.event_id, params.schema.device_id, params.schema.event_time)
+    assert Manifest.from_json(manifest.to_json()) == manifest

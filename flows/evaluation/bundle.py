@@ -2,7 +2,8 @@
 
 ``build_manifest`` turns params, the gate's verdict, reference statistics, lineage and the model bytes
 into a validated ``Manifest``: features and classes from ``params.schema``; ``positive_class`` only for
-binary labels (None otherwise); ``decision_threshold`` and ``min_runner_version`` from ``params.gate``.
+binary labels (None otherwise); ``decision_threshold`` and ``min_runner_version`` from ``params.gate``;
+``policy`` from ``params.release.edge_policy``; ``columns`` (event id, device id, event time) from the schema.
 
 ``replace_dir`` swaps a fully built folder into place: the new folder is built in a temporary sibling,
 the old one is renamed aside, the new one renamed in, the old one deleted. A reader sees the old folder
@@ -23,11 +24,13 @@ from typing import Any
 
 from edge.atomic import replace_dir as swap_dir
 from edge.manifest import (
+    EdgePolicy,
     FeatureSpec,
     GateResult,
     GateRule,
     Lineage,
     Manifest,
+    RecordColumns,
     ReferenceStats,
     model_file,
 )
@@ -77,6 +80,8 @@ def build_manifest(
         lineage=lineage,
         min_runner_version=params.gate.min_runner_version,
         model=model_file(model),
+        policy=EdgePolicy(**params.release.edge_policy.model_dump()),
+        columns=RecordColumns(event_id=schema.event_id, device_id=schema.device_id, event_time=schema.event_time),
     )
     manifest.to_json()  # validates: raises ManifestError naming the field
     return manifest
