@@ -3,8 +3,9 @@
 A ground-truth row is the params.yaml schema's columns (features, label, event id, device id, event
 time) plus the fixed columns below, which say what the edge knew when it sent the row. An upload batch
 is one file whose id is the sha256 of its bytes, landed at ``<root>/<device_id>/<batch_id>.<ext>``.
-Parquet is canonical; CSV is accepted at ingest for files dropped by hand. This module names things and
-checks names; reading and writing Parquet is the cloud's job (the edge has no pyarrow).
+Parquet and CSV are both accepted by the hub and ingest: edge runners send CSV (the edge has no
+pyarrow; edge.ground_truth writes it), cloud tools and the simulator write Parquet. This module names
+things and checks names; reading and writing the files is elsewhere.
 """
 
 from __future__ import annotations

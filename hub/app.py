@@ -71,7 +71,7 @@ class ObserveRequests:
 
 
 def create_app(settings: HubSettings) -> FastAPI:
-    from hub.routes import fleet, ops, releases, uploads
+    from hub.routes import fleet, ops, releases, summaries, uploads
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,7 +81,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app = FastAPI(
         title="edgeloop hub",
         version="1",
-        description="Device uploads and heartbeats, the fleet view, and the signed release repository.",
+        description="Device uploads, summaries and heartbeats, the fleet view, and the signed release repository.",
         lifespan=lifespan,
     )
     engine = make_engine(settings.database_url)
@@ -97,7 +97,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
     app.add_middleware(ObserveRequests)
-    for module in (uploads, fleet, releases, ops):
+    for module in (uploads, summaries, fleet, releases, ops):
         app.include_router(module.router)
     return app
 

@@ -16,13 +16,14 @@ from flows.paths import Paths
 @dataclass(frozen=True)
 class HubSettings:
     database_url: str
-    landing: Path  # where uploads land: data/uploads/<device_id>/<batch_id>.parquet
+    landing: Path  # where uploads land: data/uploads/<device_id>/<batch_id>.<parquet|csv>
     releases: Path  # the TUF repository served read-only under /releases/
     admin_token_file: Path
     max_upload_bytes: int
     poll_interval_s: float
     stale_after_polls: float
     schema: Schema
+    summaries: Path  # device summaries (aggregates-only mode): data/hub/summaries/<device_id>/<key>.json
 
     @classmethod
     def from_params(cls, params: Params, paths: Paths) -> HubSettings:
@@ -39,6 +40,7 @@ class HubSettings:
             poll_interval_s=hub.poll_interval_s,
             stale_after_polls=hub.stale_after_polls,
             schema=params.schema,
+            summaries=paths.data / "hub" / "summaries",
         )
 
     @property

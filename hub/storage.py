@@ -1,6 +1,6 @@
 """Where uploaded batches land: a tiny storage interface and its local-filesystem implementation.
 
-Batches are content-addressed: ``<landing>/<device_id>/<batch_id>.parquet`` (edge.record.landing_path,
+Batches are content-addressed: ``<landing>/<device_id>/<batch_id>.<parquet|csv>`` (edge.record.landing_path,
 which refuses any name that could escape the landing zone). Writing is idempotent: the same batch
 written twice, or by two racing requests, ends as one complete file with the same bytes. The local
 implementation writes temp + fsync + rename (edge.atomic), so the ingest stage never sees a half-written
@@ -16,17 +16,17 @@ from typing import Protocol
 from edge.atomic import write_bytes_atomic
 from edge.record import landing_path
 
-EXTENSION = "parquet"
+EXTENSION = "parquet"  # the default; edge runners send CSV (extension "csv")
 
 
 class BatchStorage(Protocol):
     """The landing zone as the hub sees it: ask whether a batch is there, put one there."""
 
-    def exists(self, device_id: str, batch_id: str) -> bool:
+    def exists(self, device_id: str, batch_id: str, extension: str = EXTENSION) -> bool:
         """True when the complete batch is stored."""
         ...
 
-    def put(self, device_id: str, batch_id: str, body: bytes) -> str:
+    def put(self, device_id: str, batch_id: str, body: bytes, extension: str = EXTENSION) -> str:
         """Store ``body`` (whose sha256 is ``batch_id``) atomically and idempotently; return its location."""
         ...
 
@@ -34,24 +34,24 @@ class BatchStorage(Protocol):
 class LocalStorage:
     """Batches as files under one folder (default: the project's data/uploads).
 
-    ``location`` strings are logical keys (``uploads/<device_id>/<batch_id>.parquet``), not server paths,
+    ``location`` strings are logical keys (``uploads/<device_id>/<batch_id>.<ext>``), not server paths,
     so responses do not reveal the hub's file system layout.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, device_id: str, batch_id: str) -> Path:
-        return landing_path(self.root, device_id, batch_id, EXTENSION)  # ValueError on unsafe names
+    def path(self, device_id: str, batch_id: str, extension: str = EXTENSION) -> Path:
+        return landing_path(self.root, device_id, batch_id, extension)  # ValueError on unsafe names
 
-    def location(self, device_id: str, batch_id: str) -> str:
-        return f"{self.root.name}/{device_id}/{batch_id}.{EXTENSION}"
+    def location(self, device_id: str, batch_id: str, extension: str = EXTENSION) -> str:
+        return f"{self.root.name}/{device_id}/{batch_id}.{extension}"
 
-    def exists(self, device_id: str, batch_id: str) -> bool:
-        return self.path(device_id, batch_id).is_file()
+    def exists(self, device_id: str, batch_id: str, extension: str = EXTENSION) -> bool:
+        return self.path(device_id, batch_id, extension).is_file()
 
-    def put(self, device_id: str, batch_id: str, body: bytes) -> str:
-        path = self.path(device_id, batch_id)
+    def put(self, device_id: str, batch_id: str, body: bytes, extension: str = EXTENSION) -> str:
+        path = self.path(device_id, batch_id, extension)
         if not path.is_file():  # a racing writer may rename the same bytes over it: harmless
             write_bytes_atomic(path, body, mode=0o444)
-        return self.location(device_id, batch_id)
+        return self.location(device_id, batch_id, extension)

@@ -154,9 +154,11 @@ def test_oversize_body_is_refused(hub: HubHandle, tokens: dict[str, str]) -> Non
 
 def test_wrong_content_type_is_refused(hub: HubHandle, tokens: dict[str, str]) -> None:
     body = encode_batch(frame("press-1", seed=6))
-    for content_type in ("text/csv", "application/json", ""):
+    for content_type in ("text/plain", "application/json", ""):
         response = upload(hub, "press-1", body, tokens["press-1"], content_type=content_type)
         assert response.status_code == 415, content_type
+    as_csv = upload(hub, "press-1", body, tokens["press-1"], content_type="text/csv")  # Parquet bytes, CSV label
+    assert as_csv.status_code == 422 and as_csv.json()["reason"] == "unreadable", as_csv.text
     ok = upload(hub, "press-1", body, tokens["press-1"], content_type="application/octet-stream")
     assert ok.status_code == 201
     GOOD.add(("press-1", hashlib.sha256(body).hexdigest()))
@@ -247,7 +249,7 @@ def test_devices_cli_add_list_revoke(hub: HubHandle) -> None:
 def test_openapi_documents_the_upload(hub: HubHandle) -> None:
     spec = httpx.get(f"{hub.url}/openapi.json", timeout=10).json()
     operation = spec["paths"]["/v1/devices/{device_id}/uploads"]["post"]
-    assert set(operation["requestBody"]["content"]) == {PARQUET, "application/octet-stream"}
+    assert set(operation["requestBody"]["content"]) == {PARQUET, "application/octet-stream", "text/csv"}
     assert {"200", "201", "401", "403", "413", "415", "422"} <= set(operation["responses"])
     assert "409" in operation["description"]  # the dedup choice is documented
 

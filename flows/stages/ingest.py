@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from edge.atomic import write_text_atomic
-from edge.record import BATCH_ID_PATTERN, batch_id
+from edge.record import BATCH_ID_PATTERN, MODEL_VERSION, PREDICTION, batch_id
 from flows.ingest.discover import Found, discover
 from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
 from flows.ingest.normalise import normalise
@@ -81,11 +81,12 @@ def _precheck(item: Found, bid: str, size: int, max_bytes: int) -> str | None:
 
 
 def _text_columns(params: Params) -> list[str]:
-    """CSV columns read as text: device ids ("007" stays "007") and string class labels."""
+    """CSV columns read as text: device ids ("007" stays "007"), model versions ("7" is a version, not a
+    number: edge runners upload CSV) and string class labels with the predictions made of them."""
     schema = params.schema
-    text = [schema.device_id]
+    text = [schema.device_id, MODEL_VERSION]
     if isinstance(schema.label.classes[0], str):
-        text.append(schema.label.name)
+        text += [schema.label.name, PREDICTION]
     return text
 
 

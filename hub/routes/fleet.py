@@ -4,7 +4,10 @@ A heartbeat replaces the device's previous one (one row per device in ``heartbea
 SQLAlchemy, no dialect-specific upsert: read, then insert or update, retried once if two heartbeats of
 a new device race). The fleet joins every registered device with its last heartbeat and its upload
 totals; a device silent longer than ``settings.stale_after_s`` is "offline" and its reported health is
-withheld (never shown healthy). Leaves out heartbeat history (only the latest is kept) and alerting.
+withheld (never shown healthy). A heartbeat may also carry the runner's recent model events (candidate
+rejected, activated, rolled back: at most 64), the version it would roll back to, and its spool's
+eviction counts per upload reason; they are stored with the rest of the state. Leaves out heartbeat
+history (only the latest is kept) and alerting.
 """
 
 from __future__ import annotations
@@ -39,7 +42,23 @@ HEARTBEAT_EXAMPLE: dict[str, Any] = {
     "spool_backlog": 0,
     "counters": {"predictions": 120000, "uploads": 118},
     "clock": "2026-11-27T02:00:00Z",
+    "previous_version": "6",
+    "events": [{"kind": "activated", "version": "7", "at": "2026-11-27T01:00:00Z", "detail": "shadow accuracy 0.94"}],
+    "evictions": {"random": 12},
 }
+EVICTION_REASONS = Literal["labelled", "uncertain", "anomaly", "random", "summary"]  # edge.spool.PRIORITIES
+Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class HeartbeatEvent(BaseModel):
+    """Something the runner did with a model: e.g. ``rejected``, ``activated``, ``rolled_back``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    version: Version | None = None
+    at: AwareDatetime
+    detail: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 class HeartbeatBody(BaseModel):
@@ -47,7 +66,8 @@ class HeartbeatBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [HEARTBEAT_EXAMPLE]})
 
-    model_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    model_version: Version | None = None
+    previous_version: Version | None = None  # what a rollback would return to
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
     health: Literal["ok", "degraded", "error"]
     drift: dict[Name, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict, max_length=256)
@@ -55,6 +75,8 @@ class HeartbeatBody(BaseModel):
     spool_backlog: Annotated[int, Field(ge=0, le=MAX_JSON_INT)] = 0
     counters: dict[Name, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict, max_length=256)
     clock: AwareDatetime  # the device's own clock when it sent this (skew shows against received_at)
+    events: list[HeartbeatEvent] = Field(default_factory=list, max_length=64)  # newest last
+    evictions: dict[EVICTION_REASONS, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict)
 
 
 class HeartbeatRecorded(BaseModel):

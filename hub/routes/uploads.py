@@ -1,23 +1,33 @@
-"""``POST /v1/devices/{device_id}/uploads``: a device lands one ground-truth batch (Parquet) in the hub.
+"""``POST /v1/devices/{device_id}/uploads``: a device lands one ground-truth batch (Parquet or CSV) in the hub.
 
 Checks, cheapest first, each refusal counted in ``edgeloop_hub_uploads{outcome="rejected",reason=...}``:
 auth (hub.auth: 401/403, device id pattern 422), ``Idempotency-Key`` is 64 lowercase hex (422
 ``bad_key``), content type (415 ``content_type``), size from Content-Length and then while streaming
 (413 ``too_large``; reading stops at the limit), empty body (422 ``empty``), key == sha256(body) (422
-``key_mismatch``), then a structural check of the Parquet footer against params.yaml's schema (422
-``schema``/``unreadable``/``no_rows``, naming the column or the parse problem). Only the footer is read:
-values (ranges, classes, timestamps) are the ingest stage's job, which quarantines bad batches.
+``key_mismatch``), then a structural check against params.yaml's schema (422 ``schema``/``unreadable``/
+``no_rows``, naming the column or the parse problem):
+
+- Parquet (``application/vnd.apache.parquet``, ``application/octet-stream``): only the footer is read:
+  every schema column present with a type that can hold it, and at least one row;
+- CSV (``text/csv``, what edge runners send: they have no pyarrow): strict UTF-8 (a BOM is allowed), a
+  header row naming every schema column once (extra columns such as the record columns or context
+  fields are allowed), rows counted with the csv module (quoted newlines are one row; blank lines are
+  skipped, as ingest does), no row with more fields than the header, and at least one row.
+
+Values (ranges, classes, timestamps, CSV cell types) are the ingest stage's job, which quarantines bad
+batches. A batch lands as ``uploads/<device_id>/<sha256>.parquet`` or ``.csv`` by its content type.
 
 Idempotency: the same key again gets the *same success* (200, the first response's body plus
 ``"deduplicated": true``), never 409, so a device that lost an acknowledgement simply retries. Racing
 identical requests are safe: the file is content-addressed and written atomically (identical bytes
 whoever wins), then the row is inserted under the UNIQUE (device_id, batch_id) constraint; the loser's
-IntegrityError turns into the deduplicated success. Hashing, Parquet, fsync and SQL run in the
-threadpool so the event loop keeps serving other devices. Leaves out CSV uploads and resumable uploads.
+IntegrityError turns into the deduplicated success. Hashing, parsing, fsync and SQL run in the
+threadpool so the event loop keeps serving other devices. Leaves out resumable uploads.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import re
@@ -44,7 +54,8 @@ from hub.storage import BatchStorage, LocalStorage
 router = APIRouter(tags=["uploads"])
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-MEDIA_TYPES: tuple[str, ...] = ("application/vnd.apache.parquet", "application/octet-stream")
+CSV = "text/csv"
+MEDIA_TYPES: tuple[str, ...] = ("application/vnd.apache.parquet", "application/octet-stream", CSV)
 EXAMPLE_KEY = "9f2c4e7a1b3d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8"
 EXAMPLE_RESULT: dict[str, Any] = {
     "device_id": "press-07", "batch_id": EXAMPLE_KEY, "bytes": 48213, "rows": 1000,
@@ -105,7 +116,8 @@ OPENAPI_EXTRA: dict[str, Any] = {
     }],
     "requestBody": {
         "required": True,
-        "description": "One ground-truth batch as Parquet (the format `edgeloop simulate` and edge runners write).",
+        "description": "One ground-truth batch: Parquet (what `edgeloop simulate` writes) or CSV with a header row "
+                       "(what edge runners send; probabilities as JSON list text).",
         "content": {media: BINARY for media in MEDIA_TYPES},
     }
 }
@@ -115,9 +127,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No, a wrong, or a revoked token (same body whatever was wrong)."},
     403: {"description": "The token belongs to another device."},
     413: _error(413, "Body larger than hub.max_upload_bytes.", "batch larger than 67108864 bytes", "too_large"),
-    415: _error(415, "Content-Type is not Parquet.", "Content-Type must be application/vnd.apache.parquet",
+    415: _error(415, "Content-Type is neither Parquet nor CSV.",
+                "Content-Type must be one of: application/vnd.apache.parquet, application/octet-stream, text/csv",
                 "content_type"),
-    422: _error(422, "Bad key, empty body, key/body mismatch, unreadable Parquet or a schema mismatch.",
+    422: _error(422, "Bad key, empty body, key/body mismatch, unreadable Parquet/CSV, no rows or a schema mismatch.",
                 "missing column 'torque_nm'", "schema"),
 }
 
@@ -138,8 +151,9 @@ def _iso(moment: datetime) -> str:
     return aware.isoformat()
 
 
-def _check_headers(request: Request, key: str | None, limit: int) -> str:
-    """The validated key; refuses bad keys (422), content types (415) and announced oversize (413)."""
+def _check_headers(request: Request, key: str | None, limit: int) -> tuple[str, str]:
+    """The validated key and the batch's file extension; refuses bad keys (422), content types (415) and
+    announced oversize (413)."""
     if key is None or not KEY_PATTERN.match(key):
         raise Rejected(422, "bad_key", "Idempotency-Key must be the body's sha256: 64 lowercase hex digits")
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -148,7 +162,7 @@ def _check_headers(request: Request, key: str | None, limit: int) -> str:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise Rejected(413, "too_large", f"batch larger than {limit} bytes")
-    return key
+    return key, "csv" if media == CSV else "parquet"
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -196,11 +210,7 @@ def check_structure(body: bytes, schema: Schema) -> int:
         raise Rejected(422, "unreadable", f"not a readable Parquet file: {reason}") from None
     roles = {f.name: "feature" for f in schema.features}
     roles |= {schema.label.name: "label", schema.event_time: "event_time"}
-    names = set(arrow.names)
-    missing = [name for name in schema.column_names if name not in names]
-    if missing:
-        raise Rejected(422, "schema", f"missing column{'s' if len(missing) > 1 else ''} "
-                                      f"{', '.join(repr(m) for m in missing)}")
+    _missing(list(arrow.names), schema)
     for name, role in roles.items():
         problem = _column_problem(name, arrow.field(name).type, role, schema)
         if problem:
@@ -208,6 +218,46 @@ def check_structure(body: bytes, schema: Schema) -> int:
     if rows < 1:
         raise Rejected(422, "no_rows", "the batch has no rows")
     return int(rows)
+
+
+def _missing(names: list[str], schema: Schema) -> None:
+    missing = [name for name in schema.column_names if name not in names]
+    if missing:
+        raise Rejected(422, "schema", f"missing column{'s' if len(missing) > 1 else ''} "
+                                      f"{', '.join(repr(m) for m in missing)}")
+
+
+def check_csv_structure(body: bytes, schema: Schema) -> int:
+    """Rows of a CSV ``body`` whose header fits ``schema``; Rejected(422) naming the problem otherwise."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Rejected(422, "unreadable", f"not a UTF-8 CSV file: byte 0x{body[exc.start:exc.start + 1].hex()} "
+                                          f"at offset {exc.start}") from None
+    if "\x00" in text:
+        raise Rejected(422, "unreadable", "not a UTF-8 CSV file: it contains NUL characters")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, [])
+        if not any(cell.strip() for cell in header):
+            raise Rejected(422, "unreadable", "not a CSV batch: the first line is not a header row")
+        duplicated = sorted({name for name in header if header.count(name) > 1})
+        if duplicated:
+            raise Rejected(422, "schema", f"column {duplicated[0]!r} appears more than once in the header")
+        _missing(header, schema)
+        rows = 0
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line: ingest skips these too
+            if len(record) > len(header):
+                raise Rejected(422, "unreadable", f"CSV line {reader.line_num} has {len(record)} fields, "
+                                                  f"the header has {len(header)}")
+            rows += 1
+    except csv.Error as exc:
+        raise Rejected(422, "unreadable", f"not a readable CSV file: line {reader.line_num}: {exc}"[:300]) from None
+    if rows < 1:
+        raise Rejected(422, "no_rows", "the batch has no rows")
+    return rows
 
 
 def _result(row: Upload, location: str, deduplicated: bool) -> dict[str, Any]:
@@ -222,20 +272,21 @@ def _existing(sessions: Any, device_id: str, batch_id: str) -> Upload | None:
         return row
 
 
-def _accept(state: Any, storage: BatchStorage, device_id: str, key: str, body: bytes) -> Stored:
+def _accept(state: Any, storage: BatchStorage, device_id: str, key: str, body: bytes, extension: str) -> Stored:
     """Blocking part (threadpool): verify the body, store the file, record the row."""
     if not body:
-        raise Rejected(422, "empty", "empty body: send one Parquet batch")
+        raise Rejected(422, "empty", "empty body: send one Parquet or CSV batch")
     if hashlib.sha256(body).hexdigest() != key:
         raise Rejected(422, "key_mismatch", "Idempotency-Key does not match the body's sha256")
     sessions = state.sessions
     # The file exists before its row does, so no file means no row: the common path skips the query.
-    known = _existing(sessions, device_id, key) if storage.exists(device_id, key) else None
+    known = _existing(sessions, device_id, key) if storage.exists(device_id, key, extension) else None
     if known is not None:  # a retry: same bytes (same hash), already validated; heal a lost file
-        return Stored(_result(known, storage.put(device_id, key, body), True), created=False)
+        return Stored(_result(known, storage.put(device_id, key, body, extension), True), created=False)
     settings: HubSettings = state.settings
-    rows = check_structure(body, settings.schema)
-    location = storage.put(device_id, key, body)  # file first: idempotent, content-addressed, atomic
+    check = check_csv_structure if extension == "csv" else check_structure
+    rows = check(body, settings.schema)
+    location = storage.put(device_id, key, body, extension)  # file first: idempotent, content-addressed, atomic
     row = Upload(device_id=device_id, batch_id=key, path=location, bytes=len(body), rows=rows, stored_at=utc_now())
     try:
         with state.write_lock, state.engine.begin() as connection:  # Core insert: a third of the ORM's cost
@@ -262,11 +313,12 @@ def _reject(metrics: HubMetrics, rejected: Rejected) -> JSONResponse:
     response_model=UploadResult,
     summary="Upload one ground-truth batch (idempotent)",
     description=(
-        "Lands one Parquet batch at `uploads/<device_id>/<sha256>.parquet`. `Idempotency-Key` must be the "
+        "Lands one batch at `uploads/<device_id>/<sha256>.parquet` (Parquet) or `.csv` (`text/csv`: UTF-8, "
+        "header row with every schema column; extra columns allowed). `Idempotency-Key` must be the "
         "body's sha256 (64 lowercase hex). The first success is 201; the same key again (sequential or "
         "racing) returns 200 with the same body and `deduplicated: true`, never 409, and stores nothing "
         "twice. Refusals: 401/403 auth, 413 too large, 415 content type, 422 bad key, empty body, key "
-        "mismatch, unreadable Parquet or schema mismatch (the detail names the column)."
+        "mismatch, unreadable Parquet/CSV, no rows or schema mismatch (the detail names the column)."
     ),
     responses=RESPONSES,
     openapi_extra=OPENAPI_EXTRA,
@@ -280,9 +332,9 @@ async def upload_batch(
     settings: HubSettings = state.settings
     metrics: HubMetrics = state.metrics
     try:
-        key = _check_headers(request, request.headers.get("idempotency-key"), settings.max_upload_bytes)
+        key, extension = _check_headers(request, request.headers.get("idempotency-key"), settings.max_upload_bytes)
         body = await _read_body(request, settings.max_upload_bytes)
-        stored = await run_in_threadpool(_accept, state, _storage(request), caller.device_id, key, body)
+        stored = await run_in_threadpool(_accept, state, _storage(request), caller.device_id, key, body, extension)
     except Rejected as rejected:
         return _reject(metrics, rejected)
     if stored.created:
