@@ -34,7 +34,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,11 +222,14 @@ def fetch_release(
     root_bytes: bytes | None = None,
     limits: ClientLimits | None = None,
     current_version: int | None = None,
+    skip_versions: Collection[int] = (),
 ) -> FetchedRelease:
     """Fetch and verify the release ``channel`` points at into ``staging_dir/<version>``.
 
     ``root_bytes`` is the trusted root metadata to start from (required on first use; afterwards the
-    root cached in ``metadata_dir`` is trusted). Raises ``ReleaseRejected`` or ``ReleaseUnavailable``.
+    root cached in ``metadata_dir`` is trusted). A pointed version equal to ``current_version`` or in
+    ``skip_versions`` (releases the device refused or rolled back) is not downloaded: ``changed`` is
+    False. Raises ``ReleaseRejected`` or ``ReleaseUnavailable``.
     """
     if not _CHANNEL.match(channel):
         raise ValueError(f"channel {channel!r} is not a valid channel name")
@@ -236,7 +239,7 @@ def fetch_release(
     with _exclusive(Path(metadata_dir)), _classified():
         version, folder, manifest = _fetch(
             Path(metadata_dir), metadata_url, targets_url, channel, Path(staging_dir), root_bytes, limits,
-            current_version, fetcher,
+            current_version, frozenset(skip_versions), fetcher,
         )
     return FetchedRelease(
         channel, version, folder is not None, folder, manifest, fetcher.requests, fetcher.bytes,
@@ -276,13 +279,14 @@ def _updater(metadata_dir: Path, metadata_url: str, targets_url: str | None, roo
 
 def _fetch(
     metadata_dir: Path, metadata_url: str, targets_url: str, channel: str, staging_dir: Path,
-    root_bytes: bytes | None, limits: ClientLimits, current_version: int | None, fetcher: DeadlineFetcher,
+    root_bytes: bytes | None, limits: ClientLimits, current_version: int | None, skip: frozenset[int],
+    fetcher: DeadlineFetcher,
 ) -> tuple[int, Path | None, Manifest | None]:
     updater = _updater(metadata_dir, metadata_url, targets_url, root_bytes, fetcher)
     updater.refresh()
     pointer_info = _targetinfo(updater, f"channels/{channel}.json", f"channel {channel!r} has no release")
     version, model_path, manifest_path = _pointer(pointer_info.custom)
-    if version == current_version:
+    if version == current_version or version in skip:
         return version, None, None
     model_info = _targetinfo(updater, model_path, f"release {version} has no {model_path}")
     manifest_info = _targetinfo(updater, manifest_path, f"release {version} has no {manifest_path}")
