@@ -1,7 +1,8 @@
 """A real hub for tests: uvicorn on 127.0.0.1 (ephemeral port) in a background thread.
 
 ``running_hub(root)`` copies params.yaml into ``root`` when it is missing, starts the app built from it,
-yields a handle with the base URL, the admin token and the app, and stops the server afterwards.
+yields a handle with the base URL (on ``port`` when given, so a test can restart a hub where
+devices expect it), the admin token and the app, and stops the server afterwards.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_hub(root: Path) -> Iterator[HubHandle]:
+def running_hub(root: Path, port: int | None = None) -> Iterator[HubHandle]:
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "params.yaml").exists():
         shutil.copy(REPO / "params.yaml", root / "params.yaml")
     paths = Paths.at(root)
     settings = HubSettings.from_params(load_params(paths.params), paths)
     app = create_app(settings)
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

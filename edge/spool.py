@@ -1,0 +1,364 @@
+"""The durable upload spool: selected ground-truth rows and summaries wait here until the hub has them.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: ``put`` returns only after its transaction is
+committed, so a row that ``put`` returned for survives a power cut or ``kill -9``. Tables:
+
+- ``pending``: rows not yet in a batch (their JSON, reason, priority, size in bytes);
+- ``sealed``: batches cut from pending rows, each stored with its exact body and key = sha256(body),
+  until ``acknowledge(key)``; summaries (``put_summary``) go straight in as sealed batches;
+- ``evictions``: rows dropped to respect the quota, counted per reason (survives restarts).
+
+Priorities (evicted first -> last): random 0, uncertain 1, anomaly 2, labelled 3, summary 4. Stored
+bytes are the pending rows' JSON sizes plus the sealed bodies. When a ``put`` would exceed
+``quota_bytes``, pending rows are evicted lowest priority first, oldest first within a priority (the
+new rows included: a random row does not push out a labelled mistake). Sealed batches are evicted
+(oldest first, each of their rows counted under its reason) only when no pending row is left.
+
+Batching: ``seal`` first returns the oldest unacknowledged sealed batch again, byte for byte
+identical, so a retry after a crash or a lost acknowledgement hits the hub's deduplication. Only
+when nothing is sealed does it cut a new batch, in ONE transaction: highest priority first, oldest
+first within a priority (labelled mistakes leave the device first; under a thin link low-priority
+rows wait, and they are the ones the quota evicts), at most ``max_rows`` rows and ``max_bytes`` bytes
+of body (a single larger row still goes alone).
+
+``RecentLabelled`` keeps the newest ``capacity`` labelled rows (all features, local-only ones
+included) for on-device shadow validation of a candidate model. It holds values that must never be
+uploaded, so keep it in its own file, not in the spool's. Thread safe: one connection per object,
+guarded by a lock. Leaves out encoding rows (the caller's ``encode``, e.g. edge.ground_truth.encode_rows),
+sending (edge.uploader) and privacy (rows arrive already filtered). Standard library and numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "PRIORITIES",
+    "RecentLabelled",
+    "SealedBatch",
+    "Spool",
+    "SpoolEntry",
+    "SUMMARY",
+]
+
+SUMMARY = "summary"
+PRIORITIES: dict[str, int] = {"random": 0, "uncertain": 1, "anomaly": 2, "labelled": 3, SUMMARY: 4}
+
+Encode = Callable[[Sequence[Mapping[str, Any]]], bytes]
+
+_SPOOL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    priority INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_order ON pending (priority, id);
+CREATE TABLE IF NOT EXISTS sealed (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    rows INTEGER NOT NULL,
+    reasons TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evictions (
+    reason TEXT PRIMARY KEY,
+    count INTEGER NOT NULL
+);
+"""
+
+_RECENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recent (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    width INTEGER NOT NULL,
+    features BLOB NOT NULL,
+    label TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    reason: str  # one of edge.record.UPLOAD_REASONS: sets the eviction priority
+    row: Mapping[str, Any]  # JSON-serialisable row (edge.ground_truth.build_row), privacy already applied
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    key: str  # sha256 of body: the upload's Idempotency-Key
+    body: bytes
+    kind: Literal["rows", "summary"]
+    rows: int  # data rows in the body (0 for a summary)
+    reasons: Mapping[str, int]  # rows per upload reason
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():  # ground truth is private: owner-only from the start
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _priority(reason: str) -> int:
+    try:
+        return PRIORITIES[reason]
+    except KeyError:
+        raise ValueError(f"reason: {reason!r} is not one of {list(PRIORITIES)}") from None
+
+
+class Spool:
+    """Durable, quota-bounded queue of upload rows and summaries (see the module docstring)."""
+
+    def __init__(self, path: Path, quota_bytes: int) -> None:
+        if quota_bytes < 1:
+            raise ValueError(f"quota_bytes: expected a positive size, got {quota_bytes}")
+        self.path = path
+        self.quota_bytes = quota_bytes
+        self._lock = threading.Lock()
+        self._db = _connect(path)
+        self._db.executescript(_SPOOL_SCHEMA)
+        self._bytes = self._count_bytes()
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.path)!r}, quota_bytes={self.quota_bytes})"
+
+    def _count_bytes(self) -> int:
+        pending = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM pending").fetchone()[0]
+        sealed = self._db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM sealed").fetchone()[0]
+        return int(pending) + int(sealed)
+
+    # -- writing --
+
+    def put(self, rows: Sequence[SpoolEntry]) -> list[str]:
+        """Store ``rows`` durably (returns after the commit); the reasons of rows evicted for the quota."""
+        records = []
+        for entry in rows:
+            payload = json.dumps(dict(entry.row), allow_nan=False, separators=(",", ":"))
+            records.append((_priority(entry.reason), entry.reason, len(payload.encode("utf-8")), payload))
+        if not records:
+            return []
+        with self._lock:
+            try:
+                with _transaction(self._db) as db:
+                    db.executemany("INSERT INTO pending (priority, reason, size, payload) VALUES (?, ?, ?, ?)",
+                                   records)
+                    total = self._bytes + sum(r[2] for r in records)
+                    evicted, total = self._evict(db, total)
+                self._bytes = total
+            except BaseException:
+                self._bytes = self._count_bytes()
+                raise
+        return evicted
+
+    def put_summary(self, doc: Mapping[str, Any]) -> str:
+        """Store a summary document (canonical JSON) as a sealed batch, durably; returns its key."""
+        body = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        key = hashlib.sha256(body).hexdigest()
+        with self._lock:
+            try:
+                with _transaction(self._db) as db:
+                    cursor = db.execute("INSERT OR IGNORE INTO sealed (key, kind, body, rows, reasons) "
+                                        "VALUES (?, 'summary', ?, 0, ?)", (key, body, json.dumps({SUMMARY: 1})))
+                    total = self._bytes + (len(body) if cursor.rowcount else 0)
+                    _, total = self._evict(db, total)
+                self._bytes = total
+            except BaseException:
+                self._bytes = self._count_bytes()
+                raise
+        return key
+
+    def _evict(self, db: sqlite3.Connection, total: int) -> tuple[list[str], int]:
+        """Drop rows (then sealed batches) until ``total`` fits the quota; record counts. In a transaction."""
+        evicted: list[str] = []
+        if total <= self.quota_bytes:
+            return evicted, total
+        ids: list[tuple[int]] = []
+        for row_id, reason, size in db.execute("SELECT id, reason, size FROM pending ORDER BY priority, id"):
+            if total <= self.quota_bytes:
+                break
+            ids.append((row_id,))
+            evicted.append(reason)
+            total -= size
+        db.executemany("DELETE FROM pending WHERE id = ?", ids)
+        if total > self.quota_bytes:
+            keys: list[tuple[str]] = []
+            for key, reasons, size in db.execute("SELECT key, reasons, LENGTH(body) FROM sealed ORDER BY seq"):
+                if total <= self.quota_bytes:
+                    break
+                keys.append((key,))
+                for reason, count in json.loads(reasons).items():
+                    evicted += [reason] * int(count)
+                total -= size
+            db.executemany("DELETE FROM sealed WHERE key = ?", keys)
+        counts: dict[str, int] = {}
+        for reason in evicted:
+            counts[reason] = counts.get(reason, 0) + 1
+        db.executemany("INSERT INTO evictions (reason, count) VALUES (?, ?) "
+                       "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count", counts.items())
+        return evicted, total
+
+    # -- batching --
+
+    def seal(self, max_rows: int, max_bytes: int, encode: Encode) -> SealedBatch | None:
+        """The oldest unacknowledged batch again (identical bytes), else a new one cut from pending rows."""
+        if max_rows < 1 or max_bytes < 1:
+            raise ValueError("max_rows and max_bytes must be positive")
+        with self._lock:
+            query = "SELECT key, body, kind, rows, reasons FROM sealed ORDER BY seq LIMIT 1"
+            found = self._db.execute(query).fetchone()
+            if found is not None:
+                return _sealed(found)
+            with _transaction(self._db) as db:
+                chosen = self._choose(db, max_rows, max_bytes)
+                if not chosen:
+                    return None
+                body = encode([json.loads(payload) for _, _, _, payload in chosen])
+                while len(body) > max_bytes and len(chosen) > 1:
+                    chosen = chosen[: len(chosen) // 2]
+                    body = encode([json.loads(payload) for _, _, _, payload in chosen])
+                reasons: dict[str, int] = {}
+                for _, reason, _, _ in chosen:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+                key = hashlib.sha256(body).hexdigest()
+                db.execute("INSERT INTO sealed (key, kind, body, rows, reasons) VALUES (?, 'rows', ?, ?, ?)",
+                           (key, body, len(chosen), json.dumps(reasons, sort_keys=True)))
+                db.executemany("DELETE FROM pending WHERE id = ?", [(row_id,) for row_id, _, _, _ in chosen])
+                self._bytes += len(body) - sum(size for _, _, size, _ in chosen)
+            return SealedBatch(key, body, "rows", len(chosen), reasons)
+
+    @staticmethod
+    def _choose(db: sqlite3.Connection, max_rows: int, max_bytes: int) -> list[tuple[int, str, int, str]]:
+        chosen: list[tuple[int, str, int, str]] = []
+        used = 0
+        query = "SELECT id, reason, size, payload FROM pending ORDER BY priority DESC, id LIMIT ?"
+        for row_id, reason, size, payload in db.execute(query, (max_rows,)):
+            if chosen and used + size > max_bytes:
+                break
+            chosen.append((row_id, reason, size, payload))
+            used += size
+        return chosen
+
+    def acknowledge(self, key: str) -> bool:
+        """Forget the sealed batch ``key`` (the hub has it, or it was quarantined); False if unknown."""
+        with self._lock, _transaction(self._db) as db:
+            size = db.execute("SELECT LENGTH(body) FROM sealed WHERE key = ?", (key,)).fetchone()
+            if size is None:
+                return False
+            db.execute("DELETE FROM sealed WHERE key = ?", (key,))
+            self._bytes -= int(size[0])
+        return True
+
+    # -- reading --
+
+    def backlog_rows(self) -> int:
+        """Rows waiting: pending plus those in unacknowledged sealed batches."""
+        with self._lock:
+            pending = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+            sealed = self._db.execute("SELECT COALESCE(SUM(rows), 0) FROM sealed").fetchone()[0]
+        return int(pending) + int(sealed)
+
+    def backlog_batches(self) -> int:
+        """Sealed batches (rows and summaries) waiting for an acknowledgement."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM sealed").fetchone()[0])
+
+    def backlog_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def has_backlog(self) -> bool:
+        with self._lock:
+            for table in ("sealed", "pending"):
+                if self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
+                    return True
+        return False
+
+    def evictions(self) -> dict[str, int]:
+        """Rows evicted for the quota since the spool was created, per reason."""
+        with self._lock:
+            return {str(r): int(c) for r, c in self._db.execute("SELECT reason, count FROM evictions ORDER BY reason")}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _sealed(found: tuple[Any, ...]) -> SealedBatch:
+    key, body, kind, rows, reasons = found
+    return SealedBatch(str(key), bytes(body), "summary" if kind == "summary" else "rows", int(rows),
+                       {str(k): int(v) for k, v in json.loads(reasons).items()})
+
+
+class RecentLabelled:
+    """The newest ``capacity`` labelled rows (features as float64, NaN for missing), durable."""
+
+    def __init__(self, path: Path, capacity: int = 5000) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity: expected a positive count, got {capacity}")
+        self.path = path
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._db = _connect(path)
+        self._db.executescript(_RECENT_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"RecentLabelled({str(self.path)!r}, capacity={self.capacity})"
+
+    def add(self, features: Sequence[float | None], label: int | str) -> None:
+        values = np.array([np.nan if v is None else float(v) for v in features], dtype=np.float64)
+        with self._lock, _transaction(self._db) as db:
+            cursor = db.execute("INSERT INTO recent (width, features, label) VALUES (?, ?, ?)",
+                                (len(values), values.tobytes(), json.dumps(label)))
+            db.execute("DELETE FROM recent WHERE id <= ?", (int(cursor.lastrowid or 0) - self.capacity,))
+
+    def rows(self, n: int) -> tuple[np.ndarray, list[int | str]]:
+        """The newest ``n`` rows, oldest first, as float32 ``[rows, features]`` and their labels.
+
+        Only rows as wide as the newest one are returned (a model with other features came before).
+        """
+        with self._lock:
+            newest = self._db.execute("SELECT width FROM recent ORDER BY id DESC LIMIT 1").fetchone()
+            if newest is None or n < 1:
+                return np.zeros((0, 0 if newest is None else int(newest[0])), dtype=np.float32), []
+            width = int(newest[0])
+            found = self._db.execute("SELECT features, label FROM recent WHERE width = ? ORDER BY id DESC LIMIT ?",
+                                     (width, n)).fetchall()
+        found.reverse()
+        matrix = np.frombuffer(b"".join(bytes(f) for f, _ in found), dtype=np.float64).reshape(len(found), width)
+        return matrix.astype(np.float32), [json.loads(label) for _, label in found]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM recent").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
