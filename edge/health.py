@@ -1,0 +1,247 @@
+"""Runner health: rolling accuracy from feedback, error counters, the status word, and the post-activation watch.
+
+``HealthMonitor`` counts predictions, model errors (the model failed on valid input), input errors (the
+caller sent a row the schema refuses) and feedback, and keeps the last ``window`` feedback outcomes for
+``rolling_accuracy()``. ``status(...)`` gives the word the hub heartbeat accepts:
+
+* "error": no model is loaded, or the most recent model call failed (no success since the last model error);
+* "degraded": a model error within the last ``error_memory_s`` seconds, rolling accuracy below a given
+  floor on at least ``min_feedback`` outcomes, or "major" drift;
+* "ok": otherwise.
+
+``WatchWindow`` watches a freshly activated model for ``rules.watch_window_s`` seconds from its activation
+time. ``rollback_reason(now)`` returns why it should be rolled back, or None: more than
+``rules.max_model_errors`` model errors since activation, or, with at least ``rules.watch_min_feedback``
+feedback outcomes since activation, accuracy on them below ``rules.accuracy_floor``. After the window
+ends it always returns None (the model has been kept). Feedback given with a ``model_version`` other than
+the watched one (a prediction the previous model made) is not counted. ``HealthMonitor.start_watch``
+attaches a window so ``feedback``/``model_error`` feed both. ``WatchRules`` has the field names of the
+manifest's edge policy; the runner maps one onto the other.
+
+All times are seconds on one clock (``time.time`` by default; pass ``clock`` to use another). A watch
+rebuilt after a restart counts only what it sees after it is rebuilt.
+
+Leaves out: performing the rollback (the runner swaps releases), persistence of counters, and drift
+(edge.drift). Standard library only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["STATUSES", "HealthMonitor", "PolicyLike", "WatchRules", "WatchWindow"]
+
+STATUSES = ("ok", "degraded", "error")  # exactly the words the hub heartbeat accepts
+
+Clock = Callable[[], float]
+
+
+class PolicyLike(Protocol):
+    """Anything carrying the four watch fields (edge.manifest.EdgePolicy does)."""
+
+    @property
+    def accuracy_floor(self) -> float: ...
+    @property
+    def watch_window_s(self) -> float: ...
+    @property
+    def watch_min_feedback(self) -> int: ...
+    @property
+    def max_model_errors(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class WatchRules:
+    """When a newly activated model is rolled back (same field names as the manifest's edge policy)."""
+
+    accuracy_floor: float  # roll back when accuracy since activation is below this (0..1)
+    watch_window_s: float  # how long after activation the rules apply
+    watch_min_feedback: int  # feedback outcomes needed before accuracy is judged
+    max_model_errors: int  # roll back on more model errors than this since activation
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.accuracy_floor <= 1.0:
+            raise ValueError(f"accuracy_floor: {self.accuracy_floor} is not between 0 and 1")
+        if self.watch_window_s < 0:
+            raise ValueError(f"watch_window_s: {self.watch_window_s} is negative")
+        if self.watch_min_feedback < 1:
+            raise ValueError(f"watch_min_feedback: {self.watch_min_feedback} is below 1")
+        if self.max_model_errors < 0:
+            raise ValueError(f"max_model_errors: {self.max_model_errors} is negative")
+
+    @classmethod
+    def from_policy(cls, policy: PolicyLike) -> WatchRules:
+        """The watch fields of a policy object (e.g. the manifest's ``EdgePolicy``)."""
+        return cls(policy.accuracy_floor, policy.watch_window_s, policy.watch_min_feedback, policy.max_model_errors)
+
+
+class WatchWindow:
+    """Feedback and model errors of one model since its activation; decides a rollback. Thread-safe."""
+
+    def __init__(self, rules: WatchRules, activated_at: float, version: str | None = None) -> None:
+        self.rules = rules
+        self.activated_at = activated_at
+        self.version = version
+        self._feedback = 0
+        self._correct = 0
+        self._model_errors = 0
+        self._lock = threading.Lock()
+
+    @property
+    def ends_at(self) -> float:
+        return self.activated_at + self.rules.watch_window_s
+
+    def active(self, now: float) -> bool:
+        return self.activated_at <= now <= self.ends_at
+
+    def feedback(self, correct: bool, model_version: str | None = None) -> None:
+        """Count one feedback outcome (skipped when it is about another model's prediction)."""
+        if model_version is not None and self.version is not None and model_version != self.version:
+            return
+        with self._lock:
+            self._feedback += 1
+            self._correct += bool(correct)
+
+    def model_error(self) -> None:
+        with self._lock:
+            self._model_errors += 1
+
+    def accuracy(self) -> float | None:
+        """Accuracy on feedback since activation, None without feedback."""
+        with self._lock:
+            return self._correct / self._feedback if self._feedback else None
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"feedback": self._feedback, "correct": self._correct, "model_errors": self._model_errors}
+
+    def rollback_reason(self, now: float) -> str | None:
+        """Why the watched model should be rolled back now, or None (always None outside the window)."""
+        if not self.active(now):
+            return None
+        rules = self.rules
+        with self._lock:
+            feedback, correct, errors = self._feedback, self._correct, self._model_errors
+        if errors > rules.max_model_errors:
+            return f"{errors} model errors since activation (more than max_model_errors {rules.max_model_errors})"
+        if feedback >= rules.watch_min_feedback and correct / feedback < rules.accuracy_floor:
+            return (f"accuracy {correct / feedback:.3f} on {feedback} feedback rows since activation is below "
+                    f"accuracy_floor {rules.accuracy_floor}")
+        return None
+
+
+class HealthMonitor:
+    """Counters, rolling accuracy and the status word of a runner. Thread-safe."""
+
+    def __init__(self, window: int = 500, error_memory_s: float = 300.0, clock: Clock = time.time) -> None:
+        if window < 1:
+            raise ValueError(f"window: expected a positive number of feedback rows, got {window}")
+        self.window = window
+        self.error_memory_s = error_memory_s
+        self._clock = clock
+        self._outcomes: deque[bool] = deque(maxlen=window)
+        self._rolling_correct = 0
+        self._predictions = 0
+        self._model_errors = 0
+        self._input_errors = 0
+        self._feedback = 0
+        self._correct = 0
+        self._last_model_error: float | None = None
+        self._failing = False  # the most recent model call failed
+        self._watch: WatchWindow | None = None
+        self._lock = threading.Lock()
+
+    # -- events --
+
+    def prediction(self, count: int = 1) -> None:
+        """``count`` rows were predicted successfully."""
+        with self._lock:
+            self._predictions += count
+            self._failing = False
+
+    def model_error(self) -> None:
+        """The model failed on input the schema accepted."""
+        with self._lock:
+            self._model_errors += 1
+            self._last_model_error = self._clock()
+            self._failing = True
+            watch = self._watch
+        if watch is not None:
+            watch.model_error()
+
+    def input_error(self) -> None:
+        """A caller sent a row the schema refused (counted only; it says nothing about the model)."""
+        with self._lock:
+            self._input_errors += 1
+
+    def feedback(self, correct: bool, model_version: str | None = None) -> None:
+        """A label arrived for an earlier prediction; ``correct`` = the prediction matched it."""
+        correct = bool(correct)
+        with self._lock:
+            if len(self._outcomes) == self.window:
+                self._rolling_correct -= self._outcomes[0]
+            self._outcomes.append(correct)
+            self._rolling_correct += correct
+            self._feedback += 1
+            self._correct += correct
+            watch = self._watch
+        if watch is not None:
+            watch.feedback(correct, model_version)
+
+    # -- the watch --
+
+    def start_watch(self, rules: WatchRules, activated_at: float, version: str | None = None) -> WatchWindow:
+        """Watch a newly activated model; feedback and model errors from now on feed it too."""
+        watch = WatchWindow(rules, activated_at, version)
+        with self._lock:
+            self._watch = watch
+        return watch
+
+    def stop_watch(self) -> None:
+        with self._lock:
+            self._watch = None
+
+    @property
+    def watch(self) -> WatchWindow | None:
+        return self._watch
+
+    def rollback_reason(self, now: float | None = None) -> str | None:
+        """The attached watch's decision (None without a watch)."""
+        watch = self._watch
+        return None if watch is None else watch.rollback_reason(self._clock() if now is None else now)
+
+    # -- readings --
+
+    def rolling_accuracy(self) -> float | None:
+        """Accuracy over the last ``window`` feedback outcomes, None without feedback."""
+        with self._lock:
+            return self._rolling_correct / len(self._outcomes) if self._outcomes else None
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "predictions": self._predictions,
+                "model_errors": self._model_errors,
+                "input_errors": self._input_errors,
+                "feedback": self._feedback,
+                "feedback_correct": self._correct,
+            }
+
+    def status(self, model_loaded: bool = True, accuracy_floor: float | None = None, min_feedback: int = 20,
+               drift_level: str = "none", now: float | None = None) -> str:
+        """"ok", "degraded" or "error" (rules in the module docstring)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            failing, last_error = self._failing, self._last_model_error
+            outcomes, correct = len(self._outcomes), self._rolling_correct
+        if not model_loaded or failing:
+            return "error"
+        if last_error is not None and now - last_error <= self.error_memory_s:
+            return "degraded"
+        if accuracy_floor is not None and outcomes >= min_feedback and correct / outcomes < accuracy_floor:
+            return "degraded"
+        return "degraded" if drift_level == "major" else "ok"
