@@ -83,6 +83,16 @@ class Prediction:
     event_id: int
     out_of_range: tuple[str, ...] = ()  # features outside their manifest min/max (not refused)
 
+    def to_json_dict(self) -> dict[str, object]:
+        """The answer as JSON gives it: class keys as strings, ``out_of_range`` only when non-empty."""
+        out: dict[str, object] = {
+            "label": self.label, "probabilities": {str(k): v for k, v in self.probabilities.items()},
+            "model_version": self.model_version, "event_id": self.event_id,
+        }
+        if self.out_of_range:
+            out["out_of_range"] = list(self.out_of_range)
+        return out
+
 
 # --- event ids ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,160 @@
+"""The ``edge-runner`` command: ``run``, ``status``, ``predict`` (stream mode) and ``rollback``.
+
+argparse, not Typer: the edge installs without the cloud extras. User mistakes (a bad config key, no
+model yet, a runner already running) print one line to stderr and exit 2, without a traceback.
+Telemetry is switched off before anything that could import onnxruntime. Heavy modules are imported
+inside the commands, so ``--help`` stays fast.
+
+Leaves out: the runner itself (edge.runner), stream parsing (edge.stream) and status gathering
+(edge.status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.telemetry import switch_off
+
+__all__ = ["main"]
+
+EXIT_USER_ERROR = 2
+
+
+class UsageProblem(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, required=True, metavar="FILE",
+                        help="runner configuration (TOML); EDGE_RUNNER__<SECTION>__<KEY> variables override it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-runner",
+        description="edgeloop's edge runner: local inference in microseconds, verified model updates with "
+                    "on-device validation and rollback, and a lossless ground-truth upload path.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon: local API, update loop, uploads, heartbeats",
+                              description="Run the edge runner until SIGTERM/SIGINT (then it finishes "
+                                          "in-flight work and exits).")
+    _config_argument(run)
+
+    status = commands.add_parser("status", help="show versions, health, drift, backlog and last sync",
+                                 description="Read the state directory (works whether or not the runner is "
+                                             "running) and print the runner's state.")
+    _config_argument(status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    predict = commands.add_parser(
+        "predict", help="stream mode: CSV or JSON lines on stdin, one prediction per line on stdout",
+        description="Score rows from stdin with the active model, one output line per input row, flushed "
+                    "as it goes (for piping sensor feeds). A bad row gives an error line (and a note on "
+                    "stderr); the stream goes on. Does not spool or upload.")
+    _config_argument(predict)
+    predict.add_argument("--format", choices=("auto", "csv", "jsonl"), default="auto",
+                         help="input format; auto: JSON lines if the first line starts with '{' or '[', else "
+                              "CSV with a header row (default: auto)")
+    predict.add_argument("--no-header", action="store_true",
+                         help="CSV without a header row: values in the model's feature order")
+
+    rollback = commands.add_parser("rollback", help="go back to the previous model now",
+                                   description="Make the previous release current and block the current one "
+                                               "until a newer release appears. A running runner does it "
+                                               "within a second; otherwise it is done here.")
+    _config_argument(rollback)
+    rollback.add_argument("--reason", default="rolled back by hand", help="recorded and sent to the hub")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    switch_off()
+    args = build_parser().parse_args(argv)
+    from edge.config import ConfigError
+
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "predict":
+            return _predict(args)
+        return _rollback(args)
+    except (ConfigError, UsageProblem) as exc:
+        print(f"edge-runner: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.runner import Runner, RunnerError
+
+    config = load_config(args.config)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        runner = Runner(config)
+        runner.start()
+    except RunnerError as exc:
+        raise UsageProblem(str(exc)) from None
+    print(f"edge-runner: {config.device_id} serving model {runner.model_version or '(none yet)'}"
+          f"{'' if runner.api_url is None else ' at ' + runner.api_url}", file=sys.stderr, flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        runner.stop()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.status import format_status, read_status
+
+    report = read_status(load_config(args.config))
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else format_status(report))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.runner import RunnerError
+    from edge.stream import stream_predictions
+
+    config = load_config(args.config)
+    try:
+        bad = stream_predictions(config, sys.stdin, sys.stdout, sys.stderr, args.format, not args.no_header)
+    except RunnerError as exc:
+        raise UsageProblem(str(exc)) from None
+    return 1 if bad else 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.runner import RunnerError, request_rollback
+
+    try:
+        result = request_rollback(load_config(args.config), args.reason)
+    except RunnerError as exc:
+        raise UsageProblem(str(exc)) from None
+    print(f"edge-runner: rolled back {result.from_version} -> {result.to_version}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

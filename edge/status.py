@@ -1,0 +1,87 @@
+"""``edge-runner status``: the runner's state read from its state dir, with or without a running daemon.
+
+Sources: the ``current``/``previous`` links, blocked versions and recent events (``state.json``), the
+spool's backlog and eviction counts (``spool.db``), and the daemon's last ``status.json`` (health,
+drift, rolling accuracy, last poll, last sync, counters). Whether a daemon is running is read from the
+state dir's lock. ``format_status`` renders the report as a few aligned lines.
+
+Leaves out: asking the daemon over HTTP (the files are the truth, and work when the API is off), and
+anything secret (the token is never read here).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edge.config import RunnerConfig
+from edge.state import StateDir, StateError
+
+__all__ = ["format_status", "read_status"]
+
+
+def read_status(config: RunnerConfig) -> dict[str, Any]:
+    from edge.runner import SPOOL_FILE, STATUS_FILE
+    from edge.spool import Spool
+
+    state = StateDir(config.state_dir)
+    report: dict[str, Any] = {
+        "device_id": config.device_id, "state_dir": str(config.state_dir), "channel": config.releases.channel,
+        "running": _running(state), "current_version": state.current_version(),
+        "previous_version": state.previous_version(), "blocked": state.blocked_versions(),
+        "events": state.events()[-5:],
+    }
+    activation = state.activation()
+    report["activated_at"] = None if activation is None else activation.activated_at
+    spool_file = config.state_dir / SPOOL_FILE
+    if spool_file.exists():
+        spool = Spool(spool_file, config.upload.spool_quota_bytes)
+        try:
+            report |= {"spool_backlog": spool.backlog_rows(), "spool_bytes": spool.backlog_bytes(),
+                       "evictions": spool.evictions()}
+        finally:
+            spool.close()
+    else:
+        report |= {"spool_backlog": 0, "spool_bytes": 0, "evictions": {}}
+    try:
+        daemon = json.loads((config.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        daemon = {}
+    for key in ("health", "drift", "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
+                "written_at", "api"):
+        report[key] = daemon.get(key) if isinstance(daemon, dict) else None
+    return report
+
+
+def _running(state: StateDir) -> bool:
+    if not state.path.exists():
+        return False
+    try:
+        handle = state.lock()
+    except StateError:
+        return True
+    handle.release()
+    return False
+
+
+def format_status(report: dict[str, Any]) -> str:
+    drift = report.get("drift") or {}
+    worst = max(drift.items(), key=lambda item: item[1]) if drift else None
+    accuracy = report.get("rolling_accuracy")
+    poll = report.get("last_poll") or {}
+    lines = [
+        ("device", f"{report['device_id']} ({'running' if report['running'] else 'not running'}), "
+                   f"channel {report['channel']}"),
+        ("model", f"current {report['current_version'] or '-'}, previous {report['previous_version'] or '-'}"
+                  + (f", activated {report['activated_at']}" if report.get("activated_at") else "")),
+        ("health", str(report.get("health") or "unknown (no status written yet)")),
+        ("accuracy", "-" if accuracy is None else f"{accuracy:.3f} on recent labels"),
+        ("drift", "-" if worst is None else f"max PSI {worst[1]:.3f} ({worst[0]})"),
+        ("backlog", f"{report['spool_backlog']} rows, {report['spool_bytes']} bytes"
+                    + (f"; evicted {report['evictions']}" if report.get("evictions") else "")),
+        ("last poll", "-" if not poll else f"{poll.get('at')} {poll.get('kind')} {poll.get('detail') or ''}".strip()),
+        ("last sync", str(report.get("last_sync") or "never")),
+        ("blocked", ", ".join(f"{v} ({why})" for v, why in report["blocked"].items()) or "-"),
+    ]
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)
