@@ -14,7 +14,6 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.release_helpers builds the manifest
@@ -24,15 +23,10 @@ from edge.telemetry import switch_off
 switch_off()
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 
+from bench.default_model import model_bytes, trained, write_release  # noqa: E402
 from edge.inference import Predictor  # noqa: E402
-from edge.manifest import FeatureSpec, ReferenceStats, model_file  # noqa: E402
-from flows.stages.export import to_onnx_bytes  # noqa: E402
-from simulator.fleet import simulate_fleet  # noqa: E402
-from simulator.plant import LABEL_COLUMN, SENSOR_COLUMNS, SENSOR_RANGES  # noqa: E402
-from tests.release_helpers import make_manifest  # noqa: E402
+from simulator.plant import SENSOR_COLUMNS  # noqa: E402
 
 SINGLE_CALLS = 20_000
 SKLEARN_CALLS = 2_000
@@ -45,19 +39,10 @@ def percentile_us(samples: list[int], q: float) -> float:
 
 
 def main() -> None:
-    frame = pd.concat(frame for _, frame in simulate_fleet(4, 10_000, 0, "2026-01-01", 60.0))
-    x = frame[list(SENSOR_COLUMNS)].to_numpy(dtype=np.float64)
-    y = frame[LABEL_COLUMN].to_numpy(dtype=np.int64)
-    estimator = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
-                                               l2_regularization=0.0, random_state=0).fit(x, y)
-    model = to_onnx_bytes(estimator, len(SENSOR_COLUMNS), 17, {})
-    features = tuple(FeatureSpec(c, "float", *SENSOR_RANGES[c], "", True) for c in SENSOR_COLUMNS)
-    manifest = replace(make_manifest(model, "bench-hgb"), features=features, model=model_file(model),
-                       reference={c: ReferenceStats((), (), 1.0) for c in SENSOR_COLUMNS})
+    estimator, x, _ = trained()
+    model = model_bytes()
     with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch)
-        (folder / "model.onnx").write_bytes(model)
-        (folder / "manifest.json").write_text(manifest.to_json())
+        folder = write_release(Path(scratch) / "release")
         started = time.perf_counter()
         predictor = Predictor.from_folder(folder)
         load_ms = (time.perf_counter() - started) * 1000
