@@ -284,3 +284,108 @@ def test_edge_runner_commands_rollback_predict_and_user_errors(world, tmp_path: 
         "edge-runner: upload.random_rat: unknown key (expected one of ['anomalies', 'backoff_initial_s', "
         "'backoff_max_s', 'batch_rows', 'local_only', 'max_batch_bytes', 'mode', 'random_rate', "
         "'spool_quota_bytes', 'summary_interval_s', 'uncertain_margin'])")
+
+
+def test_local_only_fields_never_leave_the_device(world, tmp_path: Path) -> None:
+    w, hub, token = world
+    version = w.publish(1)
+    secret = "SECRET-ALICE-7f3a"
+    runner = start_runner(tmp_path, hub.url, token, w.root_bytes,
+                          upload={"random_rate": 1.0, "local_only": ["operator", "vibration_mm_s"]})
+    try:
+        wait_for(lambda: runner.model_version == str(version), what="first activation")
+        x, y = site_data(120, 17)
+        api = httpx.Client(base_url=runner.api_url)
+        for row, label in zip(rows_of(x), y.tolist(), strict=True):
+            answer = api.post("/predict", json={"features": row, "context": {"operator": secret, "lot": "A12"}}).json()
+            assert api.post("/feedback", json={"event_id": answer["event_id"], "label": label}).status_code == 200
+        wait_for(lambda: runner.spool.backlog_rows() == 0, what="spool drained")
+    finally:
+        runner.stop()
+    landed = list((hub.root / "data" / "uploads" / "press-1").glob("*.csv"))
+    uploaded = [r for f in landed for r in csv.DictReader(io.StringIO(f.read_text()))]
+    assert len(uploaded) == 120  # random_rate 1: every labelled row goes up
+    assert {r["lot"] for r in uploaded} == {"A12"}  # other context fields do
+    assert "operator" not in uploaded[0] and {r["vibration_mm_s"] for r in uploaded} == {""}
+    everything = [p for p in hub.root.rglob("*") if p.is_file()] + [
+        p for p in (tmp_path / "device" / "state").glob("spool.db*") if p.is_file()]
+    for path in everything:
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_aggregates_mode_sends_summaries_and_no_rows(world, tmp_path: Path) -> None:
+    w, hub, token = world
+    version = w.publish(1)
+    runner = start_runner(tmp_path, hub.url, token, w.root_bytes,
+                          upload={"mode": "aggregates", "random_rate": 1.0}, hub={"heartbeat_interval_s": 3600})
+    try:
+        wait_for(lambda: runner.model_version == str(version), what="first activation")
+        x, y = site_data(150, 18)
+        correct = _feed(runner, x, y)
+        assert runner.heartbeat_now()
+        folder = hub.root / "data" / "hub" / "summaries" / "press-1"
+        summaries = wait_for(lambda: list(folder.glob("*.json")), what="summary at the hub")
+    finally:
+        runner.stop()
+    doc = json.loads(summaries[0].read_text())
+    assert doc["labelled_rows"] == 150 and doc["accuracy"] == pytest.approx(sum(correct) / 150)
+    assert sum(sum(row.values()) for row in doc["confusion"].values()) == 150
+    assert doc["features"]["torque_nm"]["count"] + doc["features"]["torque_nm"]["missing"] == 150
+    assert not (hub.root / "data" / "uploads" / "press-1").exists() or not any(
+        (hub.root / "data" / "uploads" / "press-1").iterdir())
+
+
+def test_kill_9_of_the_runner_while_uploading_loses_and_duplicates_nothing(world, tmp_path: Path) -> None:
+    """``edge-runner run`` as a process: rows whose /feedback was answered are committed; kill -9 it at
+    random moments while it uploads, restart it, and every committed row is at the hub exactly once."""
+    import os
+    import random
+    import signal
+
+    w, hub, token = world
+    w.publish(1)
+    config = runner_config(tmp_path / "device", hub.url, token, w.root_bytes,
+                           upload={"random_rate": 1.0, "batch_rows": 15, "backoff_initial_s": 0.05})
+    x, y = site_data(600, 19)
+    rows, labels = rows_of(x), y.tolist()
+    committed: set[str] = set()
+    rng = random.Random(5)
+    sent = 0
+    for _ in range(6):
+        port = free_port()
+        env = dict(os.environ, EDGE_RUNNER__API__PORT=str(port))
+        process = subprocess.Popen([EDGE_RUNNER, "run", "-c", str(config)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        try:
+            api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+
+            def ready(client: httpx.Client = api) -> bool:
+                try:
+                    return client.get("/health").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(ready, what="runner up")
+            deadline = time.monotonic() + rng.uniform(0.2, 0.8)
+            while time.monotonic() < deadline and sent < len(rows):  # labels arrive while it uploads
+                answer = api.post("/predict", json={"features": rows[sent]}).json()
+                fed = api.post("/feedback", json={"event_id": answer["event_id"], "label": labels[sent]})
+                assert fed.status_code == 200
+                committed.add(str(answer["event_id"]))
+                sent += 1
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+    assert len(committed) > 100
+    before = list((hub.root / "data" / "uploads" / "press-1").glob("*.csv"))
+    assert before  # the killed runners were uploading
+    runner = start_runner(tmp_path, hub.url, token, w.root_bytes)  # the last restart drains what is left
+    try:
+        wait_for(lambda: runner.spool.backlog_rows() == 0 and runner.spool.backlog_batches() == 0, timeout=60,
+                 what="spool drained")
+    finally:
+        runner.stop()
+    landed = sorted((hub.root / "data" / "uploads" / "press-1").glob("*.csv"))
+    ids = [r["event_id"] for f in landed for r in csv.DictReader(io.StringIO(f.read_text()))]
+    assert len(ids) == len(set(ids))  # no row twice, across all batches
+    assert set(ids) == committed  # and none lost
