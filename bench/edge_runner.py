@@ -88,13 +88,17 @@ def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str, folder:
         for row in rows[:2000]:
             runner.predict_one(row)
         clock = time.perf_counter_ns
-        samples = []
-        for row in rows:
-            t0 = clock()
-            runner.predict_one(row)
-            samples.append(clock() - t0)
-        samples.sort()
-        hot = {"p50_us": samples[len(samples) // 2] / 1000, "p99_us": samples[int(len(samples) * 0.99)] / 1000}
+        p50s, p99s = [], []
+        for _ in range(RUNS):
+            samples = []
+            for row in rows:
+                t0 = clock()
+                runner.predict_one(row)
+                samples.append(clock() - t0)
+            samples.sort()
+            p50s.append(samples[len(samples) // 2] / 1000)
+            p99s.append(samples[int(len(samples) * 0.99)] / 1000)
+        hot = {"p50_us": statistics.median(p50s), "p99_us": statistics.median(p99s)}
         walls, works = [], []
         rng = random.Random(0)
         for i in range(RUNS):

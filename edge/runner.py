@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,7 @@ from edge.inference import InputError, ModelError, Prediction, Predictor
 from edge.manifest import ClassValue, Manifest, ManifestError
 from edge.metrics import Registry
 from edge.pending import Pending, PendingPredictions
+from edge.record import RECORD_COLUMNS
 from edge.releases import ClientLimits
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.state import StateDir, StateError
@@ -87,6 +89,7 @@ class _Model:
     predictor: Predictor
     drift: DriftMonitor
     names: tuple[str, ...]
+    reserved: frozenset[str]  # upload column names a context field may not take
 
 
 def _utc_now() -> str:
@@ -181,8 +184,9 @@ class Runner:
         self._spawn("updates", self._update_loop)
         self._spawn("watchdog", self._watchdog_loop)
         self._spawn("heartbeat", self._heartbeat_loop)
-        if self.uploader is not None:
-            self._spawn("uploads", self.uploader.run, self._stop)
+        uploader = self.uploader
+        if uploader is not None:  # run() returns only at stop; an unexpected error restarts it a second later
+            self._spawn("uploads", self._loop, "uploads", lambda: 1.0, lambda: uploader.run(self._stop))
 
     def _open(self, config: RunnerConfig) -> None:
         try:
@@ -265,7 +269,10 @@ class Runner:
     def _serve(self, predictor: Predictor, watch_from: float | None) -> None:
         """Make ``predictor`` the model in service; ``watch_from``: start the watch window at that time."""
         manifest = predictor.manifest
-        model = _Model(predictor, DriftMonitor(manifest), tuple(manifest.feature_names))
+        columns = self._columns(manifest)
+        reserved = frozenset([*manifest.feature_names, manifest.label, *RECORD_COLUMNS, columns.event_id,
+                              columns.device_id, columns.event_time])
+        model = _Model(predictor, DriftMonitor(manifest), tuple(manifest.feature_names), reserved)
         with self._swap_lock:
             self._model = model
         if watch_from is None:
@@ -299,6 +306,8 @@ class Runner:
         model = self._model
         if model is None:
             raise Unavailable("no model is active yet: the runner is waiting for its first release")
+        if context:
+            _check_context(context, model.reserved)
         try:
             prediction = model.predictor.predict(features, event_id)
         except InputError:
@@ -331,6 +340,8 @@ class Runner:
         except Exception as exc:
             self.monitor.model_error()
             raise Unavailable(f"the model failed on this batch ({type(exc).__name__})") from None
+        if context:
+            _check_context(context, model.reserved)
         now = time.time()
         for row, prediction in zip(rows, predictions, strict=True):
             values = _ordered(row, model.names)
@@ -559,6 +570,27 @@ def _ordered(features: Sequence[object] | Mapping[str, object], names: Sequence[
     if isinstance(features, Mapping):
         return [features[name] for name in names]
     return features
+
+
+_CONTEXT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+MAX_CONTEXT_FIELDS = 32
+MAX_CONTEXT_TEXT = 256
+
+
+def _check_context(context: Mapping[str, object], reserved: frozenset[str]) -> None:
+    """Context travels with the row (unless local-only): a few named scalars, never an upload column's name."""
+    if not isinstance(context, Mapping) or len(context) > MAX_CONTEXT_FIELDS:
+        raise InputError(f"context: expected an object of at most {MAX_CONTEXT_FIELDS} fields", "context")
+    for name, value in context.items():
+        if not isinstance(name, str) or not _CONTEXT_NAME.match(name) or name in reserved:
+            raise InputError(f"context.{name}: expected a column name (letters, digits, _ . -) that is not a "
+                             f"feature or upload column", "context")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise InputError(f"context.{name}: expected text, a number or null, got {type(value).__name__}", name)
+        if isinstance(value, str) and len(value) > MAX_CONTEXT_TEXT:
+            raise InputError(f"context.{name}: longer than {MAX_CONTEXT_TEXT} characters", name)
+        if isinstance(value, float) and value - value != 0.0:
+            raise InputError(f"context.{name}: {value} is not a finite number", name)
 
 
 def _label(label: object, manifest: Manifest) -> ClassValue:

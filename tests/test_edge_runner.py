@@ -299,6 +299,10 @@ def test_local_only_fields_never_leave_the_device(world, tmp_path: Path) -> None
         for row, label in zip(rows_of(x), y.tolist(), strict=True):
             answer = api.post("/predict", json={"features": row, "context": {"operator": secret, "lot": "A12"}}).json()
             assert api.post("/feedback", json={"event_id": answer["event_id"], "label": label}).status_code == 200
+        for context, named in (({"failure": 1}, "context.failure"), ({"model_version": "x"}, "context.model_version"),
+                               ({"operator": {"id": 1}}, "context.operator"), ({"bad name": 1}, "context.bad name")):
+            refused = api.post("/predict", json={"features": rows_of(x)[0], "context": context})
+            assert refused.status_code == 422 and refused.json()["error"].startswith(named), refused.text
         wait_for(lambda: runner.spool.backlog_rows() == 0, what="spool drained")
     finally:
         runner.stop()
