@@ -133,7 +133,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.runner import RunnerError
+    from edge.control import RunnerError
     from edge.stream import stream_predictions
 
     config = load_config(args.config)
@@ -146,7 +146,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.runner import RunnerError, request_rollback
+    from edge.control import RunnerError, request_rollback
 
     try:
         result = request_rollback(load_config(args.config), args.reason)

@@ -19,7 +19,8 @@ the pending map. ``feedback`` joins a label to its prediction, feeds the health 
 validation set, and spools the row when the upload filter keeps it (durably, before it answers).
 
 Leaves out: the pieces themselves (edge.inference, edge.updates, edge.spool, edge.uploader,
-edge.http_api, edge.drift, edge.health) and argument parsing (edge.cli).
+edge.http_api, edge.drift, edge.health, edge.checks, edge.heartbeat), acting on the state dir from
+outside the daemon (edge.control) and argument parsing (edge.cli).
 """
 
 from __future__ import annotations
@@ -27,22 +28,23 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edge.atomic import write_text_atomic
+from edge.checks import as_class, check_context
 from edge.config import RunnerConfig
+from edge.control import ROLLBACK_REQUEST, RunnerError, read_request
 from edge.drift import DriftMonitor
 from edge.ground_truth import UploadColumns, build_row
 from edge.health import HealthMonitor, WatchRules
+from edge.heartbeat import heartbeat_body, utc_now
 from edge.http_api import ApiServer, Unavailable, UnknownEvent, serve
 from edge.hub_client import HubClient, HubError
 from edge.inference import InputError, ModelError, Prediction, Predictor
@@ -58,28 +60,15 @@ from edge.updates import ReleaseUpdater, UpdateOutcome, load_current
 from edge.upload_filter import UploadPolicy, select
 from edge.uploader import Uploader
 
-__all__ = [
-    "ROLLBACK_REQUEST",
-    "STATUS_FILE",
-    "RollbackResult",
-    "Runner",
-    "RunnerError",
-    "load_active_predictor",
-    "request_rollback",
-]
+__all__ = ["RECENT_FILE", "SPOOL_FILE", "STATUS_FILE", "Runner", "RunnerError"]
 
 log = logging.getLogger("edge.runner")
 
 STATUS_FILE = "status.json"
-ROLLBACK_REQUEST = "rollback.request"
 SPOOL_FILE = "spool.db"
 RECENT_FILE = "recent.db"
 WATCHDOG_S = 1.0
 HEARTBEAT_EVENTS = 20  # newest state-dir events in each heartbeat (the hub takes up to 64)
-
-
-class RunnerError(Exception):
-    """The runner cannot start or act; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -90,22 +79,6 @@ class _Model:
     drift: DriftMonitor
     names: tuple[str, ...]
     reserved: frozenset[str]  # upload column names a context field may not take
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def load_active_predictor(config: RunnerConfig) -> Predictor:
-    """The model ``current`` points at, for commands that only score (stream mode)."""
-    folder = StateDir(config.state_dir).current_folder()
-    if folder is None:
-        raise RunnerError(f"no model is active in {config.state_dir} yet: run `edge-runner run` until it has "
-                          f"pulled a release")
-    try:
-        return Predictor.from_folder(folder)
-    except (ManifestError, ModelError, OSError) as exc:
-        raise RunnerError(f"the active model in {folder} cannot be loaded: {exc}") from None
 
 
 class Runner:
@@ -307,7 +280,7 @@ class Runner:
         if model is None:
             raise Unavailable("no model is active yet: the runner is waiting for its first release")
         if context:
-            _check_context(context, model.reserved)
+            check_context(context, model.reserved)
         try:
             prediction = model.predictor.predict(features, event_id)
         except InputError:
@@ -341,7 +314,7 @@ class Runner:
             self.monitor.model_error()
             raise Unavailable(f"the model failed on this batch ({type(exc).__name__})") from None
         if context:
-            _check_context(context, model.reserved)
+            check_context(context, model.reserved)
         now = time.time()
         for row, prediction in zip(rows, predictions, strict=True):
             values = _ordered(row, model.names)
@@ -372,7 +345,7 @@ class Runner:
             raise Unavailable("no model is active yet")
         manifest = model.predictor.manifest  # same features and classes as the entry's (updates check it)
         try:
-            value = _label(label, manifest)
+            value = as_class(label, manifest)
         except InputError:
             self._pending.add(event_id, entry)  # a typo in the label must not lose the prediction
             raise
@@ -483,7 +456,7 @@ class Runner:
         assert self.updater is not None
         outcome = self.updater.poll_once()
         self._m_polls.inc(outcome.kind)
-        self._last_poll = {"at": _utc_now(), "kind": outcome.kind, "version": outcome.version,
+        self._last_poll = {"at": utc_now(), "kind": outcome.kind, "version": outcome.version,
                            "detail": outcome.detail, "seconds": round(outcome.seconds, 3)}
         if outcome.kind != "unavailable":
             self._last_sync = self._last_poll["at"]
@@ -497,7 +470,7 @@ class Runner:
     def _watchdog(self) -> None:
         request = self.config.state_dir / ROLLBACK_REQUEST
         if request.exists():
-            asked = _request_reason(request)
+            asked = read_request(request)
             request.unlink(missing_ok=True)
             self.rollback(asked)
         reason = self.monitor.rollback_reason()
@@ -539,9 +512,9 @@ class Runner:
         sent = False
         try:
             assert self.client is not None
-            self.client.heartbeat(_heartbeat_body(report, events))
+            self.client.heartbeat(heartbeat_body(report, events))
             sent = True
-            self._last_heartbeat = self._last_sync = _utc_now()
+            self._last_heartbeat = self._last_sync = utc_now()
             if events:
                 self._sent_seq = max(int(e.get("seq", 0)) for e in events)
             self._m_heartbeats.inc("sent")
@@ -561,7 +534,7 @@ class Runner:
         return raw if isinstance(raw, dict) else {}
 
     def _write_status(self) -> None:
-        report = self.state_report() | {"written_at": _utc_now(), "sent_event_seq": self._sent_seq,
+        report = self.state_report() | {"written_at": utc_now(), "sent_event_seq": self._sent_seq,
                                         "api": self.api_url}
         write_text_atomic(self.config.state_dir / STATUS_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
@@ -570,101 +543,3 @@ def _ordered(features: Sequence[object] | Mapping[str, object], names: Sequence[
     if isinstance(features, Mapping):
         return [features[name] for name in names]
     return features
-
-
-_CONTEXT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-MAX_CONTEXT_FIELDS = 32
-MAX_CONTEXT_TEXT = 256
-
-
-def _check_context(context: Mapping[str, object], reserved: frozenset[str]) -> None:
-    """Context travels with the row (unless local-only): a few named scalars, never an upload column's name."""
-    if not isinstance(context, Mapping) or len(context) > MAX_CONTEXT_FIELDS:
-        raise InputError(f"context: expected an object of at most {MAX_CONTEXT_FIELDS} fields", "context")
-    for name, value in context.items():
-        if not isinstance(name, str) or not _CONTEXT_NAME.match(name) or name in reserved:
-            raise InputError(f"context.{name}: expected a column name (letters, digits, _ . -) that is not a "
-                             f"feature or upload column", "context")
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
-            raise InputError(f"context.{name}: expected text, a number or null, got {type(value).__name__}", name)
-        if isinstance(value, str) and len(value) > MAX_CONTEXT_TEXT:
-            raise InputError(f"context.{name}: longer than {MAX_CONTEXT_TEXT} characters", name)
-        if isinstance(value, float) and value - value != 0.0:
-            raise InputError(f"context.{name}: {value} is not a finite number", name)
-
-
-def _label(label: object, manifest: Manifest) -> ClassValue:
-    """The label as one of the manifest's classes (``"1"`` is accepted for class ``1``)."""
-    for value in manifest.classes:
-        if label == value and not isinstance(label, bool):
-            return value
-        if isinstance(label, str) and isinstance(value, int) and label.strip() == str(value):
-            return value
-    raise InputError(f"label: {label!r} is not one of the classes {list(manifest.classes)}", "label")
-
-
-def _heartbeat_body(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    counters = {k: int(v) for k, v in report["counters"].items() if isinstance(v, int) and v >= 0}
-    return {
-        "model_version": report["model_version"],
-        "previous_version": report["previous_version"],
-        "channel": report["channel"],
-        "health": report["health"],
-        "drift": report["drift"],
-        "rolling_accuracy": report["rolling_accuracy"],
-        "spool_backlog": report["spool_backlog"],
-        "counters": counters,
-        "evictions": dict(report["evictions"]),
-        "events": [
-            {"kind": str(e.get("event", "event"))[:32], "version": e.get("version"),
-             "at": _aware(str(e.get("at", ""))), "detail": str(e.get("detail", ""))[:500]}
-            for e in events
-        ],
-        "clock": _utc_now(),
-    }
-
-
-def _aware(text: str) -> str:
-    return text.replace("Z", "+00:00") if text else _utc_now()
-
-
-def _request_reason(path: Path) -> str:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return str(raw.get("reason", "rolled back by hand"))[:400]
-    except (OSError, ValueError, AttributeError):
-        return "rolled back by hand"
-
-
-# --- edge-runner rollback ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RollbackResult:
-    from_version: str | None
-    to_version: str | None
-
-
-def request_rollback(config: RunnerConfig, reason: str, wait_s: float = 15.0) -> RollbackResult:
-    """Roll back: through the running daemon when there is one (a request file it picks up within a
-    second), else directly on the state dir."""
-    state = StateDir(config.state_dir)
-    before = state.current_version()
-    if state.previous_version() is None:
-        raise RunnerError(f"nothing to roll back to: {config.state_dir} has no previous release "
-                          f"(current: {before or 'none'})")
-    try:
-        handle = state.lock()
-    except StateError:
-        write_text_atomic(config.state_dir / ROLLBACK_REQUEST, json.dumps({"reason": reason, "at": _utc_now()}))
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not (config.state_dir / ROLLBACK_REQUEST).exists() and state.current_version() != before:
-                return RollbackResult(before, state.current_version())
-            time.sleep(0.1)
-        raise RunnerError(f"the running edge-runner did not roll back within {wait_s:g} s; is it stuck? "
-                          f"(request left at {config.state_dir / ROLLBACK_REQUEST})") from None
-    try:
-        version = state.rollback(reason)
-    finally:
-        handle.release()
-    return RollbackResult(before, version)

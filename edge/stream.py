@@ -35,7 +35,7 @@ EVENT_ID = "event_id"
 def stream_predictions(config: RunnerConfig, source: TextIO, sink: TextIO, notes: TextIO, fmt: str = "auto",
                        header: bool = True) -> int:
     """Score every row of ``source``; returns the number of rows that could not be scored."""
-    from edge.runner import load_active_predictor
+    from edge.control import load_active_predictor
 
     predictor = load_active_predictor(config)
     lines = iter(source)
