@@ -214,6 +214,37 @@ class HubParams(_Frozen):
     stale_after_polls: float = Field(gt=0)
 
 
+class MonitorParams(_Frozen):
+    """When the monitor flow runs ``retrain`` (see params.yaml ``loop.monitor``)."""
+
+    interval_s: float = Field(ge=5)
+    cooldown_s: float = Field(ge=0)
+    nightly_cron: str = Field(min_length=9)
+    min_new_rows: int = Field(ge=1)
+    drift_psi: float = Field(gt=0)
+    drift_device_share: float = Field(gt=0.0, le=1.0)
+    accuracy_floor: float = Field(ge=0.0, le=1.0)
+    min_rows_for_accuracy: int = Field(ge=1)
+
+
+class PromotionParams(_Frozen):
+    """When the promote flow moves a soaked release from one channel to the next (``loop.promotion``)."""
+
+    from_channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    to_channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    interval_s: float = Field(ge=5)
+    soak_s: float = Field(ge=0)
+    min_devices: int = Field(ge=1)
+    min_labelled_rows: int = Field(ge=0)
+    accuracy_tolerance: float = Field(ge=0.0, le=1.0)
+
+
+class LoopParams(_Frozen):
+    log: str = Field(min_length=1)
+    monitor: MonitorParams
+    promotion: PromotionParams
+
+
 class Params(_Frozen):
     schema_: Annotated[Schema, Field(alias="schema")]
     simulate: SimulateParams
@@ -225,6 +256,7 @@ class Params(_Frozen):
     gate: GateParams
     release: ReleaseParams
     hub: HubParams
+    loop: LoopParams
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

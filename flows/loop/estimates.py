@@ -1,0 +1,167 @@
+"""Unbiased fleet estimates from filtered uploads: inverse-probability weighting (Hajek).
+
+Edge runners upload a labelled row with probability ``inclusion_probability`` (1 for mistakes,
+uncertain and anomalous rows, the random rate for the rest), so the uploaded rows over-represent
+mistakes and a plain average of them underestimates accuracy. Weighting each row by ``1/p`` gives
+the Hajek estimator ``sum(w * correct) / sum(w)``, consistent for the accuracy on all labelled rows
+the devices saw. Its 95% interval uses the linearised variance ``sum(w^2 (y - est)^2) / sum(w)^2``
+(normal approximation; with few rows the interval is wide, and with no random-sample row at all the
+estimate cannot see correct non-uncertain rows: ``rows`` tells how much it rests on).
+
+``ipw_mean(values, p)`` is the core; ``accuracy`` and ``label_shares`` apply it; ``fleet_estimates``
+gives fleet, per-device and per-model-version accuracy and label balance, each with the naive
+(unweighted) number beside it. ``load_uploads`` reads the landing zone's edge batches (rows that carry
+an inclusion probability); ``write_estimates`` stores the result as ``data/loop/estimates.json`` for the
+hub's fleet page and the loop's flows.
+
+Leaves out: deciding anything on these numbers (flows.loop.triggers, flows.loop.promotion).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from edge.atomic import write_text_atomic
+from edge.record import BATCH_EXTENSIONS, INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from flows.params import Params
+from flows.paths import Paths
+
+__all__ = [
+    "ESTIMATES_FILE",
+    "Estimate",
+    "accuracy",
+    "fleet_estimates",
+    "ipw_mean",
+    "label_shares",
+    "load_uploads",
+    "read_estimates",
+    "write_estimates",
+]
+
+ESTIMATES_FILE = "loop/estimates.json"  # under data/
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float | None  # IPW (Hajek) estimate; None without rows
+    low: float | None  # 95% interval, clipped to [0, 1]
+    high: float | None
+    naive: float | None  # the unweighted mean of the uploaded rows (biased under filtering)
+    rows: int  # uploaded rows it rests on
+    weight: float  # sum of 1/p: the number of labelled rows these stand for
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ipw_mean(values: np.ndarray, probabilities: np.ndarray) -> Estimate:
+    """Hajek estimate of the mean of ``values`` (0/1 or real) over the population the rows were sampled from."""
+    y = np.asarray(values, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if y.shape != p.shape:
+        raise ValueError(f"values and probabilities differ in shape: {y.shape} vs {p.shape}")
+    keep = np.isfinite(y) & np.isfinite(p) & (p > 0) & (p <= 1)
+    y, p = y[keep], p[keep]
+    if y.size == 0:
+        return Estimate(None, None, None, None, 0, 0.0)
+    w = 1.0 / p
+    total = float(w.sum())
+    estimate = float((w * y).sum() / total)
+    variance = float((w**2 * (y - estimate) ** 2).sum() / total**2)
+    half = Z95 * math.sqrt(variance)
+    return Estimate(estimate, max(0.0, estimate - half), min(1.0, estimate + half), float(y.mean()), int(y.size),
+                    total)
+
+
+def accuracy(frame: pd.DataFrame, label: str) -> Estimate:
+    """IPW accuracy of the uploaded labelled rows in ``frame`` (prediction == label)."""
+    correct = (frame[PREDICTION].astype(str) == frame[label].astype(str)).to_numpy(dtype=np.float64)
+    return ipw_mean(correct, frame[INCLUSION_PROBABILITY].to_numpy(dtype=np.float64))
+
+
+def label_shares(frame: pd.DataFrame, label: str, classes: Iterable[object]) -> dict[str, Estimate]:
+    """IPW share of each class among the labelled rows (label balance)."""
+    p = frame[INCLUSION_PROBABILITY].to_numpy(dtype=np.float64)
+    labels = frame[label].astype(str)
+    return {str(c): ipw_mean((labels == str(c)).to_numpy(dtype=np.float64), p) for c in classes}
+
+
+def _group(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
+    label = params.schema.label
+    return {
+        "accuracy": accuracy(frame, label.name).as_dict(),
+        "label_shares": {c: e.as_dict() for c, e in label_shares(frame, label.name, label.classes).items()},
+        "rows_by_reason": {str(k): int(v) for k, v in frame[UPLOAD_REASON].value_counts().items()},
+    }
+
+
+def fleet_estimates(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """Fleet, per-device and per-model-version estimates from uploaded edge rows."""
+    device = params.schema.device_id
+    out: dict[str, Any] = {"computed_at": datetime.now(UTC).isoformat(), "rows": len(frame)}
+    if frame.empty:
+        return out | {"fleet": None, "devices": {}, "versions": {}}
+    out["fleet"] = _group(frame, params)
+    out["devices"] = {str(k): _group(g, params) for k, g in frame.groupby(device, sort=True)}
+    out["versions"] = {str(k): _group(g, params) for k, g in frame.groupby(MODEL_VERSION, sort=True)}
+    return out
+
+
+def load_uploads(paths: Paths, params: Params, since: datetime | None = None,
+                 model_versions: Iterable[str] | None = None) -> pd.DataFrame:
+    """Edge rows in the landing zone (``data/uploads/<device>/<batch>.{csv,parquet}``): those that carry
+    an inclusion probability and a label, optionally only batches landed after ``since`` (file time) and
+    rows made by ``model_versions``. Unreadable files are skipped: ingest quarantines them."""
+    from flows.ingest.reader import Unreadable, read_batch
+
+    schema = params.schema
+    wanted = None if model_versions is None else {str(v) for v in model_versions}
+    frames = []
+    root = paths.uploads
+    for path in sorted(root.glob("*/*")) if root.exists() else []:
+        extension = path.suffix.lstrip(".")
+        if extension not in BATCH_EXTENSIONS or not path.is_file():
+            continue
+        if since is not None and datetime.fromtimestamp(path.stat().st_mtime, UTC) < since:
+            continue
+        try:
+            frame = read_batch(path.read_bytes(), extension, [schema.device_id, MODEL_VERSION, schema.label.name,
+                                                             PREDICTION], schema.column_names)
+        except (Unreadable, OSError):
+            continue
+        needed = {INCLUSION_PROBABILITY, PREDICTION, MODEL_VERSION, UPLOAD_REASON, schema.label.name}
+        if not needed <= set(frame.columns):
+            continue
+        frame = frame[frame[schema.label.name].notna()]
+        frame[MODEL_VERSION] = frame[MODEL_VERSION].astype(str)
+        if wanted is not None:
+            frame = frame[frame[MODEL_VERSION].isin(wanted)]
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[*schema.column_names, MODEL_VERSION, PREDICTION, UPLOAD_REASON,
+                                     INCLUSION_PROBABILITY])
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_estimates(paths: Paths, estimates: dict[str, Any]) -> Path:
+    target = paths.data / ESTIMATES_FILE
+    write_text_atomic(target, json.dumps(estimates, indent=2, sort_keys=True, default=str) + "\n")
+    return target
+
+
+def read_estimates(paths: Paths) -> dict[str, Any] | None:
+    try:
+        raw = json.loads((paths.data / ESTIMATES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
