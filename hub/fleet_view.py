@@ -2,9 +2,12 @@
 
 Pure functions over plain values (no database, no HTTP): ``status_of`` decides "never seen" / "online"
 / "offline" from the last heartbeat's time, ``summary_rows`` turns the ``GET /v1/fleet`` document into
-display rows (shared by the HTML page and ``edgeloop fleet``), ``render_fleet_html`` writes the page.
-An offline device is never shown with its last reported health: what it said is history, not its state.
-The page has inline CSS only (no script, no font, no CDN) so it works on a closed network.
+display rows (shared by the HTML page and ``edgeloop fleet``), ``render_fleet_html`` writes the page:
+the fleet summary (estimated accuracy with its 95% interval, label balance), the devices, and per
+release the devices running it. Estimates are inverse-probability weighted (hub.fleet_loop); absent
+ones show as "-". An offline device is never shown with its last reported health: what it said is
+history, not its state. Every value from a device or a file is HTML-escaped. The page has inline CSS
+only (no script, no font, no CDN) so it works on a closed network.
 Leaves out: querying the database (hub.routes.fleet) and auto-refresh (reload the page).
 """
 
@@ -18,12 +21,13 @@ NEVER_SEEN: Final = "never seen"
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 COLUMNS = (
-    "device", "channel", "status", "health", "model", "last heard", "accuracy", "max drift", "backlog", "uploads",
+    "device", "channel", "status", "health", "model", "last heard", "accuracy", "est. accuracy (95%)", "max drift",
+    "backlog", "uploads",
 )
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1d2330; }
-h1 { font-size: 1.5rem; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
 table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 td, th { border-bottom: 1px solid #e4e6ea; padding: .35rem .5rem; text-align: left; vertical-align: top; }
 .badge { display: inline-block; padding: .1rem .6rem; border-radius: 1rem; color: #fff; font-weight: 600; }
@@ -69,12 +73,27 @@ def human_bytes(count: int) -> str:
     return f"{size:.1f} GiB"  # pragma: no cover (the loop returns)
 
 
-def _max_drift(state: dict[str, Any]) -> str:
+def _max_drift(device: dict[str, Any], state: dict[str, Any]) -> str:
+    top = device.get("max_drift")
+    if isinstance(top, dict):
+        return f"{top.get('feature')} {float(top.get('psi', 0.0)):.3g}"
     drift = state.get("drift") or {}
     if not drift:
         return "-"
     name, score = max(drift.items(), key=lambda item: abs(float(item[1])))
     return f"{name} {float(score):.3g}"
+
+
+def interval_text(estimate: dict[str, Any] | None, with_version: bool = False) -> str:
+    """``0.978 [0.975, 0.981] n=703`` for an estimate document (hub.fleet_loop.Interval), else "-"."""
+    if not isinstance(estimate, dict) or estimate.get("value") is None:
+        return "-"
+    text = (f"{float(estimate['value']):.3f} [{float(estimate['low']):.3f}, {float(estimate['high']):.3f}] "
+            f"n={int(estimate.get('rows', 0))}")
+    if with_version:
+        version = estimate.get("model_version")
+        text += " (all versions)" if version is None else f" (v {version})"
+    return text
 
 
 def summary_row(device: dict[str, Any]) -> dict[str, str]:
@@ -91,7 +110,8 @@ def summary_row(device: dict[str, Any]) -> dict[str, str]:
         "model": str(state.get("model_version") or "-"),
         "last heard": human_age(beat.get("age_s")),
         "accuracy": "-" if accuracy is None else f"{float(accuracy):.3f}",
-        "max drift": _max_drift(state),
+        "est. accuracy (95%)": interval_text(device.get("estimated_accuracy"), with_version=True),
+        "max drift": _max_drift(device, state),
         "backlog": str(state.get("spool_backlog", "-")),
         "uploads": f"{uploads.get('count', 0)} ({human_bytes(int(uploads.get('bytes', 0)))})",
     }
@@ -111,6 +131,41 @@ def _cell(column: str, value: str, device: dict[str, Any]) -> str:
     elif column == "device":
         text = f'<code class="{"revoked" if device.get("revoked") else ""}">{text}</code>'
     return f"<td>{text}</td>"
+
+
+def _summary_html(fleet: dict[str, Any]) -> str:
+    estimates = fleet.get("estimates")
+    if not isinstance(estimates, dict):
+        return ("<p class='muted'>No fleet estimates yet: the loop's monitor writes them "
+                "(<code>data/loop/estimates.json</code>) from uploaded ground truth.</p>")
+    shares = estimates.get("label_shares") or {}
+    balance = "; ".join(f"{escape(str(c))}: {escape(interval_text(e))}" for c, e in shares.items()) or "-"
+    return (
+        "<h2>Fleet estimate</h2><table>"
+        f"<tr><th>estimated accuracy (95%)</th><td>{escape(interval_text(estimates.get('accuracy')))}</td></tr>"
+        f"<tr><th>label balance (95%)</th><td>{balance}</td></tr>"
+        f"<tr><th>uploaded labelled rows</th><td>{int(estimates.get('rows', 0))}</td></tr>"
+        f"<tr><th>computed</th><td>{escape(str(estimates.get('computed_at') or '-'))}</td></tr></table>"
+        "<p class='muted'>Weighted by 1/inclusion probability: uploads over-represent mistakes, so the plain "
+        "share of correct uploaded rows would be far too low.</p>"
+    )
+
+
+def _releases_html(fleet: dict[str, Any]) -> str:
+    rows = []
+    for release in fleet.get("releases") or []:
+        devices = ", ".join(f"<code>{escape(str(d))}</code>" for d in release.get("devices", []))
+        rows.append(
+            f"<tr><td><code>{escape(str(release.get('model_version')))}</code></td><td>{devices}</td>"
+            f"<td>{int(release.get('online', 0))} of {len(release.get('devices', []))}</td>"
+            f"<td>{escape(', '.join(str(c) for c in release.get('channels', [])))}</td>"
+            f"<td>{escape(interval_text(release.get('estimated_accuracy')))}</td></tr>"
+        )
+    if not rows:
+        return "<h2>Releases</h2><p class='muted'>No device has reported a model version yet.</p>"
+    head = "<tr><th>model version</th><th>devices running it</th><th>online</th><th>channels</th>" \
+           "<th>est. accuracy (95%)</th></tr>"
+    return f"<h2>Releases</h2><table>{head}{''.join(rows)}</table>"
 
 
 def render_fleet_html(fleet: dict[str, Any]) -> str:
@@ -134,6 +189,11 @@ def render_fleet_html(fleet: dict[str, Any]) -> str:
 <h1>Fleet: {len(devices)} devices</h1>
 <p class="muted">{escape(summary)}. Generated {escape(str(fleet.get("generated_at", "")))};
 a device silent for more than {stale:.0f} s is shown offline. Reload the page to refresh.</p>
+{_summary_html(fleet)}
+<h2>Devices</h2>
 {table}
+<p class="muted">accuracy: the device's own rolling accuracy; est. accuracy: inverse-probability weighted
+from its uploads, for the version it runs.</p>
+{_releases_html(fleet)}
 </body></html>
 """

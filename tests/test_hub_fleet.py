@@ -3,7 +3,10 @@
 Devices are registered straight in the hub's database (a Device row with a token from hub.tokens), so
 these tests do not depend on the registry's CLI. Covers: heartbeat -> fleet online with its state,
 silent -> offline (never shown healthy), never seen, uploads totals, the HTML page (offline-safe, Basic
-or Bearer admin auth), 401/403/422, /healthz, /metrics and the ``edgeloop fleet`` command.
+or Bearer admin auth), 401/403/422, /healthz, /metrics and the ``edgeloop fleet`` command. The loop's
+view: per device version, largest drift, backlog, last seen and IPW estimated accuracy (from an
+estimates file written by flows.loop.estimates), the fleet summary, per release its devices; a
+missing, broken or oddly shaped estimates file; device-provided text escaped on the page.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import time
 from datetime import timedelta
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from edge.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from flows.loop.estimates import ESTIMATES_FILE, fleet_estimates, write_estimates
+from flows.params import load_params
+from flows.paths import Paths
 from hub import tokens
 from hub.db import Device, Heartbeat, Upload, utc_now
 from hub.fleet_view import status_of
@@ -204,3 +212,128 @@ def test_status_rules() -> None:
     assert status_of(None, now, 60) == "never seen"
     assert status_of(now - timedelta(seconds=59), now, 60) == "online"
     assert status_of((now - timedelta(seconds=61)).replace(tzinfo=None), now, 60) == "offline"  # naive = UTC
+
+
+def uploads(device: str, version: str, right: int, wrong: int, failures: int = 0) -> list[dict]:
+    """Uploaded rows as the edge sends them: ``right`` random-sample rows (p=0.5; the first ``failures``
+    of them are label 1) and ``wrong`` mistakes (p=1, label 1)."""
+    rows = [{"device_id": device, MODEL_VERSION: version, "failure": "1" if i < failures else "0",
+             PREDICTION: "1" if i < failures else "0", INCLUSION_PROBABILITY: 0.5, UPLOAD_REASON: "random"}
+            for i in range(right)]
+    rows += [{"device_id": device, MODEL_VERSION: version, "failure": "1", PREDICTION: "0",
+              INCLUSION_PROBABILITY: 1.0, UPLOAD_REASON: "labelled"} for _ in range(wrong)]
+    return rows
+
+
+def write_loop_estimates(root, rows: list[dict]) -> dict:
+    estimates = fleet_estimates(pd.DataFrame(rows), load_params(root / "params.yaml"))
+    write_estimates(Paths.at(root), estimates)
+    return estimates
+
+
+def beat(hub, device: str, token: str, **state) -> None:
+    response = httpx.post(f"{hub.url}/v1/devices/{device}/heartbeat", json={**BEAT, **state}, headers=auth(token))
+    assert response.status_code == 200, response.text
+
+
+def test_fleet_shows_versions_drift_estimates_and_who_runs_which_release(hub) -> None:
+    tokens_ = {d: register(hub, d, c) for d, c in (("press-01", "canary"), ("press-02", "stable"),
+                                                    ("press-03", "stable"), ("press-04", "stable"))}
+    register(hub, "press-05")
+    beat(hub, "press-01", tokens_["press-01"], model_version="8", drift={"torque_nm": 0.42, "speed_rpm": 0.1})
+    beat(hub, "press-02", tokens_["press-02"], model_version="7", drift={}, spool_backlog=3)
+    beat(hub, "press-03", tokens_["press-03"], model_version="7")
+    beat(hub, "press-04", tokens_["press-04"], model_version="10")
+    with hub.app.state.sessions() as session:  # press-03 went silent
+        session.get(Heartbeat, "press-03").received_at = utc_now() - timedelta(seconds=hub.settings.stale_after_s + 5)
+        session.commit()
+    # press-01 ran 7 before 8; press-02 has rows for 7; press-03 and press-04 uploaded nothing
+    written = write_loop_estimates(hub.root, uploads("press-01", "7", 10, 10) + uploads("press-01", "8", 40, 10, 4)
+                                   + uploads("press-02", "7", 30, 3))
+
+    document = httpx.get(f"{hub.url}/v1/fleet", headers=auth(hub.admin_token)).json()
+    fleet = {d["device_id"]: d for d in document["devices"]}
+    one = fleet["press-01"]
+    assert one["model_version"] == "8" and one["max_drift"] == {"feature": "torque_nm", "psi": 0.42}
+    assert one["backlog"] == 12 and one["last_seen"] == one["last_heartbeat"]["received_at"]
+    accuracy = one["estimated_accuracy"]  # for the version it runs: 80 correct of 90 after weighting
+    assert accuracy["model_version"] == "8" and accuracy["value"] == pytest.approx(80 / 90)
+    assert accuracy["rows"] == 50 and accuracy["naive"] == pytest.approx(40 / 50)
+    assert accuracy["low"] < accuracy["value"] < accuracy["high"]
+    assert fleet["press-02"]["estimated_accuracy"]["value"] == pytest.approx(60 / 63)
+    assert fleet["press-02"]["max_drift"] is None and fleet["press-02"]["backlog"] == 3
+    assert fleet["press-03"]["status"] == "offline" and fleet["press-03"]["model_version"] == "7"
+    assert fleet["press-03"]["estimated_accuracy"] is None and fleet["press-04"]["estimated_accuracy"] is None
+    five = fleet["press-05"]
+    assert (five["model_version"], five["last_seen"], five["max_drift"], five["backlog"]) == (None, None, None, None)
+
+    summary = document["estimates"]
+    assert summary["rows"] == 103 and summary["computed_at"] == written["computed_at"]
+    assert summary["accuracy"]["value"] == pytest.approx((20 + 80 + 60) / (30 + 90 + 63))
+    assert summary["label_shares"]["1"]["value"] == pytest.approx((10 + 8 + 10 + 3) / (30 + 90 + 63))
+    assert summary["label_shares"]["0"]["value"] + summary["label_shares"]["1"]["value"] == pytest.approx(1)
+    releases = {r["model_version"]: r for r in document["releases"]}
+    assert [r["model_version"] for r in document["releases"]] == ["7", "8", "10"]  # natural order
+    assert releases["7"]["devices"] == ["press-02", "press-03"] and releases["7"]["online"] == 1
+    assert releases["7"]["channels"] == ["stable"] and releases["8"]["channels"] == ["canary"]
+    assert releases["7"]["estimated_accuracy"]["value"] == pytest.approx((20 + 60) / (30 + 63))
+    assert releases["10"]["estimated_accuracy"] is None
+
+    # a device whose current version has no rows yet falls back to every version it ran, said so
+    beat(hub, "press-02", tokens_["press-02"], model_version="8")
+    two = fleet_by_id(hub)["press-02"]["estimated_accuracy"]
+    assert two["model_version"] is None and two["value"] == pytest.approx(60 / 63)
+
+    html = httpx.get(f"{hub.url}/fleet", headers=auth(hub.admin_token)).text
+    assert "0.889 [" in html and "(v 8)" in html and "(all versions)" in html and "torque_nm 0.42" in html
+    assert "Fleet estimate" in html and f"{summary['accuracy']['value']:.3f} [" in html
+    assert "<code>press-02</code>, <code>press-03</code>" not in html  # press-02 moved to 8
+    assert "<td><code>press-03</code></td><td>0 of 1</td>" in html
+    assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
+
+
+@pytest.mark.parametrize("content", [
+    None,  # no file
+    "{not json",
+    "[1, 2, 3]",
+    '{"fleet": 5, "devices": [], "versions": "x", "rows": "many"}',
+    '{"fleet": {"accuracy": {"value": NaN, "low": 0, "high": 1}}, '
+    '"devices": {"press-01": {"accuracy": {"value": 7, "low": 0, "high": 1}}}, '
+    '"device_versions": {"press-01": {"3": {"accuracy": {"value": "high"}}}}}',
+])
+def test_the_hub_keeps_working_without_a_sound_estimates_file(hub, content) -> None:
+    token = register(hub, "press-01")
+    beat(hub, "press-01", token)
+    target = hub.root / "data" / ESTIMATES_FILE
+    if content is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    response = httpx.get(f"{hub.url}/v1/fleet", headers=auth(hub.admin_token))
+    assert response.status_code == 200, response.text
+    document = response.json()
+    assert document["devices"][0]["estimated_accuracy"] is None
+    assert document["estimates"] is None or document["estimates"]["accuracy"] is None
+    assert document["releases"][0]["model_version"] == "3"
+    page = httpx.get(f"{hub.url}/fleet", headers=auth(hub.admin_token))
+    assert page.status_code == 200 and "press-01" in page.text
+    # a sound file written later is picked up (the hub caches by file time and size)
+    write_loop_estimates(hub.root, uploads("press-01", "3", 10, 0))
+    assert fleet_by_id(hub)["press-01"]["estimated_accuracy"]["value"] == 1.0
+
+
+def test_fleet_page_escapes_everything_a_device_or_file_provides(hub) -> None:
+    token = register(hub, "press-01")
+    evil = '<script>alert("v")</script>'
+    beat(hub, "press-01", token, model_version=evil, health="ok")
+    rows = uploads("press-01", evil, 10, 2)
+    for row in rows:
+        row["failure"] = row[PREDICTION] = "<b>x</b>" if row[UPLOAD_REASON] == "random" else "0"
+    estimates = write_loop_estimates(hub.root, rows)
+    estimates["computed_at"] = "<img src=x onerror=alert(1)>"
+    estimates["fleet"]["label_shares"]["<i>c</i>"] = estimates["fleet"]["accuracy"]
+    write_estimates(Paths.at(hub.root), estimates)
+    html = httpx.get(f"{hub.url}/fleet", headers=auth(hub.admin_token)).text
+    assert "&lt;script&gt;alert(&quot;v&quot;)&lt;/script&gt;" in html
+    assert "<script" not in html.lower() and "<img" not in html and "<i>c</i>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "&lt;i&gt;c&lt;/i&gt;" in html
+    assert fleet_by_id(hub)["press-01"]["estimated_accuracy"]["model_version"] == evil  # JSON keeps it as is

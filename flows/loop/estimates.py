@@ -4,15 +4,23 @@ Edge runners upload a labelled row with probability ``inclusion_probability`` (1
 uncertain and anomalous rows, the random rate for the rest), so the uploaded rows over-represent
 mistakes and a plain average of them underestimates accuracy. Weighting each row by ``1/p`` gives
 the Hajek estimator ``sum(w * correct) / sum(w)``, consistent for the accuracy on all labelled rows
-the devices saw. Its 95% interval uses the linearised variance ``sum(w^2 (y - est)^2) / sum(w)^2``
-(normal approximation; with few rows the interval is wide, and with no random-sample row at all the
-estimate cannot see correct non-uncertain rows: ``rows`` tells how much it rests on).
+the devices saw. Its 95% interval rests on the linearised variance ``v = sum(w^2 (y - est)^2) / sum(w)^2``
+(a model-based variance: it also covers the rows' own randomness, so with every row uploaded, p = 1,
+the interval stays open). For 0/1 values (accuracy, label shares) it is the Wilson score interval at
+the effective sample size ``est (1 - est) / v`` (Kish's ``sum(w)^2 / sum(w^2)`` when every row agrees),
+so 30 correct rows out of 30 give [0.89, 1], not [1, 1]; other values get the normal interval.
+Rows whose value or probability is not finite, or whose probability is outside (0, 1], are ignored and
+counted (``ignored``). ``rows`` tells how much an estimate rests on: a class the model predicts
+confidently and correctly is seen only through the random sample, so with few random rows its share
+is noisy and its interval too narrow (with no random-sample row at all the estimate cannot see
+correct, confident rows).
 
 ``ipw_mean(values, p)`` is the core; ``accuracy`` and ``label_shares`` apply it; ``fleet_estimates``
-gives fleet, per-device and per-model-version accuracy and label balance, each with the naive
-(unweighted) number beside it. ``load_uploads`` reads the landing zone's edge batches (rows that carry
-an inclusion probability); ``write_estimates`` stores the result as ``data/loop/estimates.json`` for the
-hub's fleet page and the loop's flows.
+gives fleet, per-device, per-model-version and per-device-and-version accuracy and label balance,
+each with the naive (unweighted) number beside it. ``load_uploads`` reads the landing zone's edge
+batches (rows that carry an inclusion probability); ``write_estimates`` stores the result as
+``data/loop/estimates.json`` for the hub's fleet page and the loop's flows (``read_estimates`` gives
+None when it is missing or unreadable).
 
 Leaves out: deciding anything on these numbers (flows.loop.triggers, flows.loop.promotion).
 """
@@ -44,6 +52,7 @@ __all__ = [
     "label_shares",
     "load_uploads",
     "read_estimates",
+    "wilson",
     "write_estimates",
 ]
 
@@ -59,6 +68,7 @@ class Estimate:
     naive: float | None  # the unweighted mean of the uploaded rows (biased under filtering)
     rows: int  # uploaded rows it rests on
     weight: float  # sum of 1/p: the number of labelled rows these stand for
+    ignored: int = 0  # rows left out: value or probability not finite, or probability outside (0, 1]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,28 +81,56 @@ def ipw_mean(values: np.ndarray, probabilities: np.ndarray) -> Estimate:
     if y.shape != p.shape:
         raise ValueError(f"values and probabilities differ in shape: {y.shape} vs {p.shape}")
     keep = np.isfinite(y) & np.isfinite(p) & (p > 0) & (p <= 1)
+    ignored = int(y.size - keep.sum())
     y, p = y[keep], p[keep]
     if y.size == 0:
-        return Estimate(None, None, None, None, 0, 0.0)
+        return Estimate(None, None, None, None, 0, 0.0, ignored)
     w = 1.0 / p
     total = float(w.sum())
     estimate = float((w * y).sum() / total)
     variance = float((w**2 * (y - estimate) ** 2).sum() / total**2)
-    half = Z95 * math.sqrt(variance)
-    return Estimate(estimate, max(0.0, estimate - half), min(1.0, estimate + half), float(y.mean()), int(y.size),
-                    total)
+    if np.isin(y, (0.0, 1.0)).all():
+        effective = estimate * (1 - estimate) / variance if variance > 0 else total**2 / float((w**2).sum())
+        low, high = wilson(estimate, effective)
+    else:
+        half = Z95 * math.sqrt(variance)
+        low, high = estimate - half, estimate + half
+    return Estimate(estimate, max(0.0, low), min(1.0, high), float(y.mean()), int(y.size), total, ignored)
+
+
+def wilson(share: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``share`` observed on ``n`` (effective) rows."""
+    z2 = z * z
+    centre = (share + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(max(0.0, share * (1 - share)) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return centre - half, centre + half
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Class values as text, so a label read as 1, 1.0 or "1" compares equal to a prediction "1"."""
+    def one(value: object) -> str:
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value).strip()
+    return column.map(one)
 
 
 def accuracy(frame: pd.DataFrame, label: str) -> Estimate:
     """IPW accuracy of the uploaded labelled rows in ``frame`` (prediction == label)."""
-    correct = (frame[PREDICTION].astype(str) == frame[label].astype(str)).to_numpy(dtype=np.float64)
-    return ipw_mean(correct, frame[INCLUSION_PROBABILITY].to_numpy(dtype=np.float64))
+    correct = (_as_text(frame[PREDICTION]) == _as_text(frame[label])).to_numpy(dtype=np.float64)
+    return ipw_mean(correct, _probabilities(frame))
+
+
+def _probabilities(frame: pd.DataFrame) -> np.ndarray:
+    """The inclusion probabilities as floats; text that is no number becomes NaN (and is ignored)."""
+    values: np.ndarray = pd.to_numeric(frame[INCLUSION_PROBABILITY], errors="coerce").to_numpy(dtype=np.float64)
+    return values
 
 
 def label_shares(frame: pd.DataFrame, label: str, classes: Iterable[object]) -> dict[str, Estimate]:
     """IPW share of each class among the labelled rows (label balance)."""
-    p = frame[INCLUSION_PROBABILITY].to_numpy(dtype=np.float64)
-    labels = frame[label].astype(str)
+    p = _probabilities(frame)
+    labels = _as_text(frame[label])
     return {str(c): ipw_mean((labels == str(c)).to_numpy(dtype=np.float64), p) for c in classes}
 
 
@@ -110,10 +148,14 @@ def fleet_estimates(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
     device = params.schema.device_id
     out: dict[str, Any] = {"computed_at": datetime.now(UTC).isoformat(), "rows": len(frame)}
     if frame.empty:
-        return out | {"fleet": None, "devices": {}, "versions": {}}
+        return out | {"fleet": None, "devices": {}, "versions": {}, "device_versions": {}}
     out["fleet"] = _group(frame, params)
     out["devices"] = {str(k): _group(g, params) for k, g in frame.groupby(device, sort=True)}
     out["versions"] = {str(k): _group(g, params) for k, g in frame.groupby(MODEL_VERSION, sort=True)}
+    out["device_versions"] = {
+        str(d): {str(v): _group(g, params) for v, g in rows.groupby(MODEL_VERSION, sort=True)}
+        for d, rows in frame.groupby(device, sort=True)
+    }
     return out
 
 
@@ -142,7 +184,7 @@ def load_uploads(paths: Paths, params: Params, since: datetime | None = None,
         needed = {INCLUSION_PROBABILITY, PREDICTION, MODEL_VERSION, UPLOAD_REASON, schema.label.name}
         if not needed <= set(frame.columns):
             continue
-        frame = frame[frame[schema.label.name].notna()]
+        frame = frame[frame[schema.label.name].notna()].copy()
         frame[MODEL_VERSION] = frame[MODEL_VERSION].astype(str)
         if wanted is not None:
             frame = frame[frame[MODEL_VERSION].isin(wanted)]

@@ -6,8 +6,13 @@ a new device race). The fleet joins every registered device with its last heartb
 totals; a device silent longer than ``settings.stale_after_s`` is "offline" and its reported health is
 withheld (never shown healthy). A heartbeat may also carry the runner's recent model events (candidate
 rejected, activated, rolled back: at most 64), the version it would roll back to, and its spool's
-eviction counts per upload reason; they are stored with the rest of the state. Leaves out heartbeat
-history (only the latest is kept) and alerting.
+eviction counts per upload reason; they are stored with the rest of the state.
+
+The loop's view of the fleet (``hub.fleet_loop``) rides along: per device its model version, largest
+drift (feature and PSI), estimated accuracy with its 95% interval, backlog and last-seen time; a fleet
+summary (estimated accuracy, label balance) and, per release, the devices running it. Estimates come
+from ``data/loop/estimates.json`` (written by the loop's flows); without it, or with a broken one, they
+are null and everything else works. Leaves out heartbeat history (only the latest is kept) and alerting.
 """
 
 from __future__ import annotations
@@ -27,6 +32,17 @@ from sqlalchemy.orm import Session
 from hub import tokens
 from hub.auth import Caller, admin, bearer, device_itself
 from hub.db import Device, Heartbeat, Upload, utc_now
+from hub.fleet_loop import (
+    FleetEstimates,
+    Interval,
+    MaxDrift,
+    ReleaseDevices,
+    device_estimate,
+    fleet_estimates,
+    load_estimates,
+    max_drift,
+    releases,
+)
 from hub.fleet_view import ONLINE, as_utc, render_fleet_html, status_of
 
 router = APIRouter(tags=["fleet"])
@@ -104,12 +120,21 @@ class FleetDevice(BaseModel):
     health: str | None = Field(description="reported health while online; null when offline or never seen")
     last_heartbeat: LastHeartbeat | None
     uploads: UploadTotals
+    last_seen: datetime | None = Field(None, description="when its last heartbeat arrived")
+    model_version: str | None = Field(None, description="the version it last reported running")
+    max_drift: MaxDrift | None = Field(None, description="its largest reported feature drift (PSI)")
+    backlog: int | None = Field(None, description="rows waiting in its spool, as last reported")
+    estimated_accuracy: Interval | None = Field(
+        None, description="IPW accuracy of its uploaded labelled rows with 95% interval: for the version it "
+                          "runs when there are rows for it, else over every version (model_version null)")
 
 
 class Fleet(BaseModel):
     generated_at: datetime
     stale_after_s: float
     devices: list[FleetDevice]
+    estimates: FleetEstimates | None = Field(None, description="fleet accuracy and label balance (IPW)")
+    releases: list[ReleaseDevices] = Field(default_factory=list, description="per model version, who runs it")
 
 
 def _upsert(session: Session, device_id: str, state: dict[str, Any], now: datetime) -> None:
@@ -146,35 +171,53 @@ def heartbeat(body: HeartbeatBody, request: Request, caller: Caller = Depends(de
 
 
 def _device(device: Device, beat: Heartbeat | None, uploads: tuple[int, int], now: datetime,
-            stale_after_s: float) -> FleetDevice:
+            stale_after_s: float, estimates: dict[str, Any] | None) -> FleetDevice:
     received = as_utc(beat.received_at) if beat is not None else None
     state = status_of(received, now, stale_after_s)
     last = None
     if beat is not None and received is not None:
         last = LastHeartbeat(received_at=received, age_s=max(0.0, (now - received).total_seconds()), state=beat.state)
-    health = str(beat.state.get("health")) if beat is not None and state == ONLINE else None
+    reported: dict[str, Any] = beat.state if beat is not None and isinstance(beat.state, dict) else {}
+    health = str(reported.get("health")) if beat is not None and state == ONLINE else None
+    version = reported.get("model_version")
+    version = None if version is None else str(version)
+    backlog = reported.get("spool_backlog")
     return FleetDevice(
         device_id=device.device_id, channel=device.channel, revoked=device.revoked_at is not None, status=state,
         health=health, last_heartbeat=last, uploads=UploadTotals(count=uploads[0], bytes=uploads[1]),
+        last_seen=received, model_version=version, max_drift=max_drift(reported.get("drift")),
+        backlog=backlog if isinstance(backlog, int) and not isinstance(backlog, bool) else None,
+        estimated_accuracy=device_estimate(estimates, device.device_id, version),
     )
 
 
-def read_fleet(sessions: Any, stale_after_s: float) -> Fleet:
-    """Every registered device with its last heartbeat, staleness and upload totals (three queries)."""
+def read_fleet(sessions: Any, stale_after_s: float, estimates: dict[str, Any] | None = None) -> Fleet:
+    """Every registered device with its last heartbeat, staleness, upload totals and, from ``estimates``
+    (the loop's ``estimates.json`` document), estimated accuracies; three queries."""
     now = utc_now()
     totals = select(Upload.device_id, func.count(Upload.id), func.coalesce(func.sum(Upload.bytes), 0))
     with sessions() as session:
         devices = session.scalars(select(Device).order_by(Device.device_id)).all()
         beats = {beat.device_id: beat for beat in session.scalars(select(Heartbeat))}
         uploads = {d: (int(c), int(b)) for d, c, b in session.execute(totals.group_by(Upload.device_id))}
-    rows = [_device(d, beats.get(d.device_id), uploads.get(d.device_id, (0, 0)), now, stale_after_s) for d in devices]
-    return Fleet(generated_at=now, stale_after_s=stale_after_s, devices=rows)
+    rows = [_device(d, beats.get(d.device_id), uploads.get(d.device_id, (0, 0)), now, stale_after_s, estimates)
+            for d in devices]
+    return Fleet(generated_at=now, stale_after_s=stale_after_s, devices=rows, estimates=fleet_estimates(estimates),
+                 releases=releases(rows, estimates))
+
+
+def _fleet_now(request: Request) -> Fleet:
+    settings = request.app.state.settings
+    estimates = load_estimates(settings.landing.parent.parent)  # landing is <root>/data/uploads
+    return read_fleet(request.app.state.sessions, settings.stale_after_s, estimates)
 
 
 @router.get("/v1/fleet", response_model=Fleet, dependencies=[Depends(admin)])
 def fleet(request: Request) -> Fleet:
-    """Every device with channel, revoked flag, last heartbeat, status and uploads (admin token)."""
-    return read_fleet(request.app.state.sessions, request.app.state.settings.stale_after_s)
+    """Every device with channel, revoked flag, last heartbeat, status, uploads, version, largest drift,
+    backlog and estimated accuracy; the fleet's estimated accuracy and label balance; per release the
+    devices running it (admin token)."""
+    return _fleet_now(request)
 
 
 PAGE_UNAUTHORIZED = HTTPException(
@@ -212,6 +255,6 @@ def fleet_page(request: Request) -> HTMLResponse:
     on loopback by default, so from another machine use an ssh tunnel (``ssh -L 8700:127.0.0.1:8700
     hub-host``, then open http://127.0.0.1:8700/fleet) or a TLS-terminating proxy. Reload to refresh.
     """
-    document = read_fleet(request.app.state.sessions, request.app.state.settings.stale_after_s)
+    document = _fleet_now(request)
     html = render_fleet_html(document.model_dump(mode="json"))
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
