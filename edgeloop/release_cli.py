@@ -114,10 +114,11 @@ def _move_channel(root: Path, kind: str, channel: str, version: int | None) -> S
             result = promote_flow(root=str(paths.root), version=version, channel=channel)
         else:
             result = rollback_flow(root=str(paths.root), channel=channel, to=version)
-    else:
-        from flows.release_flows import move_channel
+    else:  # the flows record the move in the loop log themselves
+        from flows.release_flows import move_channel, record_manual_move
 
         result = move_channel(params, paths, kind, channel, version)
+        record_manual_move(params, paths, kind, result)
     return SimpleNamespace(**result)
 
 

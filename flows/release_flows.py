@@ -4,7 +4,10 @@ Thin drivers over ``flows.releases`` (which knows TUF) so that every change to w
 flow run in the same Prefect history as the retraining that produced it. ``publish_candidate`` is the
 retrain flow's last task; it initialises the repository (and local file keys) on first use so a fresh
 clone ends with a signed release. Keeps ``data/champion/`` (the model new candidates must beat) in step
-with the release the fleet trusts. Does not decide promotions by itself (fleet health comes later).
+with the release the fleet trusts. A manual promote or rollback (these flows, or ``edgeloop release
+promote/rollback`` without a Prefect server) is recorded in the loop log with source ``manual``
+(``record_manual_move``), beside the ``promote-soaked`` flow's own decisions. Does not decide
+promotions by itself (``flows.loop.promote_flow`` does).
 """
 
 from __future__ import annotations
@@ -128,9 +131,23 @@ def publish_task(params: Params, paths: Paths) -> dict[str, Any]:
     return summary
 
 
+def record_manual_move(params: Params, paths: Paths, kind: str, move: dict[str, Any]) -> None:
+    """Append a manual channel move (``promote`` or ``rollback``) to the loop log, like the loop's own."""
+    from flows.loop.log import append_decision
+
+    channel, before, after = move["channel"], move["from_version"], move["to_version"]
+    fired = before != after
+    summary = (f"manual {kind}: channel {channel} {before or '-'} -> {after}" if fired
+               else f"manual {kind}: channel {channel} already points at release {after}; nothing changed")
+    append_decision(paths.resolve(params.loop.log), "manual", kind, fired, summary,
+                    {"channel": channel, "from_version": before, "to_version": after}, action=kind, move=move)
+
+
 def _moved(kind: str, root: str, channel: str, version: int | None) -> dict[str, Any]:
     paths = Paths.at(root)
-    result = move_channel(load_params(paths.params), paths, kind, channel, version)
+    params = load_params(paths.params)
+    result = move_channel(params, paths, kind, channel, version)
+    record_manual_move(params, paths, kind, result)
     create_markdown_artifact(
         key=f"release-{kind}",
         markdown=f"{kind}: channel `{channel}` moved from {result['from_version']} to {result['to_version']}.",
