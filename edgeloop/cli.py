@@ -21,6 +21,7 @@ from rich.table import Table
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption
 from edgeloop.errors import UserError
+from edgeloop.loop_cli import loop_app
 from edgeloop.release_cli import release_app
 from hub.cli import hub_app
 from hub.devices_cli import devices_app
@@ -38,6 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(release_app, name="release")
+app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
 app.add_typer(devices_app, name="devices", help="Register, list and revoke devices (tokens shown once).")
 app.command("fleet")(fleet_command)

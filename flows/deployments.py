@@ -1,8 +1,11 @@
-"""Prefect deployments: retrain nightly and on demand, and the release refresh every six hours.
+"""Prefect deployments: retrain nightly and on demand, the release refresh every six hours, and the
+loop's ``monitor`` every ``loop.monitor.interval_s`` seconds.
 
-``serve_deployments`` runs both from the current process (``edgeloop serve``, polling the server in
-PREFECT_API_URL). For work pools and workers on other hosts, flows/prefect.yaml declares the same two
-deployments for ``prefect deploy``. Neither creates the Prefect server itself.
+``build_deployments`` makes the retrain and refresh deployments, ``build_loop_deployments`` the loop's
+(read from the project's params.yaml). ``serve_deployments`` runs them all from the current process
+(``edgeloop serve``, polling the server in PREFECT_API_URL). For work pools and workers on other hosts,
+flows/prefect.yaml declares deployments for ``prefect deploy`` (entrypoint of the monitor:
+``flows/loop/monitor.py:monitor``). Nothing here creates the Prefect server itself.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.loop.monitor import monitor
 from flows.release_flows import refresh_flow
 from flows.retrain import retrain
 
@@ -18,6 +22,8 @@ NIGHTLY = "retrain-nightly"
 ON_DEMAND = "retrain-on-demand"
 REFRESH = "release-refresh"
 REFRESH_CRON = "17 */6 * * *"  # four times a day: well inside the 1-day timestamp expiry
+MONITOR = "loop-monitor"
+MONITOR_INTERVAL_S = 300.0  # when the project has no params.yaml yet (params.yaml's default)
 
 
 def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> list[RunnerDeployment]:
@@ -48,8 +54,38 @@ def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC"
     return [nightly, on_demand, refresh]  # type: ignore[list-item]  # sync call: never a coroutine
 
 
+def monitor_interval_s(root: Path) -> float:
+    """``loop.monitor.interval_s`` of the project at ``root`` (the default when it has no params.yaml)."""
+    from flows.params import load_params
+    from flows.paths import Paths
+
+    paths = Paths.at(root)
+    return load_params(paths.params).loop.monitor.interval_s if paths.params.is_file() else MONITOR_INTERVAL_S
+
+
+def build_loop_deployments(root: Path, interval_s: float | None = None) -> list[RunnerDeployment]:
+    """The closed loop's deployments: ``monitor`` every ``interval_s`` (default: params.yaml's) and the
+    canary soak check ``promote-soaked`` every ``loop.promotion.interval_s``."""
+    from datetime import timedelta
+
+    from prefect.schedules import Interval
+
+    every = interval_s if interval_s is not None else monitor_interval_s(root)
+    watch = monitor.to_deployment(
+        name=MONITOR,
+        schedules=[Interval(timedelta(seconds=every))],
+        parameters={"root": str(root)},
+        description="Watch fleet drift, estimated accuracy, new ground truth and the nightly slot; retrain "
+                    "when a trigger fires (one retrain per cooldown). Decisions: `edgeloop loop status`.",
+        tags=["edgeloop", "loop"],
+    )
+    from flows.loop.promote_flow import build_promotion_deployment
+
+    return [watch, build_promotion_deployment(root)]  # type: ignore[list-item]  # sync call: never a coroutine
+
+
 def serve_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC") -> None:
-    """Register both deployments and execute their runs from this process until interrupted."""
+    """Register every deployment and execute their runs from this process until interrupted."""
     from prefect import serve
 
-    serve(*build_deployments(root, cron, timezone))
+    serve(*build_deployments(root, cron, timezone), *build_loop_deployments(root))

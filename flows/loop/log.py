@@ -79,5 +79,6 @@ def last_decision(path: Path, source: str | None = None, kind: str | None = None
     """The newest decision matching the filters (``fired=True``: the last one that acted)."""
     for entry in reversed(read_decisions(path, source, kind)):
         if fired is None or bool(entry.get("fired")) == fired:
-            return entry
+            found: dict[str, Any] = entry
+            return found
     return None

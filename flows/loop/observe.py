@@ -1,0 +1,173 @@
+"""Gather what the monitor's triggers look at: the hub's fleet, the landing zone and the releases.
+
+``gather(paths, params, last_fired)`` returns ``flows.loop.triggers.Observations``:
+
+- the fleet from the hub's ``GET /v1/fleet`` (httpx, admin token from ``hub.admin_token_file``; URL
+  from ``hub_url`` / ``EDGELOOP_HUB_URL`` / ``http://<hub.host>:<hub.port>``), one ``DeviceState`` per
+  device. Hub unreachable, a missing token or a bad answer: ``devices=None`` with the reason;
+- the labelled rows landed in ``data/uploads`` since the last training (file modification time);
+- the IPW accuracy (flows.loop.estimates) of the rows made by the models the channels point at now,
+  from batches landed since the newest of those releases was created;
+- the model file's time (``data/model/model.onnx``), the last training when the log has none.
+
+Nothing here raises on a missing or unreadable file or an unreachable hub: each part that cannot be
+had is recorded as unknown with its reason, and the other parts still work.
+Leaves out: deciding (flows.loop.triggers) and writing anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge.record import BATCH_EXTENSIONS
+from flows.loop.triggers import DeviceState, Observations, last_training, parse_time
+from flows.params import Params
+from flows.paths import Paths
+
+__all__ = ["HUB_URL_ENV", "FleetUnavailable", "count_labelled_rows", "current_accuracy", "gather", "hub_url",
+           "read_fleet", "model_time"]
+
+HUB_URL_ENV = "EDGELOOP_HUB_URL"
+ONLINE = "online"  # hub.fleet_view.ONLINE (flows does not import the hub)
+
+
+class FleetUnavailable(Exception):
+    """The fleet could not be read; the message is the reason, one line."""
+
+
+def hub_url(params: Params, override: str | None = None) -> str:
+    """Where the hub is: the argument, else $EDGELOOP_HUB_URL, else params.yaml's host and port."""
+    if override:
+        return override.rstrip("/")
+    if os.environ.get(HUB_URL_ENV):
+        return os.environ[HUB_URL_ENV].rstrip("/")
+    host = params.hub.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a listen address, not ours)
+    return f"http://{host}:{params.hub.port}"
+
+
+def read_fleet(url: str, token_file: Path, timeout: float = 10.0) -> tuple[DeviceState, ...]:
+    """Every registered device of the hub at ``url``; FleetUnavailable with the reason otherwise."""
+    import httpx
+
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise FleetUnavailable(f"no admin token at {token_file}: {exc.strerror}") from None
+    try:
+        response = httpx.get(f"{url}/v1/fleet", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise FleetUnavailable(f"hub at {url} unreachable: {exc.__class__.__name__}: {exc}") from None
+    if response.status_code != 200:
+        raise FleetUnavailable(f"hub at {url} answered HTTP {response.status_code}")
+    try:
+        document = response.json()
+        return tuple(_device(d) for d in document["devices"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FleetUnavailable(f"hub at {url} sent an unreadable fleet: {exc}") from None
+
+
+def _device(raw: Mapping[str, Any]) -> DeviceState:
+    beat = raw.get("last_heartbeat") or {}
+    state = beat.get("state") or {}
+    drift = state.get("drift") or {}
+    values = [float(v) for v in drift.values() if isinstance(v, int | float)]
+    active = raw.get("status") == ONLINE and not raw.get("revoked") and bool(beat)
+    return DeviceState(str(raw["device_id"]), str(raw.get("channel", "")), active, max(values) if values else None)
+
+
+def _batches(paths: Paths, since: datetime | None) -> list[Path]:
+    root = paths.uploads
+    if not root.is_dir():
+        return []
+    out = []
+    for path in sorted(root.glob("*/*")):
+        if path.suffix.lstrip(".") not in BATCH_EXTENSIONS or not path.is_file():
+            continue
+        try:
+            landed = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except OSError:
+            continue
+        if since is None or landed > since:
+            out.append(path)
+    return out
+
+
+def count_labelled_rows(paths: Paths, params: Params, since: datetime | None) -> int:
+    """Rows with a label in batches landed after ``since`` (all when None); unreadable batches count 0."""
+    from flows.ingest.reader import Unreadable, read_batch
+
+    schema = params.schema
+    label = schema.label.name
+    total = 0
+    for path in _batches(paths, since):
+        try:
+            frame = read_batch(path.read_bytes(), path.suffix.lstrip("."), [label, schema.device_id],
+                               schema.column_names)
+        except (Unreadable, OSError):
+            continue  # ingest quarantines it
+        if label in frame.columns:
+            total += int(frame[label].notna().sum())
+    return total
+
+
+def current_accuracy(paths: Paths, params: Params) -> dict[str, Any]:
+    """IPW accuracy of the channel models' rows since the newest of their releases: ``{"value", "low",
+    "high", "rows", "versions", "since", "note"}`` (value None with a note when it cannot be had)."""
+    from flows.loop.estimates import accuracy, load_uploads
+    from flows.releases import ReleaseConfig, is_initialised, list_releases
+
+    config = ReleaseConfig.from_params(params, paths)
+    empty: dict[str, Any] = {"value": None, "low": None, "high": None, "rows": 0, "versions": [], "since": None}
+    try:
+        if not is_initialised(config):
+            return empty | {"note": "no release repository yet"}
+        current = [r for r in list_releases(config) if r.channels]
+    except Exception as exc:  # noqa: BLE001 (an unattended monitor records why, and judges the rest)
+        return empty | {"note": f"release repository unreadable: {exc}"}
+    if not current:
+        return empty | {"note": "no channel points at a release yet"}
+    versions = sorted(str(r.version) for r in current)
+    times = [t for t in (parse_time(r.created) for r in current) if t is not None]
+    since = max(times) if times else None
+    frame = load_uploads(paths, params, since=since, model_versions=versions)
+    estimate = accuracy(frame, params.schema.label.name) if len(frame) else None
+    out = empty | {"versions": versions, "since": None if since is None else since.isoformat()}
+    if estimate is None or estimate.value is None:
+        return out | {"note": f"no labelled edge rows from release(s) {', '.join(versions)} yet"}
+    return out | {"value": estimate.value, "low": estimate.low, "high": estimate.high, "rows": estimate.rows,
+                  "note": None}
+
+
+def model_time(paths: Paths) -> datetime | None:
+    try:
+        return datetime.fromtimestamp((paths.model / "model.onnx").stat().st_mtime, UTC)
+    except OSError:
+        return None
+
+
+def gather(paths: Paths, params: Params, last_fired: Mapping[str, Any] | None, url: str | None = None,
+           timeout: float = 10.0) -> Observations:
+    """Observe the fleet, the landing zone and the releases once (see the module docstring)."""
+    devices: tuple[DeviceState, ...] | None = None
+    error = None
+    try:
+        devices = read_fleet(hub_url(params, url), paths.resolve(params.hub.admin_token_file), timeout)
+    except FleetUnavailable as exc:
+        error = str(exc)
+    trained_file = model_time(paths)
+    since, _ = last_training(last_fired, trained_file)
+    try:
+        rows: int | None = count_labelled_rows(paths, params, since)
+    except OSError:
+        rows = None
+    acc = current_accuracy(paths, params)
+    return Observations(
+        devices=devices, fleet_error=error, new_labelled_rows=rows, accuracy=acc["value"],
+        accuracy_rows=acc["rows"], accuracy_interval=(acc["low"], acc["high"]),
+        accuracy_versions=tuple(acc["versions"]), accuracy_note=acc["note"], model_time=trained_file,
+    )

@@ -1,0 +1,228 @@
+"""When the monitor retrains: four triggers and a cooldown, as pure functions of what was observed.
+
+``decide(observations, params, now, last_fired)`` evaluates every trigger and returns a
+``MonitorDecision`` (fired or not, each trigger's state, value and threshold, one summary line):
+
+- ``scheduled``: a ``nightly_cron`` slot (UTC, cronsim: the cron library Prefect's own scheduler
+  stack installs) has passed since the last training; never trained counts as passed.
+- ``data_volume``: at least ``min_new_rows`` labelled rows landed since the last training.
+- ``fleet_drift``: among ACTIVE devices (online, not revoked, heartbeating), the share whose largest
+  feature PSI is above ``drift_psi`` is at least ``drift_device_share``.
+- ``accuracy_drop``: the inverse-probability-weighted accuracy of the current channel models' rows
+  since the last release rests on at least ``min_rows_for_accuracy`` rows and is below ``accuracy_floor``.
+
+A trigger is ``fired``, ``quiet`` or ``unknown`` (its input could not be had: hub unreachable, no
+release yet, a bad cron); unknown never fires. Within ``cooldown_s`` after the last FIRED retrain
+decision nothing fires: the decision says "suppressed by cooldown" with the triggers that would have.
+The last training is the last fired retrain decision, else the model file's time, else never
+(``last_training``).
+
+Leaves out: gathering the observations (flows.loop.observe), logging and acting (flows.loop.monitor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from flows.params import MonitorParams
+
+__all__ = [
+    "DeviceState",
+    "MonitorDecision",
+    "Observations",
+    "TriggerResult",
+    "accuracy_drop",
+    "data_volume",
+    "decide",
+    "fleet_drift",
+    "last_training",
+    "parse_time",
+    "scheduled",
+]
+
+TriggerState = Literal["fired", "quiet", "unknown"]
+TRIGGERS = ("scheduled", "data_volume", "fleet_drift", "accuracy_drop")
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """One registered device as the hub's fleet view shows it."""
+
+    device_id: str
+    channel: str
+    active: bool  # online (heartbeat fresh), not revoked
+    max_psi: float | None  # largest feature PSI in its last heartbeat; None: it reported none
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything the triggers look at, gathered once per monitor run."""
+
+    devices: tuple[DeviceState, ...] | None = None  # None: the fleet could not be read
+    fleet_error: str | None = None  # why not
+    new_labelled_rows: int | None = None  # labelled rows landed since the last training
+    accuracy: float | None = None  # IPW accuracy of the current models' rows since the last release
+    accuracy_rows: int = 0  # uploaded rows that estimate rests on
+    accuracy_interval: tuple[float | None, float | None] = (None, None)
+    accuracy_versions: tuple[str, ...] = ()  # the model versions it covers (the channels' releases)
+    accuracy_note: str | None = None  # why there is no estimate
+    model_time: datetime | None = None  # mtime of data/model/model.onnx: last training when the log has none
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["model_time"] = _iso(self.model_time)
+        out["devices"] = None if self.devices is None else [asdict(d) for d in self.devices]
+        return out
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    name: str
+    state: TriggerState
+    value: Any  # the observed value (None when unknown)
+    threshold: Any
+    detail: str  # one line for people
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fired(self) -> bool:
+        return self.state == "fired"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MonitorDecision:
+    fired: bool
+    triggers: tuple[TriggerResult, ...]
+    would_fire: tuple[str, ...]  # triggers that fired before the cooldown was applied
+    suppressed: bool  # would have fired, but the cooldown holds
+    cooldown_left_s: float  # 0 outside the cooldown
+    last_training: datetime | None
+    last_training_source: str  # "loop log", "model file" or "never"
+    summary: str
+
+    def observed(self) -> dict[str, Any]:
+        """The numbers the decision was made on, for the loop log."""
+        return {
+            **{t.name: t.value for t in self.triggers},
+            "last_training": _iso(self.last_training),
+            "last_training_source": self.last_training_source,
+            "cooldown_left_s": round(self.cooldown_left_s, 1),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fired": self.fired, "summary": self.summary, "would_fire": list(self.would_fire),
+            "suppressed": self.suppressed, "cooldown_left_s": self.cooldown_left_s,
+            "last_training": _iso(self.last_training), "last_training_source": self.last_training_source,
+            "triggers": [t.as_dict() for t in self.triggers],
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def parse_time(text: object) -> datetime | None:
+    """An ISO-8601 time as an aware UTC datetime (naive = UTC); None when absent or unreadable."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def last_training(last_fired: Mapping[str, Any] | None, model_time: datetime | None) -> tuple[datetime | None, str]:
+    """When the model was last trained, and how we know: the log first, then the model file."""
+    logged = parse_time(last_fired.get("at")) if last_fired else None
+    if logged is not None:
+        return logged, "loop log"
+    if model_time is not None:
+        return model_time, "model file"
+    return None, "never"
+
+
+def scheduled(cron: str, trained: datetime | None, now: datetime) -> TriggerResult:
+    """Fired when a ``cron`` slot lies in (trained, now]."""
+    from cronsim import CronSim, CronSimError
+
+    if trained is None:
+        return TriggerResult("scheduled", "fired", "never trained", cron, "never trained: a slot has passed")
+    try:
+        slot = next(CronSim(cron, trained.astimezone(UTC)))
+    except (CronSimError, StopIteration) as exc:
+        return TriggerResult("scheduled", "unknown", None, cron, f"nightly_cron {cron!r} is not usable: {exc}")
+    state: TriggerState = "fired" if slot <= now else "quiet"
+    verb = "passed" if state == "fired" else "is next"
+    return TriggerResult("scheduled", state, slot.isoformat(), cron, f"slot {slot.isoformat()} {verb}")
+
+
+def data_volume(rows: int | None, minimum: int) -> TriggerResult:
+    if rows is None:
+        return TriggerResult("data_volume", "unknown", None, minimum, "landing zone not readable")
+    state: TriggerState = "fired" if rows >= minimum else "quiet"
+    return TriggerResult("data_volume", state, rows, minimum, f"{rows} new labelled rows (fires at >= {minimum})")
+
+
+def fleet_drift(devices: tuple[DeviceState, ...] | None, error: str | None, psi: float, share: float
+                ) -> TriggerResult:
+    if devices is None:
+        return TriggerResult("fleet_drift", "unknown", None, share, f"fleet unknown: {error or 'not read'}")
+    active = [d for d in devices if d.active]
+    if not active:
+        return TriggerResult("fleet_drift", "unknown", None, share, "no active device", {"active": 0})
+    drifting = sorted(d.device_id for d in active if d.max_psi is not None and d.max_psi > psi)
+    observed = len(drifting) / len(active)
+    state: TriggerState = "fired" if observed >= share else "quiet"
+    detail = f"{len(drifting)}/{len(active)} active devices with max PSI > {psi} (fires at share >= {share})"
+    return TriggerResult("fleet_drift", state, round(observed, 4), share, detail,
+                         {"active": len(active), "drifting": drifting, "psi": psi})
+
+
+def accuracy_drop(observations: Observations, floor: float, min_rows: int) -> TriggerResult:
+    value, rows = observations.accuracy, observations.accuracy_rows
+    extra = {"rows": rows, "versions": list(observations.accuracy_versions),
+             "interval": list(observations.accuracy_interval)}
+    if value is None:
+        note = observations.accuracy_note or "no labelled rows from the current models"
+        return TriggerResult("accuracy_drop", "unknown", None, floor, note, extra)
+    if rows < min_rows:
+        return TriggerResult("accuracy_drop", "quiet", round(value, 4), floor,
+                             f"only {rows} rows (< {min_rows}): too few to judge", extra)
+    state: TriggerState = "fired" if value < floor else "quiet"
+    return TriggerResult("accuracy_drop", state, round(value, 4), floor,
+                         f"estimated accuracy {value:.3f} on {rows} rows (fires below {floor})", extra)
+
+
+def decide(observations: Observations, params: MonitorParams, now: datetime,
+           last_fired: Mapping[str, Any] | None) -> MonitorDecision:
+    """Evaluate every trigger, then the cooldown since ``last_fired`` (the last fired retrain decision)."""
+    trained, source = last_training(last_fired, observations.model_time)
+    results = (
+        scheduled(params.nightly_cron, trained, now),
+        data_volume(observations.new_labelled_rows, params.min_new_rows),
+        fleet_drift(observations.devices, observations.fleet_error, params.drift_psi, params.drift_device_share),
+        accuracy_drop(observations, params.accuracy_floor, params.min_rows_for_accuracy),
+    )
+    would = tuple(t.name for t in results if t.fired)
+    fired_at = parse_time(last_fired.get("at")) if last_fired else None
+    left = 0.0 if fired_at is None else max(0.0, params.cooldown_s - (now - fired_at).total_seconds())
+    suppressed = bool(would) and left > 0
+    fired = bool(would) and not suppressed
+    unknown = [t.name for t in results if t.state == "unknown"]
+    if fired:
+        summary = f"retrain: {', '.join(would)} fired"
+    elif suppressed:
+        summary = f"suppressed by cooldown ({left:.0f} s left): {', '.join(would)} would fire"
+    else:
+        summary = "no trigger fired"
+    if unknown:
+        summary += f" (unknown: {', '.join(unknown)})"
+    return MonitorDecision(fired, results, would, suppressed, left, trained, source, summary)

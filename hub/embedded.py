@@ -1,0 +1,69 @@
+"""The hub inside another program: uvicorn on 127.0.0.1 in a background thread (``edgeloop demo``, tests).
+
+``embedded_hub(root, port=None)`` builds the app from ``root/params.yaml`` (the same ``create_app`` as
+``edgeloop hub serve``), serves it on loopback (an ephemeral port unless one is given), waits until it
+accepts connections, yields an ``EmbeddedHub`` (base URL, admin token, app, settings) and stops the
+server on the way out, also when the body raised. Leaves out TLS, workers and signal handling: the
+embedding program owns those.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EmbeddedHub", "embedded_hub", "free_port"]
+
+START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class EmbeddedHub:
+    url: str
+    admin_token: str
+    app: Any
+    settings: Any  # hub.settings.HubSettings
+    root: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def embedded_hub(root: Path, port: int | None = None) -> Iterator[EmbeddedHub]:
+    import uvicorn
+
+    from flows.params import load_params
+    from flows.paths import Paths
+    from hub.app import create_app
+    from hub.settings import HubSettings
+
+    paths = Paths.at(root)
+    settings = HubSettings.from_params(load_params(paths.params), paths)
+    app = create_app(settings)
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the embedding program's job
+    thread = threading.Thread(target=server.run, name="edgeloop-hub", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            raise RuntimeError(f"the hub did not start on 127.0.0.1:{port}")
+        time.sleep(0.02)
+    try:
+        token = settings.admin_token_file.read_text().strip()
+        yield EmbeddedHub(f"http://127.0.0.1:{port}", token, app, settings, Path(root))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
