@@ -36,6 +36,7 @@ __all__ = [
     "ApiConfig",
     "ColumnsConfig",
     "ConfigError",
+    "DriftConfig",
     "FeedbackConfig",
     "HubConfig",
     "ReleasesConfig",
@@ -127,6 +128,12 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    window_rows: int = 5000  # recent rows the PSI is computed on
+    min_rows: int = 1000  # no drift score before the window holds this many (slow sensors look drifted)
+
+
+@dataclass(frozen=True)
 class ColumnsConfig:
     """Upload column names, used when a release's manifest does not name them."""
 
@@ -146,6 +153,7 @@ class RunnerConfig:
     upload: UploadConfig
     feedback: FeedbackConfig
     columns: ColumnsConfig
+    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 # --- readers: each takes (value, key) and returns the typed value or raises ConfigError ----------------
@@ -266,6 +274,10 @@ _SECTIONS: dict[str, dict[str, tuple[Reader, Any]]] = {
         "pending_events": (_integer(1, 10_000_000), 100_000),
         "recent_labelled": (_integer(1, 1_000_000), 5_000),
     },
+    "drift": {
+        "window_rows": (_integer(10, 10_000_000), 5000),
+        "min_rows": (_integer(1, 10_000_000), 1000),
+    },
     "columns": {
         "event_id": (_string(_COLUMN, "a column name"), "event_id"),
         "device_id": (_string(_COLUMN, "a column name"), "device_id"),
@@ -349,6 +361,8 @@ def _build(source: Path, v: dict[str, dict[str, Any]], environ: Mapping[str, str
     if not is_valid_device_id(top["device_id"]):
         raise _fail("device_id", "letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)",
                     top["device_id"])
+    if v["drift"]["min_rows"] > v["drift"]["window_rows"]:
+        raise ConfigError(f"drift.min_rows: must be <= drift.window_rows ({v['drift']['window_rows']})")
     if up["backoff_max_s"] < up["backoff_initial_s"]:
         raise ConfigError(f"upload.backoff_max_s: must be >= upload.backoff_initial_s ({up['backoff_initial_s']:g})")
     hub_url = hub["url"].rstrip("/")
@@ -372,6 +386,7 @@ def _build(source: Path, v: dict[str, dict[str, Any]], environ: Mapping[str, str
         upload=UploadConfig(**up),
         feedback=FeedbackConfig(**v["feedback"]),
         columns=ColumnsConfig(**v["columns"]),
+        drift=DriftConfig(**v["drift"]),
     )
 
 

@@ -44,12 +44,19 @@ def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.nda
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+DEFAULT_MIN_ROWS = 1000  # rows a window needs before it is scored
+
+
 class DriftMonitor:
     """Rolling window of input rows for one manifest; PSI per feature on demand. Thread-safe."""
 
-    def __init__(self, manifest: Manifest, window_rows: int = 5000) -> None:
+    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int | None = None) -> None:
         if window_rows < 1:
             raise ValueError(f"window_rows: expected a positive number of rows, got {window_rows}")
+        min_rows = min(DEFAULT_MIN_ROWS, window_rows) if min_rows is None else min_rows
+        if not 1 <= min_rows <= window_rows:
+            raise ValueError(f"min_rows: expected 1..window_rows ({window_rows}), got {min_rows}")
+        self.min_rows = min_rows  # fewer rows in the window: no score (a short window of slow signals is not drift)
         self.version = manifest.version
         self.window_rows = window_rows
         self._names = tuple(manifest.feature_names)
@@ -104,9 +111,10 @@ class DriftMonitor:
         return np.concatenate([ring[start:], ring[:start]])
 
     def scores(self) -> dict[str, float]:
-        """PSI per feature of the current window vs the reference; empty before the first row."""
+        """PSI per feature of the current window vs the reference; empty until the window holds
+        ``min_rows`` rows (PSI of a few hours of slowly varying sensors is large without any drift)."""
         rows = self.window()
-        if len(rows) == 0:
+        if len(rows) < self.min_rows:
             return {}
         total = float(len(rows))
         result: dict[str, float] = {}

@@ -245,7 +245,8 @@ class Runner:
         columns = self._columns(manifest)
         reserved = frozenset([*manifest.feature_names, manifest.label, *RECORD_COLUMNS, columns.event_id,
                               columns.device_id, columns.event_time])
-        model = _Model(predictor, DriftMonitor(manifest), tuple(manifest.feature_names), reserved)
+        drift = DriftMonitor(manifest, self.config.drift.window_rows, self.config.drift.min_rows)
+        model = _Model(predictor, drift, tuple(manifest.feature_names), reserved)
         with self._swap_lock:
             self._model = model
         if watch_from is None:

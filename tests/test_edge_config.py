@@ -88,6 +88,7 @@ def test_environment_overrides_win(tmp_path: Path) -> None:
     (("trusted_root = \"root.json\"", ""), {}, "releases.trusted_root: required key is missing"),
     (("", ""), {"EDGE_RUNNER__NOPE": "1"}, "nope: unknown key"),
     (("", ""), {"EDGE_RUNNER__UPLOAD__BACKOFF_MAX_S": "0.5"}, "upload.backoff_max_s:"),
+    (("", ""), {"EDGE_RUNNER__DRIFT__MIN_ROWS": "6000"}, "drift.min_rows: must be <="),
     (("state_dir = \"state\"", "state_dir = \"state\"\n[upload]\nbatch_rows = true"), {}, "upload.batch_rows:"),
 ])
 def test_errors_name_the_key(tmp_path: Path, edit: tuple[str, str], env: dict[str, str], message: str) -> None:

@@ -43,6 +43,18 @@ def _reference_rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.column_stack([a, b])
 
 
+def test_no_score_until_the_window_holds_min_rows() -> None:
+    rng = np.random.default_rng(1)
+    monitor = DriftMonitor(_manifest(), window_rows=5000, min_rows=300)
+    monitor.observe_batch(_reference_rows(rng, 299))
+    assert monitor.scores() == {} and monitor.max_score() is None
+    monitor.observe_batch(_reference_rows(rng, 1))
+    assert set(monitor.scores()) == {"a", "b"}
+    assert DriftMonitor(_manifest(), window_rows=50).min_rows == 50  # default: min(1000, window)
+    with pytest.raises(ValueError, match="min_rows"):
+        DriftMonitor(_manifest(), window_rows=50, min_rows=51)
+
+
 def test_psi_is_near_zero_on_reference_draws_and_large_when_shifted() -> None:
     rng = np.random.default_rng(0)
     monitor = DriftMonitor(_manifest(), window_rows=5000)
@@ -63,7 +75,7 @@ def test_psi_is_near_zero_on_reference_draws_and_large_when_shifted() -> None:
 
 
 def test_psi_matches_a_hand_computed_value() -> None:
-    monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=10)
+    monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=10, min_rows=1)
     for value in (-1.0, 0.0, 1.0, 1.0):  # 0.0 sits on the edge: side="right" puts it in the upper bin
         monitor.observe([value])
     # actual (0.25, 0.75, missing 0) vs expected (0.5, 0.5, 0): the empty missing bin adds exactly 0
@@ -74,7 +86,7 @@ def test_psi_matches_a_hand_computed_value() -> None:
 
 
 def test_missing_values_are_one_more_bin() -> None:
-    monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.2)), window_rows=10)
+    monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.2)), window_rows=10, min_rows=1)
     for value in (None, math.nan, -1.0, 1.0, 1.0):
         monitor.observe([value])
     actual = [1 / 5, 2 / 5, 2 / 5]
@@ -82,7 +94,7 @@ def test_missing_values_are_one_more_bin() -> None:
     expected = sum((a - e) * math.log(a / e) for a, e in zip(actual, reference, strict=True))
     assert monitor.scores()["x"] == pytest.approx(expected, rel=1e-12)
 
-    never_missing = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=4)
+    never_missing = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=4, min_rows=1)
     for _ in range(4):
         never_missing.observe([None])  # every value missing where training had none: epsilon-clipped
     a, e = (EPSILON, EPSILON, 1.0), (0.5, 0.5, EPSILON)
@@ -92,7 +104,7 @@ def test_missing_values_are_one_more_bin() -> None:
 
 
 def test_feature_with_empty_reference() -> None:
-    monitor = DriftMonitor(_manifest(x=ReferenceStats((), (), 1.0)), window_rows=100)
+    monitor = DriftMonitor(_manifest(x=ReferenceStats((), (), 1.0)), window_rows=100, min_rows=1)
     monitor.observe_batch(np.full((50, 1), np.nan))
     assert monitor.scores()["x"] == 0.0  # still all missing, as in training
     monitor.observe_batch(np.ones((50, 1)))
