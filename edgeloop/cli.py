@@ -20,6 +20,7 @@ from rich.table import Table
 
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption
+from edgeloop.demo_cli import demo as demo_command
 from edgeloop.errors import UserError
 from edgeloop.loop_cli import loop_app
 from edgeloop.release_cli import release_app
@@ -43,6 +44,7 @@ app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
 app.add_typer(devices_app, name="devices", help="Register, list and revoke devices (tokens shown once).")
 app.command("fleet")(fleet_command)
+app.command("demo")(demo_command)
 console = Console(stderr=True)
 out = Console()
 

@@ -1,0 +1,7 @@
+"""``edgeloop demo``: a fleet of real edge runners recovering from drift by itself, and its offline report.
+
+Building blocks: ``timeline`` (samples, events, series), ``plant`` (simulated machines -> real
+``edge.runner.Runner.predict_one`` and ``feedback``), ``charts`` (inline SVG) and ``report`` (``index.html``
+and the terminal summary). The orchestration (hub, flows, timing, clean-up) lives in its own modules here
+and imports these. Importing this package does no I/O and imports no runner, simulator or numpy.
+"""

@@ -1,0 +1,339 @@
+"""``edgeloop demo``: the whole loop on one machine in a few minutes, with a report people can look at.
+
+Steps, in one process (every thread and server it starts is stopped on the way out, Ctrl-C included):
+
+1. A fresh demo project (``edgeloop.demo.workspace``) and the hub on a free loopback port.
+2. v1: the simulated plant's history, the real ``retrain`` Prefect flow (ingest with Great
+   Expectations, train, export, Evidently, gate, sign and publish to canary), then promoted to stable by
+   hand (recorded in the loop log).
+3. Devices registered at the hub; one real in-process edge runner each (``edge.runner.Runner``), a canary
+   and a stable group, pulling v1 through python-tuf.
+4. Ticks of the simulated plant (``edgeloop.demo.plant``): each machine's rows are predicted by its
+   runner, labels come back a little later, runners filter, spool and upload the ground truth worth
+   sending. Along the way:
+   - a worse candidate (trained on flipped labels) is published to canary; the canary runners refuse it
+     on their own labelled rows and the ``promote-soaked`` flow rolls canary back;
+   - a malformed batch reaches the hub; the next ingest quarantines it;
+   - drift (a sensor offset) hits every machine; runners see it (PSI), the ``monitor`` flow fires once
+     and retrains on the uploaded ground truth; the gate passes v2 to canary, canary runners validate and
+     take it, ``promote-soaked`` moves it to stable after its soak, and the fleet's accuracy recovers.
+5. ``reports/demo/index.html`` (one offline file with charts) and the same summary in the terminal.
+
+Leaves out: separate processes per runner (in-process runners run the same code; the tests run
+``edge-runner`` processes too) and real wall-clock schedules (the flows are called between ticks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgeloop.demo.timeline import Timeline
+from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, write_token
+
+__all__ = ["DemoResult", "run_demo"]
+
+log = logging.getLogger("edgeloop.demo")
+
+Say = Callable[[str], None]
+
+
+class DemoResult(dict[str, Any]):
+    """The summary the report and the terminal show (a dict, JSON-ready)."""
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+
+
+def run_demo(project: Path, settings: DemoSettings, say: Say, report_dir: Path | None = None) -> DemoResult:
+    """Run the demo with its workspace in ``project/data/demo`` and its report in ``report_dir``
+    (default ``project/reports/demo``)."""
+    _quiet_prefect()
+    from hub.embedded import embedded_hub, free_port
+
+    started = time.monotonic()
+    timeline = Timeline()
+    workspace = project / "data" / "demo"
+    report_dir = report_dir or project / "reports" / "demo"
+    port = free_port()
+    prepare_workspace(workspace, project / "params.yaml", settings, port)
+    say(f"workspace {workspace} (fresh), hub on 127.0.0.1:{port}")
+    with embedded_hub(workspace, port) as hub, contextlib.ExitStack() as stack:
+        world = _World(workspace, hub, timeline, say, settings)
+        world.first_release()
+        runners = world.start_runners(stack)
+        world.run_plant(runners, stack)
+        result = world.summary(time.monotonic() - started)
+    from edgeloop.demo.report import terminal_summary, write_report
+
+    (report_dir).mkdir(parents=True, exist_ok=True)
+    (report_dir / "timeline.json").write_text(timeline.to_json())
+    page = write_report(timeline, report_dir, "edgeloop demo: a fleet recovers from drift by itself", result)
+    result["report"] = str(page)
+    say(terminal_summary(timeline, result))
+    return result
+
+
+class _World:
+    """The demo's moving parts; one method per step of the module docstring."""
+
+    def __init__(self, workspace: Path, hub: Any, timeline: Timeline, say: Say, settings: DemoSettings) -> None:
+        from flows.params import load_params
+        from flows.paths import Paths
+
+        self.workspace = workspace
+        self.paths = Paths.at(workspace)
+        self.params = load_params(self.paths.params)
+        self.hub = hub
+        self.timeline = timeline
+        self.say = say
+        self.settings = settings
+        self.t_h = 0.0
+        self.v1: int | None = None
+        self.v2: int | None = None
+        self.bad: int | None = None
+        self.decisions_seen = 0
+        self.recovered_at: tuple[float, float] | None = None
+        self.retrain_fired_at: tuple[float, float] | None = None
+
+    # -- step 2: v1 -------------------------------------------------------------------------------------
+
+    def first_release(self) -> None:
+        from flows.release_flows import promote_flow
+        from flows.retrain import retrain
+        from flows.stages import simulate
+
+        history = simulate.main(self.params, self.paths)
+        self.say(f"simulated history: {history.get('rows', '?')} rows from {self.params.simulate.devices} machines")
+        self.say("v1: retrain flow (ingest, train, export, evaluate, gate, publish) ...")
+        outcome = self._retrain(retrain)
+        if not outcome.get("passed") or outcome.get("release") is None:
+            raise RuntimeError(f"v1 did not pass the gate: {outcome.get('reasons')}")
+        self.v1 = int(outcome["release"])
+        self.timeline.event(0.0, "publish", str(self.v1), "v1 trained on the simulated history, published to canary")
+        promote_flow(root=str(self.workspace), version=self.v1, channel="stable")
+        self.timeline.event(0.0, "promote", str(self.v1), "v1 promoted to stable by hand (initial rollout)")
+        self.say(f"v1 = release {self.v1}, on canary and stable")
+
+    def _retrain(self, retrain: Callable[..., Any]) -> dict[str, Any]:
+        state = retrain(root=str(self.workspace), return_state=True)
+        data = state.result(raise_on_failure=False)
+        if isinstance(data, BaseException) or not isinstance(data, dict):
+            data = getattr(state, "data", None) or {}
+        release = data.get("release") or {}
+        gate = (data.get("stages") or {}).get("gate", {})
+        return {"passed": bool(data.get("passed")), "release": release.get("version"),
+                "reasons": gate.get("reasons", []), "ingest": (data.get("stages") or {}).get("ingest", {})}
+
+    # -- step 3: devices and runners --------------------------------------------------------------------
+
+    def start_runners(self, stack: contextlib.ExitStack) -> dict[str, tuple[Any, str]]:
+        from edge.config import load_config
+        from edge.runner import Runner
+        from hub.registry import add_device
+        from simulator.fleet import device_id
+
+        root = self.paths.resolve(self.params.release.repository) / "metadata" / "1.root.json"
+        runners: dict[str, tuple[Any, str]] = {}
+        s = self.settings
+        for index in range(s.canary + s.stable):
+            name = device_id(index)
+            group = "canary" if index < s.canary else "stable"
+            token = add_device(self.hub.app.state.sessions, name, group)
+            folder = self.workspace / "devices" / name
+            write_token(folder / "token", token)
+            config_file = folder / "runner.toml"
+            config_file.write_text(runner_config_text(name, folder / "state", self.hub.url, group, folder / "token",
+                                                      root))
+            runner = Runner(load_config(config_file, environ={}))
+            runner.start()
+            stack.callback(runner.stop)
+            runners[name] = (runner, group)
+        deadline = time.monotonic() + 60
+        while any(r.model_version is None for r, _ in runners.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("runners did not pull v1 within 60 s")
+            time.sleep(0.1)
+        self.say(f"{len(runners)} edge runners ({s.canary} canary, {s.stable} stable) serve v1")
+        return runners
+
+    # -- step 4: the plant and the loop -----------------------------------------------------------------
+
+    def run_plant(self, runners: dict[str, tuple[Any, str]], stack: contextlib.ExitStack) -> None:
+        from edgeloop.demo.plant import Plant
+
+        s = self.settings
+        minutes_per_row = 1.0
+        drift_h = s.drift_tick * s.rows_per_tick * minutes_per_row / 60.0
+        plant = stack.enter_context(Plant(runners, self.timeline, seed=s.seed + 100, rows_per_tick=s.rows_per_tick,
+                                          minutes_per_row=minutes_per_row, label_delay_rows=10, drift=s.drift,
+                                          drift_start_h=drift_h))
+        after_recovery = 0
+        for tick in range(s.ticks):
+            samples = plant.tick()
+            self.t_h = plant.t_h
+            if tick == s.bad_candidate_tick:
+                self._publish_worse_candidate()
+                self._post_malformed_batch(next(iter(runners)))
+            if tick % 2 == 1:
+                self._monitor()
+            if tick >= s.bad_candidate_tick:
+                self._promote()
+            versions = {r.model_version for r, _ in runners.values()}
+            if self.v2 is not None and versions == {str(self.v2)}:
+                if self.recovered_at is None:
+                    self.recovered_at = (self.t_h, self.timeline.wall())
+                    self.timeline.event(self.t_h, "recovered", str(self.v2), "every device runs the retrained model")
+                    self.say(f"tick {tick}: the whole fleet runs v2")
+                after_recovery += 1
+                if after_recovery >= 6:
+                    break
+            self._progress(tick, samples, runners)
+        plant.flush_labels()
+
+    def _progress(self, tick: int, samples: list[Any], runners: dict[str, tuple[Any, str]]) -> None:
+        scored = sum(s.scored for s in samples)
+        accuracy = sum(s.correct for s in samples) / scored if scored else float("nan")
+        versions = sorted({str(r.model_version) for r, _ in runners.values()})
+        self.say(f"tick {tick:2d}  sim {self.t_h:5.1f} h  accuracy {accuracy:6.2%}  versions {','.join(versions)}")
+
+    def _monitor(self) -> None:
+        from flows.loop.monitor import monitor
+
+        result = monitor(root=str(self.workspace), hub_url=self.hub.url)
+        decision = result.get("decision") or {}
+        if not decision.get("fired"):
+            return
+        self.retrain_fired_at = (self.t_h, self.timeline.wall())
+        self.timeline.event(self.t_h, "retrain", None, f"monitor fired: {decision.get('summary', '')}")
+        self.say(f"monitor fired: {decision.get('summary', '')}")
+        outcome = result.get("outcome") or {}
+        self._quarantined()
+        release = outcome.get("release")
+        if outcome.get("passed") and release is not None and int(release) not in (self.v1, self.bad):
+            self.v2 = int(release)
+            self.timeline.event(self.t_h, "publish", str(self.v2), "v2 retrained on uploaded ground truth, to canary")
+            self.say(f"v2 = release {self.v2} passed the gate, published to canary")
+        elif outcome.get("passed"):
+            self.say(f"the retrained candidate is the model already released ({release}): nothing new to roll out")
+        else:
+            self.timeline.event(self.t_h, "gate_blocked", None, f"gate blocked the candidate: {outcome}")
+            self.say(f"the gate blocked the retrained candidate: {outcome}")
+
+    def _promote(self) -> None:
+        from flows.loop.promote_flow import promote_soaked
+
+        decision = promote_soaked(root=str(self.workspace), hub_url=self.hub.url)
+        if decision.get("fired"):
+            kind = decision.get("kind", "promote")
+            version = decision.get("version") or decision.get("to_version") or decision.get("release")
+            self.timeline.event(self.t_h, kind, None if version is None else str(version), decision.get("summary", ""))
+            self.say(f"promote-soaked: {decision.get('summary', '')}")
+
+    def _quarantined(self) -> None:
+        for reason in sorted(self.paths.quarantine.rglob("*.reason.txt")):
+            text = reason.read_text(encoding="utf-8", errors="replace").strip().splitlines()[0][:200]
+            key = f"{reason.parent.name}/{reason.name}"
+            if key in {e.detail.split(":", 1)[0] for e in self.timeline.events if e.kind == "quarantine"}:
+                continue
+            self.timeline.event(self.t_h, "quarantine", None, f"{key}: {text}")
+            self.say(f"ingest quarantined {key}: {text}")
+
+    def _publish_worse_candidate(self) -> None:
+        from flows.release_flows import _config
+        from flows.releases import publish
+
+        folder = worse_candidate(self.paths, self.params)
+        self.bad = publish(_config(self.params, self.paths), folder, "canary").version
+        self.timeline.event(self.t_h, "publish", str(self.bad),
+                            "a worse candidate (trained on flipped labels) to canary")
+        self.say(f"published a worse candidate as release {self.bad} to canary (the devices should refuse it)")
+
+    def _post_malformed_batch(self, device: str) -> None:
+        from edge.hub_client import HubClient
+
+        body = malformed_batch(self.params)
+        token = (self.workspace / "devices" / device / "token").read_text().strip()
+        HubClient(self.hub.url, device, token).upload(body, hashlib.sha256(body).hexdigest())
+        self.say(f"{device} sent a malformed batch (a label that is not a class): ingest must quarantine it")
+
+    # -- step 5: numbers --------------------------------------------------------------------------------
+
+    def summary(self, wall_s: float) -> DemoResult:
+        from edgeloop.demo.report import headline
+
+        result = DemoResult(headline(self.timeline))
+        onset = result.get("drift onset (h)")
+        result["v1"], result["v2"], result["worse candidate"] = self.v1, self.v2, self.bad
+        if onset is not None and self.recovered_at is not None:
+            drift_wall = next((e.wall_s for e in self.timeline.events if e.kind == "drift"), 0.0)
+            result["drift onset -> fleet recovered (simulated h)"] = round(self.recovered_at[0] - onset, 2)
+            result["drift onset -> fleet recovered (wall s)"] = round(self.recovered_at[1] - drift_wall, 1)
+        result["labelled rows uploaded"] = _rows_uploaded(self.paths)
+        result["demo wall time (s)"] = round(wall_s, 1)
+        return result
+
+
+def _rows_uploaded(paths: Any) -> int:
+    total = 0
+    for path in paths.uploads.glob("*/*.csv"):
+        total += max(0, path.read_bytes().count(b"\n") - 1)
+    return total
+
+
+def worse_candidate(paths: Any, params: Any) -> Path:
+    """A candidate folder like the gate's, with a model trained on flipped labels (the same features)."""
+    import numpy as np
+
+    from edge.manifest import Manifest, model_file
+    from flows.dataset import load_curated
+    from flows.stages.export import to_onnx_bytes
+    from flows.stages.train import build_estimator
+
+    schema = params.schema
+    frame = load_curated(paths, schema)
+    x = frame[schema.feature_names].to_numpy(dtype=np.float64)
+    y = 1 - frame[schema.label.name].to_numpy(dtype=np.int64)
+    estimator = build_estimator(params.train).fit(x, y)
+    model = to_onnx_bytes(estimator, x.shape[1], params.export.opset, {})
+    folder = paths.data / "demo-worse-candidate"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(paths.candidate, folder)
+    manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
+    name = "cand-worse" + hashlib.sha256(model).hexdigest()[:10]
+    (folder / "model.onnx").write_bytes(model)
+    (folder / "manifest.json").write_text(replace(manifest, version=name, candidate=None,
+                                                  model=model_file(model)).to_json())
+    decision = json.loads((folder / "decision.json").read_text())
+    decision["version"] = name
+    (folder / "decision.json").write_text(json.dumps(decision))
+    return folder
+
+
+def malformed_batch(params: Any) -> bytes:
+    """A CSV batch with every column the hub checks, whose labels are not classes (ingest must refuse it)."""
+    from edge.ground_truth import encode_csv
+    from edge.record import RECORD_COLUMNS
+
+    schema = params.schema
+    columns = [*schema.column_names, *RECORD_COLUMNS]
+    rows = []
+    for i in range(20):
+        row: dict[str, object] = {f.name: 1.0 for f in schema.features}
+        row |= {schema.label.name: 7, schema.event_id: 10_000 + i, schema.device_id: "dev-000",
+                schema.event_time: "2026-03-01T00:00:00+00:00", "model_version": "1", "prediction": 0,
+                "probabilities": "[0.9, 0.1]", "upload_reason": "labelled", "inclusion_probability": 1.0}
+        rows.append(row)
+    return encode_csv(rows, columns)
