@@ -7,10 +7,12 @@ error, because lineage must never stop a run on a machine without them. Does not
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 LIBRARIES = (
@@ -20,11 +22,25 @@ LIBRARIES = (
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
-    """sha256 over column names and row values (order-sensitive); independent of file encoding."""
+    """sha256 over column names and row values (order-sensitive); independent of file encoding.
+
+    List cells (an edge row's ``probabilities``) are hashed as their JSON text: pandas cannot hash arrays."""
     digest = hashlib.sha256()
     digest.update("\x1f".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(pd.util.hash_pandas_object(_hashable(frame), index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _hashable(frame: pd.DataFrame) -> pd.DataFrame:
+    listy = [name for name in frame.columns if frame[name].dtype == object
+             and frame[name].map(lambda v: isinstance(v, list | tuple | np.ndarray)).any()]
+    if not listy:
+        return frame
+    out = frame.copy()
+    for name in listy:
+        out[name] = out[name].map(lambda v: json.dumps(np.asarray(v).tolist())
+                                  if isinstance(v, list | tuple | np.ndarray) else v)
+    return out
 
 
 def file_hash(path: Path) -> str | None:

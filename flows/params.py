@@ -225,6 +225,7 @@ class MonitorParams(_Frozen):
     drift_device_share: float = Field(gt=0.0, le=1.0)
     accuracy_floor: float = Field(ge=0.0, le=1.0)
     min_rows_for_accuracy: int = Field(ge=1)
+    min_fresh_rows: int = Field(ge=0)
 
 
 class PromotionParams(_Frozen):

@@ -16,6 +16,7 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def monitor_params(**changes):
+    changes = {"min_fresh_rows": 0} | changes  # tests of one trigger; the fresh-data wait has its own test
     raw = override(repo_params_raw(), {f"loop.monitor.{k}": v for k, v in changes.items()})
     return parse_params(raw).loop.monitor
 
@@ -139,3 +140,12 @@ def test_cooldown_left_counts_down_from_the_last_fired_decision():
     assert decision.suppressed and not decision.fired and decision.cooldown_left_s == pytest.approx(400)
     after = decide(quiet_obs(new_labelled_rows=10**6), params, NOW + timedelta(seconds=401), last)
     assert after.fired and after.cooldown_left_s == 0
+
+
+def test_drift_waits_for_fresh_ground_truth_before_it_retrains() -> None:
+    params = monitor_params(drift_psi=0.25, drift_device_share=0.3, min_fresh_rows=2000)
+    waiting = decide(quiet_obs(devices=fleet(3, 1), new_labelled_rows=1999), params, NOW, None)
+    assert not waiting.fired and by_name(waiting)["fleet_drift"].fired
+    assert "waiting for fresh ground truth (1999 of 2000" in waiting.summary
+    ready = decide(quiet_obs(devices=fleet(3, 1), new_labelled_rows=2000), params, NOW, None)
+    assert ready.fired and ready.would_fire == ("fleet_drift",)

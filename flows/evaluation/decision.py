@@ -13,7 +13,10 @@ Rules, all of which must pass:
   export wrote), export named a version, and the reference statistics and training split are present
   and cover the schema's features.
 
-A missing or malformed metrics file fails the rules that need it, with the reason; it never raises.
+When evaluate weighted the holdout rows by 1/inclusion probability (its candidate has ``weighted_by``),
+the metric is named so wherever it appears (``metric_label``), and decision.md shows the unweighted
+values beside the weighted ones. A missing or malformed metrics file fails the rules that need it, with
+the reason; it never raises.
 Pure functions over already-loaded data: reading files and writing the decision is the gate stage's job.
 """
 
@@ -69,6 +72,13 @@ def _number(loaded: Loaded, *keys: str) -> float:
     return float(value)
 
 
+def metric_label(metric: str, side: Any) -> str:
+    """``metric``, or ``metric (weighted by 1/inclusion probability, N rows)`` for a weighted side."""
+    if isinstance(side, dict) and side.get("weighted_by"):
+        return f"{metric} (weighted by 1/inclusion probability, {side.get('rows', '?')} rows)"
+    return metric
+
+
 def _fail(name: str, reason: str, threshold: float | None = None) -> GateRule:
     return GateRule(name=name, passed=False, threshold=threshold, observed=None, detail=reason)
 
@@ -105,7 +115,8 @@ def quality_floor(evaluate: Loaded, metric: str, minimum: float) -> GateRule:
         value = _number(evaluate, "candidate", metric)
     except _Missing as exc:
         return _fail("quality_floor", str(exc), minimum)
-    detail = f"candidate {metric} {value:.4f} (min {minimum:g})"
+    label = metric_label(metric, (evaluate.data or {}).get("candidate"))
+    detail = f"candidate {label} {value:.4f} (min {minimum:g})"
     return GateRule("quality_floor", value >= minimum, minimum, value, detail)
 
 
@@ -121,7 +132,8 @@ def champion(evaluate: Loaded, metric: str, tolerance: float) -> GateRule:
         return GateRule("champion", True, None, value, str(note))
     version = (evaluate.data or {}).get("champion_version") or "?"
     floor = best - tolerance
-    detail = f"candidate {metric} {value:.4f} vs champion {version} {best:.4f} (tolerance {tolerance:g})"
+    label = metric_label(metric, (evaluate.data or {}).get("candidate"))
+    detail = f"candidate {label} {value:.4f} vs champion {version} {best:.4f} (tolerance {tolerance:g})"
     return GateRule("champion", value >= floor, floor, value, detail)
 
 
@@ -203,7 +215,7 @@ def render_markdown(decision: dict[str, Any]) -> str:
         f"# Release gate: {verdict}",
         "",
         f"- candidate version: {decision.get('version') or '-'}",
-        f"- gate metric: {decision['metric']}",
+        f"- gate metric: {metric_label(decision['metric'], decision.get('candidate'))}",
         f"- decided: {decision['created']}",
         "",
         "| rule | result | observed | threshold | detail |",
@@ -224,7 +236,21 @@ def _metrics_table(decision: dict[str, Any]) -> list[str]:
     names = [n for n in ("accuracy", "balanced_accuracy", "f1_macro") if n in candidate or n in best]
     if not names:
         return []
-    lines = ["", "| metric | candidate | champion |", "|---|---|---|"]
+    if not candidate.get("weighted_by"):
+        lines = ["", "| metric | candidate | champion |", "|---|---|---|"]
+        for name in names:
+            lines.append(f"| {name} | {_cell(candidate.get(name))} | {_cell(best.get(name))} |")
+        return lines
+    raw, raw_best = candidate.get("unweighted") or {}, best.get("unweighted") or {}
+    lines = [
+        "",
+        f"Weighted by 1/inclusion probability over {candidate.get('rows', '?')} holdout rows (the gate reads "
+        "these); unweighted = the Evidently reports' view of the same rows.",
+        "",
+        "| metric | candidate | champion | candidate unweighted | champion unweighted |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
-        lines.append(f"| {name} | {_cell(candidate.get(name))} | {_cell(best.get(name))} |")
+        cells = [candidate.get(name), best.get(name), raw.get(name), raw_best.get(name)]
+        lines.append(f"| {name} | " + " | ".join(_cell(c) for c in cells) + " |")
     return lines

@@ -13,6 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from flows.evaluation.decision import metric_label
+
 MAX_QUARANTINE_ROWS = 200
 
 _CSS = """
@@ -66,7 +68,25 @@ def _quality(evaluate: dict[str, Any]) -> str:
     if not rows:
         return "<p class='muted'>No quality metrics (evaluate did not run).</p>"
     note = "" if champion else f"<p class='muted'>{escape(str(evaluate.get('champion_note') or 'No champion.'))}</p>"
-    return f"<table><tr><th>metric</th><th>model</th><th>value</th><th></th></tr>{''.join(rows)}</table>{note}"
+    table = f"<table><tr><th>metric</th><th>model</th><th>value</th><th></th></tr>{''.join(rows)}</table>{note}"
+    return _weighting_note(candidate, champion) + table
+
+
+def _weighting_note(candidate: dict[str, Any], champion: dict[str, Any]) -> str:
+    """For weighted metrics: what the weights are, and the unweighted values the Evidently reports show."""
+    if not candidate.get("weighted_by"):
+        return ""
+    raw = []
+    for who, side in (("candidate", candidate), ("champion", champion)):
+        values = side.get("unweighted") or {}
+        shown = ", ".join(f"{m} {_num(values.get(m))}" for m in ("accuracy", "balanced_accuracy", "f1_macro"))
+        if values:
+            raw.append(f"{who}: {shown}")
+    return (
+        f"<p>Weighted by 1/inclusion probability over {_num(candidate.get('rows'))} holdout rows: edge runners "
+        "upload every mistake but only a sample of the rest, so the weights undo that filter. Unweighted "
+        f"(the Evidently reports' view): {escape('; '.join(raw))}.</p>"
+    )
 
 
 def _drift(evaluate: dict[str, Any]) -> str:
@@ -120,12 +140,13 @@ def render_overview(
     passed = bool(decision.get("passed"))
     badge = '<span class="badge pass">PASSED</span>' if passed else '<span class="badge fail">BLOCKED</span>'
     reasons = "".join(f"<li>{escape(r)}</li>" for r in decision.get("reasons", []))
+    metric = metric_label(str(decision.get("metric", "")), evaluate.get("candidate"))
     link_items = "".join(f'<li><a href="{escape(href)}">{escape(label)}</a></li>' for label, href in links.items())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeloop candidate {escape(str(decision.get('version')))}</title>
 <style>{_CSS}</style></head><body>
 <h1>Candidate <code>{escape(str(decision.get('version')))}</code> {badge}</h1>
-<p class="muted">Decided {escape(str(decision.get('created', '')))} on {escape(str(decision.get('metric', '')))}.</p>
+<p class="muted">Decided {escape(str(decision.get('created', '')))} on {escape(metric)}.</p>
 {f'<ul>{reasons}</ul>' if reasons else ''}
 <h2>Gate rules</h2>{_rules(decision)}
 <h2>Quality on the newest ground truth (holdout)</h2>{_quality(evaluate)}

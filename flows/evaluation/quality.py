@@ -10,6 +10,12 @@ ties, as numpy's and ONNX's argmax do).
 for binary models (Evidently's binary ``F1Score`` is the positive class's F1, not the macro mean). Both
 average over the classes present in the truth or the predictions (scikit-learn's default).
 
+Weighted quality (``weighted_quality``): holdout rows uploaded by edge runners carry an inclusion
+probability p (1 for mistakes and uncertain rows, ~0.02 for a random sample of the rest), so unweighted
+metrics on them describe the previous model's mistakes, not the fleet. Weighting each row by 1/p
+(scikit-learn ``sample_weight``) estimates the metric on every labelled row the fleet saw (Hajek
+estimator). The unweighted values stay alongside, because Evidently's report cannot weight.
+
 Leaves out: Evidently (see ``reports``), file I/O, and any choice of what is good enough (the gate).
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+WEIGHTED_BY = "1/inclusion_probability"  # how weighted gate metrics are weighted (recorded with them)
 SAMPLE_SEED = 0  # fixed: the same data always gives the same sample
 PR_CURVE_MAX_POINTS = 500
 CONFUSION_MAX_ROWS = 20_000  # rows in confusion.csv: dvc plots renders every row
@@ -46,19 +53,37 @@ def decide(probabilities: np.ndarray, positive_index: int | None, threshold: flo
     return chosen.astype(np.int64)
 
 
-def sklearn_quality(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """accuracy, balanced_accuracy and f1_macro of index arrays (scikit-learn)."""
+def sklearn_quality(
+    actual: np.ndarray, predicted: np.ndarray, sample_weight: np.ndarray | None = None
+) -> dict[str, float]:
+    """accuracy, balanced_accuracy and f1_macro of index arrays (scikit-learn), optionally row-weighted."""
     import warnings
 
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
+    w = sample_weight
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a class missing from the truth is expected on small holdouts
         return {
-            "accuracy": float(accuracy_score(actual, predicted)),
-            "balanced_accuracy": float(balanced_accuracy_score(actual, predicted)),
-            "f1_macro": float(f1_score(actual, predicted, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(actual, predicted, sample_weight=w)),
+            "balanced_accuracy": float(balanced_accuracy_score(actual, predicted, sample_weight=w)),
+            "f1_macro": float(f1_score(actual, predicted, average="macro", zero_division=0, sample_weight=w)),
         }
+
+
+WEIGHTED_SOURCES = {
+    "accuracy": f"sklearn:accuracy_score(sample_weight={WEIGHTED_BY})",
+    "balanced_accuracy": f"sklearn:balanced_accuracy_score(sample_weight={WEIGHTED_BY})",
+    "f1_macro": f"sklearn:f1_score(average=macro, sample_weight={WEIGHTED_BY})",
+}
+
+
+def weighted_quality(
+    unweighted: dict[str, float], actual: np.ndarray, predicted: np.ndarray, weights: np.ndarray
+) -> dict[str, object]:
+    """The gate's three metrics weighted by 1/p, with the unweighted (Evidently) values kept under
+    ``unweighted``; any other unweighted value (precision, ROC AUC...) lives only there."""
+    return {**sklearn_quality(actual, predicted, weights), "weighted_by": WEIGHTED_BY, "unweighted": unweighted}
 
 
 def confusion_rows(

@@ -17,6 +17,9 @@ Gate values come from named metrics (``config.type``) in the snapshot, never lis
 ``Accuracy`` gives accuracy, ``F1Score`` gives f1_macro for multi-class models (Evidently macro-averages
 there). balanced_accuracy, and f1_macro of binary models, come from scikit-learn (see ``quality``), and
 scikit-learn re-checks Evidently's numbers: a disagreement means a label mapping bug and is an error.
+Everything here is unweighted: Evidently cannot weight rows, so when the holdout carries inclusion
+probabilities these reports (and the agreement check, against unweighted scikit-learn) are the
+unweighted view, and the evaluate stage adds the 1/p-weighted gate metrics itself (``quality``).
 
 Leaves out: scoring models, choosing samples and writing metrics files (the evaluate stage does these).
 """

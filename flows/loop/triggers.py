@@ -201,6 +201,9 @@ def accuracy_drop(observations: Observations, floor: float, min_rows: int) -> Tr
                          f"estimated accuracy {value:.3f} on {rows} rows (fires below {floor})", extra)
 
 
+NEEDS_FRESH_ROWS = ("fleet_drift", "accuracy_drop")  # triggers that mean "the plant changed": retrain on its new data
+
+
 def decide(observations: Observations, params: MonitorParams, now: datetime,
            last_fired: Mapping[str, Any] | None) -> MonitorDecision:
     """Evaluate every trigger, then the cooldown since ``last_fired`` (the last fired retrain decision)."""
@@ -212,6 +215,10 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
         accuracy_drop(observations, params.accuracy_floor, params.min_rows_for_accuracy),
     )
     would = tuple(t.name for t in results if t.fired)
+    fresh = observations.new_labelled_rows
+    starved = [name for name in would if name in NEEDS_FRESH_ROWS] if (fresh or 0) < params.min_fresh_rows else []
+    if starved:  # retraining now would learn nothing new: wait for ground truth from the changed plant
+        would = tuple(name for name in would if name not in starved)
     fired_at = parse_time(last_fired.get("at")) if last_fired else None
     left = 0.0 if fired_at is None else max(0.0, params.cooldown_s - (now - fired_at).total_seconds())
     suppressed = bool(would) and left > 0
@@ -223,6 +230,9 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
         summary = f"suppressed by cooldown ({left:.0f} s left): {', '.join(would)} would fire"
     else:
         summary = "no trigger fired"
+    if starved:
+        summary += (f"; {', '.join(starved)} seen, waiting for fresh ground truth ({fresh or 0} of "
+                    f"{params.min_fresh_rows} labelled rows since the last training)")
     if unknown:
         summary += f" (unknown: {', '.join(unknown)})"
     return MonitorDecision(fired, results, would, suppressed, left, trained, source, summary)

@@ -13,6 +13,14 @@ method and threshold pinned from params), ``candidate_quality.html`` and, with a
 metrics accuracy / balanced_accuracy / f1_macro come from named Evidently metrics where Evidently has
 them and from scikit-learn otherwise (see ``reports``).
 
+Weighted gate metrics: when the holdout has ``inclusion_probability`` (rows uploaded by a filtering edge
+runner) and some sampled row weighs more than 1, ``candidate`` and ``champion`` hold accuracy /
+balanced_accuracy / f1_macro weighted by 1/p (scikit-learn, ``quality.weighted_quality``; both models on
+the same rows and weights), with ``weighted_by`` set and Evidently's unweighted values under
+``unweighted``; ``weighting`` summarises the weights and ``sources`` names the weighted metrics
+(``sources.unweighted``: Evidently's). The HTML reports, confusion.csv and pr_curve.csv stay the
+unweighted view. Without the column, or when every row weighs 1, the output is exactly the unweighted one.
+
 Also writes ``data/metrics/evaluate.json`` (docs/pipeline-contracts.md), ``data/plots/confusion.csv``
 (actual,predicted class values of the candidate, capped at ``quality.CONFUSION_MAX_ROWS``),
 ``data/plots/pr_curve.csv`` (precision,recall,threshold of the positive class, at most 500 points;
@@ -36,9 +44,17 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_text_atomic
+from edge.record import INCLUSION_PROBABILITY
 from edgeloop.errors import UserError
 from flows.evaluation.champion import ChampionError, find_champion
-from flows.evaluation.quality import confusion_rows, decide, pr_curve, sample_indices
+from flows.evaluation.quality import (
+    WEIGHTED_SOURCES,
+    confusion_rows,
+    decide,
+    pr_curve,
+    sample_indices,
+    weighted_quality,
+)
 from flows.evaluation.reports import (
     DriftResult,
     QualityResult,
@@ -51,13 +67,14 @@ from flows.params import Params, Schema
 from flows.paths import Paths
 from flows.reference_stats import reference_stats
 from flows.stages import StageError
-from flows.stages.train import class_indices, features_matrix
+from flows.stages.train import class_indices, features_matrix, inclusion_weights, weighting_summary
 
 REPORTS = ("drift.html", "candidate_quality.html", "champion_quality.html")
 
 
-def read_split(path: Path, columns: list[str]) -> pd.DataFrame:
-    """Only the needed columns of a split file; a missing file or column is named."""
+def read_split(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Only the needed columns (and those of ``optional`` it has) of a split file; a missing file or
+    required column is named."""
     import pyarrow.parquet as pq
 
     if not path.is_file():
@@ -66,7 +83,7 @@ def read_split(path: Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in present]
     if missing:
         raise StageError(f"{path} lacks columns {missing}")
-    frame = pd.read_parquet(path, columns=columns)
+    frame = pd.read_parquet(path, columns=[*columns, *(c for c in optional if c in present)])
     if frame.empty:
         raise StageError(f"{path} has no rows")
     return frame
@@ -131,8 +148,13 @@ def write_reports(folder: Path, drift: DriftResult, candidate: QualityResult, ch
         (folder / "champion_quality.html").unlink(missing_ok=True)  # stale from an earlier champion
 
 
-def _side(result: QualityResult, rows: int, sha256: str) -> dict[str, Any]:
-    return {**result.metrics, "rows": rows, "sha256": sha256}
+def _side(
+    result: QualityResult, rows: int, sha256: str, weighted: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> dict[str, Any]:
+    """One model's metrics; ``weighted`` = (actual, predicted, weights) makes the gate metrics weighted."""
+    if weighted is None:
+        return {**result.metrics, "rows": rows, "sha256": sha256}
+    return {**weighted_quality(result.metrics, *weighted), "rows": rows, "sha256": sha256}
 
 
 def main(params: Params, paths: Paths) -> dict[str, Any]:
@@ -140,7 +162,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     schema, settings = params.schema, params.evaluate
     features = schema.feature_names
     train = read_split(paths.split / "train.parquet", features)
-    holdout = read_split(paths.split / "holdout.parquet", [*features, schema.label.name])
+    holdout = read_split(paths.split / "holdout.parquet", [*features, schema.label.name], (INCLUSION_PROBABILITY,))
     model_path = paths.model / "model.onnx"
     if not model_path.is_file():
         raise UserError(f"{model_path} not found: run the export stage first")
@@ -154,14 +176,15 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     reference_rows = sample_indices(len(train), settings.max_rows)
     current = holdout.iloc[current_rows].reset_index(drop=True)
     x, actual = features_matrix(current, schema), class_indices(current, schema)
+    weights = inclusion_weights(current)
 
     drift = drift_report(
         train.iloc[reference_rows], current, features, settings.drift_method, settings.drift_threshold
     )
     candidate, predicted, probabilities = evaluate_model(candidate_bytes, x, actual, params, "candidate")
-    champion = None
+    champion, champion_predicted = None, predicted
     if lookup.champion is not None:
-        champion = evaluate_model(lookup.champion.model, x, actual, params, "champion")[0]
+        champion, champion_predicted, _ = evaluate_model(lookup.champion.model, x, actual, params, "champion")
     stats = reference_stats(train, schema, settings.reference_bins)
 
     reports_dir = paths.reports / "evaluate"
@@ -169,10 +192,13 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     plots = write_plots(paths, schema, actual, predicted, probabilities)
     write_text_atomic(paths.data / "evaluate" / "reference_stats.json", json.dumps(stats, indent=2) + "\n")
 
+    def weighted(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        return None if weights is None else (actual, chosen, weights)
+
     metrics: dict[str, Any] = {
-        "candidate": _side(candidate, len(current), hashlib.sha256(candidate_bytes).hexdigest()),
+        "candidate": _side(candidate, len(current), hashlib.sha256(candidate_bytes).hexdigest(), weighted(predicted)),
         "champion": None if champion is None or lookup.champion is None else _side(
-            champion, len(current), hashlib.sha256(lookup.champion.model).hexdigest()
+            champion, len(current), hashlib.sha256(lookup.champion.model).hexdigest(), weighted(champion_predicted)
         ),
         "champion_version": lookup.champion.version if lookup.champion else None,
         "champion_note": lookup.note,
@@ -183,19 +209,22 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
             "reference_sampled": len(reference_rows),
             "current_sampled": len(current_rows),
         },
-        "sources": candidate.sources,
+        "sources": candidate.sources if weights is None else {**WEIGHTED_SOURCES, "unweighted": candidate.sources},
         "decision": {
             "classes": list(schema.label.classes),
             "positive_class": schema.label.positive_class if schema.label.is_binary else None,
             "threshold": params.gate.decision_threshold if schema.label.is_binary else None,
         },
     }
+    weighting = weighting_summary(weights, len(current))
+    if weighting is not None:  # absent when unweighted, so evaluate.json stays as it always was
+        metrics["weighting"] = weighting
     write_text_atomic(paths.metrics / "evaluate.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    names = ("accuracy", "balanced_accuracy", "f1_macro")
     return {
-        "candidate": {k: metrics["candidate"][k] for k in ("accuracy", "balanced_accuracy", "f1_macro")},
-        "champion": None if champion is None else {
-            k: champion.metrics[k] for k in ("accuracy", "balanced_accuracy", "f1_macro")
-        },
+        "candidate": {k: metrics["candidate"][k] for k in names},
+        "champion": None if metrics["champion"] is None else {k: metrics["champion"][k] for k in names},
+        "weighting": weighting,
         "champion_version": metrics["champion_version"],
         "champion_note": lookup.note,
         "drift_share": drift.summary["share"],

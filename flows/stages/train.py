@@ -3,7 +3,14 @@
 Supported: HistGradientBoosting (default; handles missing sensor values natively), RandomForest (after
 median imputation, because skl2onnx converts a RandomForest trained on NaN wrongly) and a
 scaler + LogisticRegression pipeline (also imputed). The model learns class *indices* in schema class
-order. Deterministic for a given seed and data. Does not tune hyper-parameters or weight classes.
+order. Deterministic for a given seed and data.
+
+Rows are weighted by ``1 / inclusion_probability`` when the frame has that record column: edge runners
+upload every mistake, uncertain or anomalous row (p = 1) but only a random sample of the rest (p ~ 0.02),
+so an unweighted fit would learn a world made of hard rows. The weight goes to the final estimator
+(``sample_weight``; through ``<step>__sample_weight`` for the imputed pipelines; imputer and scaler stay
+unweighted). Rows without the column or with p missing weigh 1; when every row weighs 1 the fit is the
+unweighted one, bit for bit. Does not tune hyper-parameters or weight classes.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
+from edge.record import INCLUSION_PROBABILITY
 from flows.params import Params, Schema, TrainParams
 from flows.paths import Paths
 from flows.stages import StageError
@@ -38,6 +46,35 @@ def class_indices(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
         raise StageError(f"labels not among schema classes: {unknown}")
     indices: np.ndarray = mapped.to_numpy(dtype=np.int64)
     return indices
+
+
+def inclusion_weights(frame: pd.DataFrame) -> np.ndarray | None:
+    """``1 / inclusion_probability`` per row (1 where the value is missing); None when every row weighs 1.
+
+    None also when the frame has no such column, so callers take the exact unweighted path then."""
+    if INCLUSION_PROBABILITY not in frame.columns:
+        return None
+    p = pd.to_numeric(frame[INCLUSION_PROBABILITY], errors="coerce").to_numpy(dtype=np.float64)
+    present = ~np.isnan(p)
+    bad = present & ~((p > 0.0) & (p <= 1.0))
+    if bad.any():
+        raise StageError(f"{int(bad.sum())} rows have {INCLUSION_PROBABILITY} outside (0, 1], e.g. {float(p[bad][0])}")
+    weights = np.where(present, 1.0 / np.where(present, p, 1.0), 1.0)
+    return None if bool((weights == 1.0).all()) else weights
+
+
+def weighting_summary(weights: np.ndarray | None, rows: int) -> dict[str, Any] | None:
+    """How a frame was weighted (None when it was not): rows, rows weighing more than 1, weight sum and
+    Kish's effective sample size (sum w)^2 / sum w^2."""
+    if weights is None:
+        return None
+    return {
+        "by": f"1/{INCLUSION_PROBABILITY}",
+        "rows": rows,
+        "rows_upweighted": int((weights > 1.0).sum()),
+        "weight_sum": round(float(weights.sum()), 6),
+        "effective_rows": round(float(weights.sum() ** 2 / (weights**2).sum()), 3),
+    }
 
 
 def build_estimator(train: TrainParams) -> Any:
@@ -74,7 +111,14 @@ def fit(frame: pd.DataFrame, params: Params) -> Any:
     if len(np.unique(y)) < 2:
         raise StageError("the training split holds a single class: nothing to learn from")
     estimator = build_estimator(params.train)
-    estimator.fit(features_matrix(frame, params.schema), y)
+    weights = inclusion_weights(frame)
+    x = features_matrix(frame, params.schema)
+    if weights is None:
+        estimator.fit(x, y)
+    elif hasattr(estimator, "steps"):  # a Pipeline: only its final step takes the weights
+        estimator.fit(x, y, **{f"{estimator.steps[-1][0]}__sample_weight": weights})
+    else:
+        estimator.fit(x, y, sample_weight=weights)
     return estimator
 
 
@@ -91,6 +135,9 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         "class_counts": {str(c): int((counts == i).sum()) for i, c in enumerate(params.schema.label.classes)},
         "fit_seconds": round(seconds, 3),
     }
+    weighting = weighting_summary(inclusion_weights(train), len(train))
+    if weighting is not None:  # absent when unweighted, so train.json stays as it always was
+        summary["weighting"] = weighting
     paths.metrics.mkdir(parents=True, exist_ok=True)
     # fit_seconds varies run to run: keep it out of the DVC metric so reruns compare cleanly.
     metric = {k: v for k, v in summary.items() if k != "fit_seconds"}
