@@ -68,7 +68,7 @@ def main() -> None:
         predictor, trained_on = build_predictor(root / "release")
         manifest = predictor.manifest
         raw_columns = [*manifest.feature_names, manifest.label]
-        raw_bytes = seen = mistakes = 0
+        raw_bytes = seen = mistakes = wire_bytes = 0
         reasons: Counter[str] = Counter()
         timings = Counter[str]()
         with running_hub(root / "hub") as hub:
@@ -105,6 +105,7 @@ def main() -> None:
                 while spool.has_backlog():
                     uploader.upload_once()
                 timings["seal + upload"] += time.perf_counter() - t0
+                wire_bytes += uploader.counters["bytes_uploaded"]
                 spool.close()
             landed = sorted(hub.settings.landing.rglob("*.csv"))
             uploaded = sum(p.stat().st_size for p in landed)
@@ -134,8 +135,9 @@ def main() -> None:
     print(f"| rows seen (predicted, then labelled) | {seen:,} |")
     print(f"| raw bytes of every row (CSV: features + label) | {raw_bytes:,} |")
     print(f"| rows uploaded | {uploaded_rows:,} ({uploaded_rows / seen:.1%}) |")
-    print(f"| bytes uploaded (CSV bodies landed by the hub) | {uploaded:,} |")
-    print(f"| uploaded / raw bytes | {uploaded / raw_bytes:.1%} |")
+    print(f"| CSV bytes landed by the hub | {uploaded:,} ({uploaded / raw_bytes:.1%} of raw) |")
+    print(f"| bytes uploaded on the wire (gzip request bodies) | {wire_bytes:,} |")
+    print(f"| uploaded on the wire / raw bytes | {wire_bytes / raw_bytes:.1%} |")
     print(f"| labelled mistakes kept | {kept_mistakes:,} of {mistakes:,} "
           f"({kept_mistakes / mistakes:.0%}) |" if mistakes else "| labelled mistakes kept | no mistakes |")
     for reason in ("labelled", "anomaly", "uncertain", "random"):

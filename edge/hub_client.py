@@ -16,6 +16,7 @@ Leaves out TLS settings beyond urllib3's defaults, response size limits and retr
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +61,7 @@ class HubClient:
         self.device_id = device_id
         self.timeout_s = timeout_s
         self.__token = token
+        self.last_request_bytes = 0  # bytes of the last upload's body as sent (compressed)
         self._pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s), retries=False, maxsize=2
         )
@@ -67,9 +69,15 @@ class HubClient:
     def __repr__(self) -> str:
         return f"HubClient({self.base_url!r}, device_id={self.device_id!r}, token=<hidden>)"
 
-    def upload(self, body: bytes, key: str, content_type: str = CSV) -> dict[str, Any]:
-        """Send one ground-truth batch; ``key`` is sha256(body) (the Idempotency-Key)."""
-        return self._post("uploads", body, {"Content-Type": content_type, "Idempotency-Key": key})
+    def upload(self, body: bytes, key: str, content_type: str = CSV, compress: bool = True) -> dict[str, Any]:
+        """Send one ground-truth batch; ``key`` is sha256(body) (the Idempotency-Key). The body travels
+        gzip-compressed (``Content-Encoding: gzip``, deterministic bytes); the hub stores it decoded."""
+        headers = {"Content-Type": content_type, "Idempotency-Key": key}
+        if compress:
+            body = gzip.compress(body, compresslevel=6, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        self.last_request_bytes = len(body)
+        return self._post("uploads", body, headers)
 
     def summary(self, body: bytes, key: str) -> dict[str, Any]:
         """Send one summary document (JSON bytes); ``key`` is sha256(body)."""

@@ -71,7 +71,9 @@ class Uploader:
         self.failures_in_a_row = 0
         self.recent_waits: deque[float] = deque(maxlen=64)  # backoff waits drawn, newest last
         self._lock = threading.Lock()
-        self._counts = {"rows_uploaded": 0, "batches_uploaded": 0, "bytes_uploaded": 0, "summaries_uploaded": 0,
+        # bytes_uploaded: on the wire (gzip); batch_bytes: the CSV files the hub stores
+        self._counts = {"rows_uploaded": 0, "batches_uploaded": 0, "bytes_uploaded": 0, "batch_bytes": 0,
+                        "summaries_uploaded": 0,
                         "upload_failures": 0, "batches_quarantined": 0, "rows_quarantined": 0}
 
     @property
@@ -112,7 +114,8 @@ class Uploader:
         if batch.kind == "summary":
             self._count(summaries_uploaded=1, bytes_uploaded=len(batch.body))
         else:
-            self._count(rows_uploaded=batch.rows, batches_uploaded=1, bytes_uploaded=len(batch.body))
+            self._count(rows_uploaded=batch.rows, batches_uploaded=1, bytes_uploaded=self.client.last_request_bytes,
+                        batch_bytes=len(batch.body))
         return batch
 
     def _quarantine(self, batch: SealedBatch, refused: HubRefused) -> None:

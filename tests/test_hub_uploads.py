@@ -269,3 +269,31 @@ def test_landing_zone_holds_exactly_the_good_batches(hub: HubHandle) -> None:
         from hub.db import Upload
 
         assert {(u.device_id, u.batch_id) for u in session.scalars(select(Upload))} == GOOD
+
+
+def test_gzip_encoded_csv_is_stored_decoded_and_bounded(hub: HubHandle, tokens: dict[str, str]) -> None:
+    import gzip
+    import io as _io
+
+    buffer = _io.StringIO()
+    frame("press-2", rows=40, seed=9).to_csv(buffer, index=False)
+    body = buffer.getvalue().encode()
+    key = hashlib.sha256(body).hexdigest()  # the key names the batch file, not the wire bytes
+    wire = gzip.compress(body, mtime=0)
+    response = upload(hub, "press-2", wire, tokens["press-2"], key=key, content_type="text/csv")
+    assert response.status_code == 422  # without Content-Encoding the gzip bytes are not a CSV
+    headers = {"Content-Type": "text/csv", "Authorization": f"Bearer {tokens['press-2']}", "Idempotency-Key": key,
+               "Content-Encoding": "gzip"}
+    stored = httpx.post(f"{hub.url}/v1/devices/press-2/uploads", content=wire, headers=headers, timeout=30)
+    assert stored.status_code == 201, stored.text
+    assert (hub.settings.landing / "press-2" / f"{key}.csv").read_bytes() == body
+    bomb = gzip.compress(b"a" * (MAX_BYTES + 10), mtime=0)
+    too_big = httpx.post(f"{hub.url}/v1/devices/press-2/uploads", content=bomb, timeout=30,
+                         headers=headers | {"Idempotency-Key": "a" * 64})
+    assert too_big.status_code == 413 and len(bomb) < MAX_BYTES  # refused on the decoded size
+    garbage = httpx.post(f"{hub.url}/v1/devices/press-2/uploads", content=b"\x1f\x8bnot gzip", timeout=30,
+                         headers=headers | {"Idempotency-Key": "b" * 64})
+    assert garbage.status_code == 422 and "gzip" in garbage.text
+    brotli = httpx.post(f"{hub.url}/v1/devices/press-2/uploads", content=body, timeout=30,
+                        headers=headers | {"Content-Encoding": "br"})
+    assert brotli.status_code == 415 and "Content-Encoding" in brotli.text

@@ -197,7 +197,7 @@ class _World:
                     self.timeline.event(self.t_h, "recovered", str(self.v2), "every device runs the retrained model")
                     self.say(f"tick {tick}: the whole fleet runs v2")
                 after_recovery += 1
-                if after_recovery >= 6:
+                if after_recovery >= 8:
                     break
             self._progress(tick, samples, runners)
         plant.flush_labels()

@@ -27,11 +27,11 @@ class DemoSettings:
     canary: int = 2  # devices following the canary channel
     stable: int = 4  # devices following stable
     seed: int = 1
-    history_rows: int = 4000  # simulated ground truth per device before v1
+    history_rows: int = 1000  # simulated ground truth per device before v1
     rows_per_tick: int = 400  # rows each machine produces per tick (one simulated minute each)
     drift: str = "sensor_offset"
     drift_tick: int = 16  # the drift starts at this tick (after the runners' 5,000-row drift window filled)
-    ticks: int = 60  # ticks at most (the demo ends earlier once the fleet recovered)
+    ticks: int = 72  # ticks at most (the demo ends earlier once the fleet recovered)
     bad_candidate_tick: int = 5  # a worse candidate goes to canary at this tick
 
 
@@ -73,6 +73,8 @@ def prepare_workspace(folder: Path, repo_params: Path, settings: DemoSettings, h
         "loop.monitor.drift_device_share": 0.5,
         "loop.monitor.accuracy_floor": 0.95,
         "loop.monitor.min_rows_for_accuracy": 150,
+        "loop.monitor.min_fresh_rows": 8000,  # wait for ground truth from the drifted plant before retraining
+        "split.holdout_fraction": 0.15,  # the newest rows are the gate's holdout; the rest can teach the drift
         "loop.promotion.soak_s": 6,
         "loop.promotion.min_devices": 1,
         "loop.promotion.min_labelled_rows": 40,

@@ -31,6 +31,7 @@ import csv
 import hashlib
 import io
 import re
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,12 +167,25 @@ def _check_headers(request: Request, key: str | None, limit: int) -> tuple[str, 
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing (413) as soon as more than ``limit`` bytes arrived."""
+    """The body, refusing (413) as soon as more than ``limit`` bytes arrived; a gzip-encoded body
+    (``Content-Encoding: gzip``) is decoded, and refused once its *decoded* size passes ``limit``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise Rejected(415, "content_encoding", "Content-Encoding must be gzip or absent")
+    decoder = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
     body = bytearray()
     async for chunk in request.stream():
-        body += chunk
+        if decoder is None:
+            body += chunk
+        else:
+            try:
+                body += decoder.decompress(chunk, limit + 1 - len(body))
+            except zlib.error as exc:
+                raise Rejected(422, "unreadable", f"gzip body cannot be decoded: {exc}") from None
         if len(body) > limit:
             raise Rejected(413, "too_large", f"batch larger than {limit} bytes")
+    if decoder is not None and not decoder.eof:
+        raise Rejected(422, "unreadable", "gzip body is truncated")
     return bytes(body)
 
 
