@@ -17,6 +17,11 @@ auth (hub.auth: 401/403, device id pattern 422), ``Idempotency-Key`` is 64 lower
 Values (ranges, classes, timestamps, CSV cell types) are the ingest stage's job, which quarantines bad
 batches. A batch lands as ``uploads/<device_id>/<sha256>.parquet`` or ``.csv`` by its content type.
 
+A body may travel gzip-compressed (``Content-Encoding: gzip``, what edge runners send): it is decoded
+while it streams in, the size limit applies to the *decoded* bytes (413, so a small bomb cannot expand),
+a corrupt or truncated stream is 422 ``unreadable``, another encoding 415. The key, the checks and the
+stored file are those of the decoded batch.
+
 Idempotency: the same key again gets the *same success* (200, the first response's body plus
 ``"deduplicated": true``), never 409, so a device that lost an acknowledgement simply retries. Racing
 identical requests are safe: the file is content-addressed and written atomically (identical bytes
