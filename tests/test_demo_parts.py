@@ -30,7 +30,7 @@ from edgeloop.errors import UserError
 from flows.releases import promote
 from hub.registry import add_device
 from simulator.plant import OFFSET_AMOUNT, SENSOR_COLUMNS
-from tests.edge_runner_kit import ReleaseWorld, model_bytes, runner_config
+from tests.edge_runner_kit import ReleaseWorld, model_bytes, runner_config, wait_for
 from tests.hub_server import running_hub
 
 ROWS_PER_TICK = 200
@@ -42,15 +42,6 @@ DEVICES = {"line-a": "canary", "line-b": "canary", "line-c": "stable", "line-d":
 SEED = 9
 CHARTS = 5  # accuracy, drift, adoption, bytes, events
 
-
-def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def make_runner(folder: Path, device: str, hub_url: str, token: str, root: bytes, channel: str) -> Runner:

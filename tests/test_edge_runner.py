@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,20 +29,11 @@ import pytest
 from edge.config import load_config
 from edge.runner import Runner
 from hub.registry import add_device
-from tests.edge_runner_kit import ReleaseWorld, model_bytes, params, runner_config, site_data
+from tests.edge_runner_kit import ReleaseWorld, model_bytes, params, runner_config, site_data, wait_for
 from tests.hub_server import HubHandle, free_port, running_hub
 
 EDGE_RUNNER = str(Path(sys.executable).parent / "edge-runner")
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def rows_of(x: np.ndarray) -> list[list[float | None]]:
