@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE  # noqa: E402
 from edge.telemetry import switch_off
 
 switch_off()
@@ -47,11 +48,11 @@ THREADS = (1, 4)
 def _default_model() -> tuple[bytes, Any, np.ndarray, str]:
     """(model bytes, manifest, rows, description) of the default model (bench/default_model.py)."""
     from bench.default_model import describe, model_bytes, trained, write_release
-    from edge.manifest import Manifest
+    from edge.contracts.manifest import Manifest
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = write_release(Path(scratch) / "release")
-        manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
+        manifest = Manifest.from_json((folder / MANIFEST_FILE).read_bytes())
     return model_bytes(), manifest, trained()[1], describe()
 
 
@@ -77,8 +78,8 @@ def _server(ready: Any, stop: Any) -> None:
         model, manifest, x, described = _fallback_model()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        (folder / "model.onnx").write_bytes(model)
-        (folder / "manifest.json").write_text(manifest.to_json())
+        (folder / MODEL_FILE).write_bytes(model)
+        (folder / MANIFEST_FILE).write_text(manifest.to_json())
         predictor = Predictor.from_folder(folder)
 
     class Service:

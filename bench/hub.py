@@ -37,13 +37,13 @@ from edge.telemetry import switch_off  # noqa: E402
 
 switch_off()
 
-from edge.record import batch_id  # noqa: E402
-from edgeloop.batches import encode_batch  # noqa: E402
+from edge.contracts.layout import Paths  # noqa: E402
+from edge.contracts.record import batch_id  # noqa: E402
 from flows.params import load_params  # noqa: E402
-from flows.paths import Paths  # noqa: E402
 from hub import tokens  # noqa: E402
 from hub.db import Device, make_engine, make_sessions  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
+from simulator.batches import encode_batch  # noqa: E402
 from tests.synthetic import make_rows  # noqa: E402
 
 ROWS_PER_BATCH = 1000
@@ -58,7 +58,7 @@ def project(root: Path, port: int) -> Paths:
 
 
 def register(paths: Paths, devices: int) -> dict[str, str]:
-    settings = HubSettings.from_params(load_params(paths.params), paths)
+    settings = HubSettings.load(paths.root)
     sessions = make_sessions(make_engine(settings.database_url))
     issued = {}
     with sessions() as session:
@@ -187,7 +187,7 @@ def check_landing(paths: Paths) -> dict:
 
     from hub.db import Upload
 
-    settings = HubSettings.from_params(load_params(paths.params), paths)
+    settings = HubSettings.load(paths.root)
     with make_sessions(make_engine(settings.database_url))() as session:
         recorded = [f"{u.device_id}/{u.batch_id}.parquet" for u in session.scalars(select(Upload))]
     files = {p.relative_to(paths.uploads).as_posix() for p in paths.uploads.rglob("*.parquet")}

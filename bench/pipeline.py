@@ -66,7 +66,7 @@ FLOW_WRAPPER = """
 import json, resource, sys, time
 from edge.telemetry import switch_off
 switch_off()
-from flows.retrain import retrain
+from flows.orchestration.retrain import retrain
 from prefect import flow
 
 @flow

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from edge.contracts.manifest import Manifest
+from edge.contracts.schema import ClassValue
 from edge.inference import InputError
-from edge.manifest import ClassValue, Manifest
 
 __all__ = ["MAX_CONTEXT_FIELDS", "MAX_CONTEXT_TEXT", "as_class", "check_context"]
 

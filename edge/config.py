@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.record import is_valid_device_id
+from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
 
 __all__ = [
     "ENV_PREFIX",
@@ -48,7 +48,6 @@ __all__ = [
 
 ENV_PREFIX = "EDGE_RUNNER__"
 TOKEN_ENV = "EDGE_RUNNER_TOKEN"
-_CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -243,7 +242,7 @@ _SECTIONS: dict[str, dict[str, tuple[Reader, Any]]] = {
         "trusted_root": (_PATH, _REQUIRED),
         "metadata_url": (_url, None),
         "targets_url": (_url, None),
-        "channel": (_string(_CHANNEL, "a channel name (a-z, 0-9, _ and -)"), "canary"),
+        "channel": (_string(CHANNEL_PATTERN, f"a channel name ({CHANNEL_RULE})"), "canary"),
         "poll_interval_s": (_number(1, 7 * 86_400), 60.0),
         "poll_jitter": (_number(0, 0.9), 0.2),
         "max_bundle_bytes": (_integer(1024), 256 * 1024 * 1024),

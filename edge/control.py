@@ -15,9 +15,9 @@ from pathlib import Path
 
 from edge.atomic import write_text_atomic
 from edge.config import RunnerConfig
+from edge.contracts.manifest import ManifestError
 from edge.heartbeat import utc_now
 from edge.inference import ModelError, Predictor
-from edge.manifest import ManifestError
 from edge.state import StateDir, StateError
 
 __all__ = ["ROLLBACK_REQUEST", "RollbackResult", "RunnerError", "load_active_predictor", "read_request",

@@ -6,7 +6,7 @@ one lock, one row copy into the ring (well under a microsecond); ``observe_batch
 2-D block. Nothing is binned or counted per call: ``scores()`` copies the window under the lock and bins
 it with numpy outside it, so a scrape or heartbeat never stalls predictions for long.
 
-PSI per feature, binned exactly as ``edge.manifest`` documents: value ``x`` falls in bin
+PSI per feature, binned exactly as ``edge.contracts.manifest`` documents: value ``x`` falls in bin
 ``numpy.searchsorted(edges, x, side="right")`` of ``len(edges) + 1`` bins, and "missing" (None/NaN) is one
 more bin. Expected shares are ``proportions[i] * (1 - missing_fraction)`` for the value bins and
 ``missing_fraction`` for the missing bin; actual shares are the window's counts over all its rows. Then
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.manifest import Manifest
+from edge.contracts.manifest import Manifest
 
 __all__ = ["EPSILON", "MAJOR", "MODERATE", "DriftMonitor", "psi"]
 

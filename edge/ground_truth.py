@@ -3,7 +3,7 @@
 ``build_row`` turns what the runner knows at feedback time (manifest, prediction, features in
 manifest order, label, event time, device id, context fields, the filter's selection) into one row:
 the features, the label, the event id / device id / event time columns (names passed in, as
-params.yaml names them), then ``edge.record.RECORD_COLUMNS`` (model version, prediction,
+params.yaml names them), then ``edge.contracts.record.RECORD_COLUMNS`` (model version, prediction,
 probabilities as JSON list text in class order, upload reason, inclusion probability), then the
 context fields in the order given.
 
@@ -30,9 +30,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from edge.contracts.manifest import Manifest
+from edge.contracts.record import (
+    INCLUSION_PROBABILITY,
+    MODEL_VERSION,
+    PREDICTION,
+    PROBABILITIES,
+    RECORD_COLUMNS,
+    UPLOAD_REASON,
+)
+from edge.contracts.schema import ClassValue
 from edge.inference import Prediction
-from edge.manifest import ClassValue, Manifest
-from edge.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, PROBABILITIES, RECORD_COLUMNS, UPLOAD_REASON
 from edge.upload_filter import Selection
 
 __all__ = [
@@ -49,7 +57,7 @@ CellValue = str | float | int | None  # what a row may hold (JSON-serialisable, 
 
 
 class ColumnNames(Protocol):
-    """Names of the id and time columns (params.yaml ``schema``); edge.manifest's record columns fit."""
+    """Names of the id and time columns (params.yaml ``schema``); edge.contracts.manifest's record columns fit."""
 
     @property
     def event_id(self) -> str: ...

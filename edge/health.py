@@ -42,7 +42,7 @@ Clock = Callable[[], float]
 
 
 class PolicyLike(Protocol):
-    """Anything carrying the four watch fields (edge.manifest.EdgePolicy does)."""
+    """Anything carrying the four watch fields (edge.contracts.manifest.EdgePolicy does)."""
 
     @property
     def accuracy_floor(self) -> float: ...

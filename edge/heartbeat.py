@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from edge.contracts.wire import HEARTBEAT_EVENT_DETAIL_MAX, HEARTBEAT_EVENT_KIND_MAX
+
 __all__ = ["heartbeat_body", "utc_now"]
 
 
@@ -32,8 +34,8 @@ def heartbeat_body(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]
         "counters": counters,
         "evictions": dict(report["evictions"]),
         "events": [
-            {"kind": str(e.get("event", "event"))[:32], "version": e.get("version"),
-             "at": _aware(str(e.get("at", ""))), "detail": str(e.get("detail", ""))[:500]}
+            {"kind": str(e.get("event", "event"))[:HEARTBEAT_EVENT_KIND_MAX], "version": e.get("version"),
+             "at": _aware(str(e.get("at", ""))), "detail": str(e.get("detail", ""))[:HEARTBEAT_EVENT_DETAIL_MAX]}
             for e in events
         ],
         "clock": utc_now(),

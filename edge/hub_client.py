@@ -23,7 +23,7 @@ from typing import Any
 
 import urllib3
 
-from edge.record import is_valid_device_id
+from edge.contracts.names import is_valid_device_id
 
 __all__ = ["HubClient", "HubError", "HubRefused", "HubUnavailable", "RETRY_LATER"]
 

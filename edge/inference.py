@@ -1,7 +1,7 @@
 """In-process inference for the edge runner: one verified release folder, one warmed onnxruntime session.
 
 ``Predictor.from_folder(folder)`` reads ``manifest.json`` and the model file it names, checks the model's
-size and sha256 against the manifest (``edge.manifest.verify_model``), opens an onnxruntime session
+size and sha256 against the manifest (``edge.contracts.manifest.verify_model``), opens an onnxruntime session
 (CPU provider, one intra-op and one inter-op thread), checks the model's output has one column per
 manifest class, and warms the session up on rows of feature midpoints before returning. A Predictor is
 immutable once built; onnxruntime sessions may be run from many threads at once.
@@ -14,9 +14,9 @@ a non-integral value for an ``int`` feature, and NaN or None for a feature that 
 (for a nullable one both mean "missing" and reach the model as NaN). Values outside a feature's
 ``min``/``max`` are *not* refused: their names are listed in ``Prediction.out_of_range``.
 
-Decision rule, identical to ``flows.evaluation.quality.decide``: for a binary model the positive class
-when its probability (float32 from the model, compared as float64) is ``>= decision_threshold``, else the
-other class; for more classes the most probable one (first on ties).
+Decision rule: ``edge.contracts.decision`` (the one the cloud's evaluation uses): for a binary model the
+positive class when its probability (float32 from the model, compared as float64) is ``>= decision_threshold``,
+else the other class; for more classes the most probable one (first on ties).
 
 ``event_id``: unless the caller passes one, a process-wide, strictly increasing integer taken from
 ``time.time_ns()`` (bumped by one when the clock has not moved on or went back), so ids are unique in
@@ -44,7 +44,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.manifest import ClassValue, Manifest, verify_model
+from edge.contracts.decision import decide_many, decide_one, positive_index
+from edge.contracts.manifest import Manifest, verify_model
+from edge.contracts.release_layout import MANIFEST_FILE
+from edge.contracts.schema import ClassValue
 from edge.telemetry import switch_off
 
 __all__ = [
@@ -57,7 +60,6 @@ __all__ = [
     "next_event_ids",
 ]
 
-MANIFEST_FILE = "manifest.json"  # same name as edge.releases.MANIFEST_FILE (not imported: it pulls in tuf)
 WARMUP_RUNS = 5  # single-row runs before a Predictor is returned (plus one small batch)
 
 Row = Sequence[object] | Mapping[str, object]
@@ -128,10 +130,7 @@ class Predictor:
         self._low = tuple(-math.inf if f.min is None else f.min for f in manifest.features)
         self._high = tuple(math.inf if f.max is None else f.max for f in manifest.features)
         self._specs = tuple(zip(self._names, self._nullable, self._integer, self._low, self._high, strict=True))
-        self._positive: int | None = (
-            manifest.classes.index(manifest.positive_class)
-            if manifest.is_binary and manifest.positive_class is not None else None
-        )
+        self._positive = positive_index(manifest.classes, manifest.positive_class)
         self._threshold = manifest.decision_threshold
         self._session = _open_session(model)
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -156,18 +155,12 @@ class Predictor:
         x = np.array(values, dtype=np.float32).reshape(1, -1)
         probs = self._session.run(self._output, {self._input: x})[0][0].tolist()
         return Prediction(
-            label=self._classes[self._decide_one(probs)],
+            label=self._classes[decide_one(probs, self._positive, self._threshold)],
             probabilities=dict(zip(self._classes, probs, strict=True)),
             model_version=self.version,
             event_id=next_event_ids() if event_id is None else event_id,
             out_of_range=out_of_range,
         )
-
-    def _decide_one(self, probs: list[float]) -> int:
-        positive = self._positive
-        if positive is not None:
-            return positive if probs[positive] >= self._threshold else 1 - positive
-        return max(range(len(probs)), key=probs.__getitem__)  # first index on ties, like numpy.argmax
 
     def _check(self, features: Row, where: str = "") -> tuple[list[float], tuple[str, ...]]:
         kind = type(features)
@@ -239,7 +232,7 @@ class Predictor:
         if count == 0:
             return []
         probs = np.asarray(self._session.run(self._output, {self._input: x})[0])
-        chosen = self._decide_many(probs).tolist()
+        chosen = decide_many(probs, self._positive, self._threshold).tolist()
         if event_ids is None:
             first = next_event_ids(count)
             ids: Sequence[int] = range(first, first + count)
@@ -250,15 +243,6 @@ class Predictor:
             Prediction(classes[c], dict(zip(classes, p, strict=True)), version, int(e), o)
             for c, p, e, o in zip(chosen, probs.tolist(), ids, out_of_range, strict=True)
         ]
-
-    def _decide_many(self, probs: np.ndarray) -> np.ndarray:
-        positive = self._positive
-        if positive is not None:
-            above = probs[:, positive].astype(np.float64) >= self._threshold
-            chosen: np.ndarray = np.where(above, positive, 1 - positive)
-        else:
-            chosen = np.argmax(probs, axis=1)
-        return chosen
 
     def _check_matrix(self, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[str, ...]]]:
         names = self._names

@@ -30,7 +30,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -50,7 +49,9 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
 from edge.atomic import fsync_dir, replace_dir
-from edge.manifest import MODEL_FILE, Manifest, ManifestError
+from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.names import is_valid_channel
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, channel_target
 
 __all__ = [
     "MANIFEST_FILE",
@@ -65,9 +66,7 @@ __all__ = [
     "refresh_metadata",
 ]
 
-MANIFEST_FILE = "manifest.json"
 USER_AGENT = "edgeloop-runner"
-_CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ def fetch_release(
     ``skip_versions`` (releases the device refused or rolled back) is not downloaded: ``changed`` is
     False. Raises ``ReleaseRejected`` or ``ReleaseUnavailable``.
     """
-    if not _CHANNEL.match(channel):
+    if not is_valid_channel(channel):
         raise ValueError(f"channel {channel!r} is not a valid channel name")
     limits = limits or ClientLimits()
     started = time.monotonic()
@@ -284,7 +283,7 @@ def _fetch(
 ) -> tuple[int, Path | None, Manifest | None]:
     updater = _updater(metadata_dir, metadata_url, targets_url, root_bytes, fetcher)
     updater.refresh()
-    pointer_info = _targetinfo(updater, f"channels/{channel}.json", f"channel {channel!r} has no release")
+    pointer_info = _targetinfo(updater, channel_target(channel), f"channel {channel!r} has no release")
     version, model_path, manifest_path = _pointer(pointer_info.custom)
     if version == current_version or version in skip:
         return version, None, None

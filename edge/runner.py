@@ -40,6 +40,10 @@ import numpy as np
 from edge.atomic import write_text_atomic
 from edge.checks import as_class, check_context
 from edge.config import RunnerConfig
+from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.record import RECORD_COLUMNS
+from edge.contracts.schema import ClassValue
+from edge.contracts.wire import HEARTBEAT_EVENTS_SENT
 from edge.control import ROLLBACK_REQUEST, RunnerError, read_request
 from edge.drift import DriftMonitor
 from edge.ground_truth import UploadColumns, build_row
@@ -48,10 +52,8 @@ from edge.heartbeat import heartbeat_body, utc_now
 from edge.http_api import ApiServer, Unavailable, UnknownEvent, serve
 from edge.hub_client import HubClient, HubError
 from edge.inference import InputError, ModelError, Prediction, Predictor
-from edge.manifest import ClassValue, Manifest, ManifestError
 from edge.metrics import Registry
 from edge.pending import Pending, PendingPredictions
-from edge.record import RECORD_COLUMNS
 from edge.releases import ClientLimits
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.state import StateDir, StateError
@@ -68,7 +70,6 @@ STATUS_FILE = "status.json"
 SPOOL_FILE = "spool.db"
 RECENT_FILE = "recent.db"
 WATCHDOG_S = 1.0
-HEARTBEAT_EVENTS = 20  # newest state-dir events in each heartbeat (the hub takes up to 64)
 
 
 @dataclass(frozen=True)
@@ -509,7 +510,7 @@ class Runner:
             if doc is not None:
                 self.spool.put_summary(doc)
         report = self.state_report()
-        events = self.state.events()[-HEARTBEAT_EVENTS:]  # the newest, every time: the hub keeps one heartbeat
+        events = self.state.events()[-HEARTBEAT_EVENTS_SENT:]  # the newest, every time: the hub keeps one heartbeat
         sent = False
         try:
             assert self.client is not None

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.contracts.manifest import EdgePolicy, Manifest
+from edge.contracts.schema import ClassValue
 from edge.inference import InputError, Predictor
-from edge.manifest import ClassValue, EdgePolicy, Manifest
 
 __all__ = ["METRICS", "ShadowResult", "compare", "metric_score", "schema_compatible"]
 

@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS recent (
 
 @dataclass(frozen=True)
 class SpoolEntry:
-    reason: str  # one of edge.record.UPLOAD_REASONS: sets the eviction priority
+    reason: str  # one of edge.contracts.record.UPLOAD_REASONS: sets the eviction priority
     row: Mapping[str, Any]  # JSON-serialisable row (edge.ground_truth.build_row), privacy already applied
 
 

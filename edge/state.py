@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import fsync_dir, write_text_atomic
-from edge.manifest import Manifest, ManifestError
+from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.release_layout import MANIFEST_FILE
 
 __all__ = [
     "KEEP_RELEASES",
@@ -63,7 +64,6 @@ __all__ = [
     "release_problem",
 ]
 
-MANIFEST_FILE = "manifest.json"  # same name as edge.releases.MANIFEST_FILE (not imported: it pulls in tuf)
 KEEP_RELEASES = 3  # newest release folders kept besides current and previous
 MAX_EVENTS = 100  # newest events kept in state.json
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")

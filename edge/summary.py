@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.manifest import ClassValue, Manifest
+from edge.contracts.manifest import Manifest
+from edge.contracts.schema import ClassValue
 
 __all__ = ["SummaryAccumulator"]
 

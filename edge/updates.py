@@ -38,8 +38,8 @@ from typing import Literal
 import numpy as np
 
 import edge
+from edge.contracts.manifest import Manifest, ManifestError
 from edge.inference import ModelError, Predictor
-from edge.manifest import Manifest, ManifestError
 from edge.releases import ClientLimits, FetchedRelease, ReleaseRejected, ReleaseUnavailable, fetch_release
 from edge.shadow import ShadowResult, compare, schema_compatible
 from edge.state import StateDir, StateError

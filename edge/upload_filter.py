@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.contracts.manifest import Manifest
+from edge.contracts.schema import ClassValue
 from edge.inference import Prediction
-from edge.manifest import ClassValue, Manifest
 
 __all__ = ["PRECEDENCE", "Selection", "UploadPolicy", "sample_unit", "select"]
 
@@ -62,7 +63,7 @@ class UploadPolicy:
 
 @dataclass(frozen=True)
 class Selection:
-    reason: str  # one of PRECEDENCE (edge.record.UPLOAD_REASONS)
+    reason: str  # one of PRECEDENCE (edge.contracts.record.UPLOAD_REASONS)
     inclusion_probability: float  # P(this row is uploaded under the policy)
 
 

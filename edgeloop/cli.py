@@ -18,19 +18,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.contracts.errors import UserError
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption
 from edgeloop.demo_cli import demo as demo_command
-from edgeloop.errors import UserError
+from edgeloop.devices_cli import devices_app
+from edgeloop.fleet_cli import fleet as fleet_command
+from edgeloop.hub_cli import hub_app
 from edgeloop.loop_cli import loop_app
 from edgeloop.release_cli import release_app
-from hub.cli import hub_app
-from hub.devices_cli import devices_app
-from hub.fleet_cli import fleet as fleet_command
 
 if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
     from flows.params import Params
-    from flows.paths import Paths
 
 app = typer.Typer(
     name="edgeloop",
@@ -51,8 +51,8 @@ out = Console()
 
 
 def _load(root: Path) -> tuple[Params, Paths]:
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
 
     paths = Paths.at(root)
     return load_params(paths.params), paths
@@ -81,7 +81,7 @@ def simulate(
     from rich.progress import Progress
 
     import simulator
-    from flows.paths import Paths
+    from edge.contracts.layout import Paths
 
     if drift not in simulator.DRIFT_KINDS:
         raise UserError(f"--drift {drift!r} is not one of: {', '.join(simulator.DRIFT_KINDS)}")
@@ -167,8 +167,8 @@ def retrain(
     params, paths = _load(root)  # fail fast on bad params, before Prefect starts
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from flows.retrain import add_stage_listener, remove_stage_listener
-    from flows.retrain import retrain as retrain_flow
+    from flows.orchestration.retrain import add_stage_listener, remove_stage_listener
+    from flows.orchestration.retrain import retrain as retrain_flow
     from flows.stages import STAGES
 
     where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server"
@@ -201,7 +201,7 @@ def serve(
     """Serve the retrain deployments (nightly + on-demand) from this process; needs PREFECT_API_URL."""
     if not os.environ.get("PREFECT_API_URL"):
         raise UserError("set PREFECT_API_URL to a running Prefect server (prefect server start) before serving")
-    from flows.deployments import serve_deployments
+    from flows.orchestration.deployments import serve_deployments
 
     serve_deployments(Path(root).resolve(), cron=cron, timezone=timezone)
 

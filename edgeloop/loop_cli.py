@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.contracts.errors import UserError
 from edgeloop.cli_common import RootOption, sub_app
-from edgeloop.errors import UserError
 
 loop_app = sub_app("The closed loop: its decision log and the monitor (when to retrain).")
 
@@ -29,14 +29,14 @@ def _out() -> Console:
 
 
 err = Console(stderr=True)
-ACTIONS = ("retrain", "none")  # flows.loop.monitor.ACTIONS (kept here: importing it imports prefect)
+ACTIONS = ("retrain", "none")  # flows.orchestration.monitor.ACTIONS (kept here: importing it imports prefect)
 _HIDDEN = ("last_training", "last_training_source")  # in --json; too long for the table
 _STATE_STYLE = {"fired": "bold red", "quiet": "green", "unknown": "yellow"}
 
 
 def _log_path(root: Path) -> Path:
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
 
     paths = Paths.at(root)
     return paths.resolve(load_params(paths.params).loop.log)
@@ -121,7 +121,7 @@ def monitor(
     _log_path(root)  # fail fast on a bad params.yaml, before Prefect starts
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # before prefect is imported
-    from flows.loop.monitor import monitor as monitor_flow
+    from flows.orchestration.monitor import monitor as monitor_flow
 
     where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server"
     err.print(f"monitor flow on {where}")

@@ -18,12 +18,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.contracts.errors import UserError
 from edgeloop.cli_common import RootOption, sub_app
-from edgeloop.errors import UserError
 
 if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
     from flows.params import Params
-    from flows.paths import Paths
     from flows.releases import ReleaseConfig
 
 release_app = sub_app("Signed, versioned model releases (TUF): publish, promote, roll back, verify.")
@@ -32,8 +32,8 @@ out = Console()
 
 
 def _load(root: Path) -> tuple[Params, Paths, ReleaseConfig]:
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
     from flows.releases import ReleaseConfig
 
     paths = Paths.at(root)
@@ -65,7 +65,7 @@ def publish_command(
     root: RootOption = Path("."),
 ) -> None:
     """Sign and publish a passed candidate as the next release version and move a channel to it."""
-    from flows.release_flows import publish_candidate
+    from flows.orchestration.release_flows import publish_candidate
 
     params, paths, _ = _load(root)
     folder = candidate or paths.candidate
@@ -81,12 +81,15 @@ def publish_command(
 def promote(
     version: Annotated[int, typer.Argument(help="Release version to promote.", min=1)],
     to: Annotated[str, typer.Option("--to", help="Channel to point at it (e.g. stable).")],
+    create: Annotated[bool, typer.Option("--create", help="Make the channel if it does not exist yet.")] = False,
     root: RootOption = Path("."),
 ) -> None:
     """Point a channel at an existing release (only the signed pointer moves).
 
-    Runs as the Prefect ``promote`` flow when PREFECT_API_URL is set, so it shows in the UI history."""
-    _print_move(_move_channel(root, "promote", to, version))
+    A channel that does not exist yet is refused (a typo must not make a channel no device follows) unless
+    --create is given. Runs as the Prefect ``promote`` flow when PREFECT_API_URL is set, so it shows in the
+    UI history."""
+    _print_move(_move_channel(root, "promote", to, version, create))
 
 
 @release_app.command()
@@ -103,21 +106,21 @@ def rollback(
     _print_move(_move_channel(root, "rollback", channel, to))
 
 
-def _move_channel(root: Path, kind: str, channel: str, version: int | None) -> SimpleNamespace:
+def _move_channel(root: Path, kind: str, channel: str, version: int | None, create: bool = False) -> SimpleNamespace:
     """Through the Prefect flow when a server is configured, else directly (same function underneath)."""
     params, paths, _ = _load(root)
     if os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-        from flows.release_flows import promote_flow, rollback_flow
+        from flows.orchestration.release_flows import promote_flow, rollback_flow
 
         if kind == "promote" and version is not None:
-            result = promote_flow(root=str(paths.root), version=version, channel=channel)
+            result = promote_flow(root=str(paths.root), version=version, channel=channel, create=create)
         else:
             result = rollback_flow(root=str(paths.root), channel=channel, to=version)
     else:  # the flows record the move in the loop log themselves
-        from flows.release_flows import move_channel, record_manual_move
+        from flows.orchestration.release_flows import move_channel, record_manual_move
 
-        result = move_channel(params, paths, kind, channel, version)
+        result = move_channel(params, paths, kind, channel, version, create)
         record_manual_move(params, paths, kind, result)
     return SimpleNamespace(**result)
 

@@ -15,9 +15,9 @@ from edge.telemetry import switch_off
 
 def main(argv: list[str] | None = None) -> int:
     switch_off()
-    from edgeloop.errors import UserError
+    from edge.contracts.errors import UserError
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
     from flows.stages import STAGES, StageError, run_stage
 
     parser = argparse.ArgumentParser(prog="python -m flows", description="Run one edgeloop pipeline stage.")

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import replace_dir, write_bytes_atomic
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.release_layout import BUNDLE_FILES, MODEL_FILE
 from flows.params import Params
-from flows.paths import Paths
 
 STABLE = "stable"
-BUNDLE_FILES = ("model.onnx", "manifest.json")
 
 
 def bundle_file(repository: Path, version: int, name: str) -> Path:
@@ -35,7 +35,7 @@ def bundle_file(repository: Path, version: int, name: str) -> Path:
 
 def model_digest(repository_config: Any, version: int) -> str:
     """sha256 of a release's model (the digest is the stored file's name)."""
-    return bundle_file(repository_config.repository, version, "model.onnx").name.removesuffix(".model.onnx")
+    return bundle_file(repository_config.repository, version, MODEL_FILE).name.removesuffix(f".{MODEL_FILE}")
 
 
 def champion_version(channels: dict[str, int], publish_channel: str) -> int | None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.schema import DataSchema
 from flows.ingest.store import iter_parts
-from flows.params import Schema
-from flows.paths import Paths
 
 
 def curated_part_files(paths: Paths) -> list[Path]:
@@ -34,7 +34,7 @@ def _read_parts(files: list[Path]) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def sort_rows(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def sort_rows(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     keys = [schema.event_time, schema.device_id, schema.event_id]
     try:
         ordered = frame.sort_values(keys, kind="stable")
@@ -43,7 +43,7 @@ def sort_rows(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return ordered.reset_index(drop=True)
 
 
-def load_curated(paths: Paths, schema: Schema) -> pd.DataFrame:
+def load_curated(paths: Paths, schema: DataSchema) -> pd.DataFrame:
     """All curated rows, sorted by (event time, device id, event id); UserError when there are none."""
     files = curated_part_files(paths)
     frame = _read_parts(files) if files else pd.DataFrame()

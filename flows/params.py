@@ -2,22 +2,43 @@
 
 Loads the file once into pydantic models with ``extra="forbid"``, so an unknown or mistyped key is an
 error that names the key (``ParamsError``). Holds no defaults for the data schema: the schema is the
-user's. Does not read paths or data; see ``flows.paths`` for the layout under ``data/``.
+user's. Does not read paths or data; see ``edge.contracts.layout`` for the layout under ``data/``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.hub_section import HubSection, HubSectionError, parse_hub_section
+from edge.contracts.layout import PARAMS_FILE
+from edge.contracts.names import CHANNEL_PATTERN
+from edge.contracts.schema import DataSchema, SchemaError, parse_schema, sha256_json
 
-PARAMS_FILE = "params.yaml"
+Channel = Annotated[str, Field(pattern=CHANNEL_PATTERN.pattern)]
+
+
+def _contract(parse: Any) -> Any:
+    """A pydantic validator running a contract's own parser (its error becomes the field's message)."""
+    def validate(raw: object) -> object:
+        if isinstance(raw, DataSchema | HubSection):
+            return raw
+        try:
+            return parse(raw)
+        except (SchemaError, HubSectionError) as exc:
+            raise ValueError(str(exc)) from None
+    return validate
+
+
+SchemaField = Annotated[DataSchema, BeforeValidator(_contract(lambda raw: parse_schema(raw, "schema"))),
+                        PlainSerializer(lambda schema: schema.to_dict())]
+HubField = Annotated[HubSection, BeforeValidator(_contract(parse_hub_section)),
+                     PlainSerializer(lambda hub: asdict(hub))]
 
 
 class ParamsError(UserError):
@@ -26,77 +47,6 @@ class ParamsError(UserError):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Feature(_Frozen):
-    name: str = Field(min_length=1)
-    dtype: Literal["float", "int"] = "float"
-    min: float | None = None
-    max: float | None = None
-    unit: str = ""
-    nullable: bool = True  # missing sensor values are allowed (HGB handles NaN natively)
-
-    @model_validator(mode="after")
-    def _range_ordered(self) -> Feature:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"feature {self.name!r}: min {self.min} is above max {self.max}")
-        return self
-
-
-ClassValue = int | str
-
-
-class Label(_Frozen):
-    name: str = Field(min_length=1)
-    classes: tuple[ClassValue, ...] = Field(min_length=2)
-    positive: ClassValue | None = None  # binary only; defaults to the last class
-
-    @model_validator(mode="after")
-    def _classes_valid(self) -> Label:
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"label {self.name!r}: classes repeat: {list(self.classes)}")
-        if len({type(c) for c in self.classes}) != 1:
-            raise ValueError(f"label {self.name!r}: classes mix numbers and strings")
-        if self.positive is not None and self.positive not in self.classes:
-            raise ValueError(f"label {self.name!r}: positive {self.positive!r} is not among classes")
-        return self
-
-    @property
-    def is_binary(self) -> bool:
-        return len(self.classes) == 2
-
-    @property
-    def positive_class(self) -> ClassValue:
-        return self.positive if self.positive is not None else self.classes[-1]
-
-
-class Schema(_Frozen):
-    features: tuple[Feature, ...] = Field(min_length=1)
-    label: Label
-    event_id: str = Field(min_length=1)
-    device_id: str = Field(min_length=1)
-    event_time: str = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _names_unique(self) -> Schema:
-        names = self.column_names
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"column names used twice: {dupes}")
-        return self
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
-
-    @property
-    def column_names(self) -> list[str]:
-        """Every required column of a ground-truth batch, features first."""
-        return [*self.feature_names, self.label.name, self.event_id, self.device_id, self.event_time]
-
-    def fingerprint(self) -> str:
-        """sha256 of the schema: changes whenever a column, dtype, range or class changes."""
-        return _sha256_json(self.model_dump(mode="json"))
 
 
 class SimulateParams(_Frozen):
@@ -185,7 +135,7 @@ class ExpiryDays(_Frozen):
 
 
 class EdgePolicyParams(_Frozen):
-    """What devices apply around an update; written into every manifest (``edge.manifest.EdgePolicy``)."""
+    """What devices apply around an update; written into every manifest (``edge.contracts.manifest.EdgePolicy``)."""
 
     shadow_margin: float = Field(ge=0.0, le=1.0)
     min_shadow_rows: int = Field(ge=1)
@@ -199,19 +149,9 @@ class ReleaseParams(_Frozen):
     repository: str = Field(min_length=1)
     root_key: str = Field(min_length=1)
     online_keys: str = Field(min_length=1)
-    channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    channel: Channel
     expiry_days: ExpiryDays
     edge_policy: EdgePolicyParams
-
-
-class HubParams(_Frozen):
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    database: str = Field(min_length=1)
-    admin_token_file: str = Field(min_length=1)
-    max_upload_bytes: int = Field(ge=1)
-    poll_interval_s: float = Field(gt=0)
-    stale_after_polls: float = Field(gt=0)
 
 
 class MonitorParams(_Frozen):
@@ -231,8 +171,8 @@ class MonitorParams(_Frozen):
 class PromotionParams(_Frozen):
     """When the promote flow moves a soaked release from one channel to the next (``loop.promotion``)."""
 
-    from_channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
-    to_channel: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    from_channel: Channel
+    to_channel: Channel
     interval_s: float = Field(ge=5)
     soak_s: float = Field(ge=0)
     min_devices: int = Field(ge=1)
@@ -247,7 +187,7 @@ class LoopParams(_Frozen):
 
 
 class Params(_Frozen):
-    schema_: Annotated[Schema, Field(alias="schema")]
+    schema_: Annotated[SchemaField, Field(alias="schema")]
     simulate: SimulateParams
     ingest: IngestParams
     split: SplitParams
@@ -256,24 +196,20 @@ class Params(_Frozen):
     evaluate: EvaluateParams
     gate: GateParams
     release: ReleaseParams
-    hub: HubParams
+    hub: HubField = HubSection()
     loop: LoopParams
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True)
 
     @property
-    def schema(self) -> Schema:  # type: ignore[override]
+    def schema(self) -> DataSchema:  # type: ignore[override]
         return self.schema_
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the named sections (all when none): the params part of a release's lineage."""
         dumped = self.model_dump(mode="json", by_alias=True)
         chosen = {k: dumped[k] for k in (sections or tuple(dumped))}
-        return _sha256_json(chosen)
-
-
-def _sha256_json(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return sha256_json(chosen)
 
 
 def _describe(error: ValidationError) -> str:
@@ -284,6 +220,8 @@ def _describe(error: ValidationError) -> str:
     if first["type"] == "missing":
         return f"{key}: required key is missing"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    if first["type"] == "value_error" and key in ("schema", "hub"):  # a contract's parser named the key itself
+        return str(first["msg"]).removeprefix("Value error, ") + more
     return f"{key}: {first['msg']}{more}"
 
 

@@ -2,9 +2,9 @@
 
 For each schema feature: quantile bin ``edges``, the share of non-missing training values per bin
 (``proportions``) and the share of missing values (``missing_fraction``); the layout is
-``edge.manifest.ReferenceStats``.
+``edge.contracts.manifest.ReferenceStats``.
 
-Bin rule (the one the device must use, see ``edge.manifest``): ``edges`` are the *inner* edges only,
+Bin rule (the one the device must use, see ``edge.contracts.manifest``): ``edges`` are the *inner* edges only,
 finite and strictly increasing; value ``x`` falls in bin ``numpy.searchsorted(edges, x, side="right")``,
 so there are ``len(edges) + 1`` bins, the first open to -inf, the last open to +inf, each closed on the
 left. Values outside the training range therefore land in the end bins and no mass is lost. This module
@@ -30,7 +30,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-    from flows.params import Schema
+    from edge.contracts.schema import DataSchema
 
 BIN_RULE = 'bin = numpy.searchsorted(edges, x, side="right"); len(edges) + 1 bins; NaN counts as missing'
 
@@ -70,7 +70,7 @@ def _edges(finite: np.ndarray, bins: int) -> np.ndarray:
     return edges
 
 
-def reference_stats(frame: pd.DataFrame, schema: Schema, bins: int) -> dict[str, Any]:
+def reference_stats(frame: pd.DataFrame, schema: DataSchema, bins: int) -> dict[str, Any]:
     """``{"bins", "rule", "rows", "features": {name: {edges, proportions, missing_fraction}}}``.
 
     Features in schema order; ``bins`` is the requested count (``params.evaluate.reference_bins``).

@@ -107,8 +107,7 @@ ROOT_ENV = "EDGELOOP_HUB_ROOT"
 
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn workers (``--workers N``): the project root comes from EDGELOOP_HUB_ROOT."""
-    from flows.params import load_params
-    from flows.paths import Paths
+    from edge.contracts.layout import Paths
 
     paths = Paths.at(os.environ.get(ROOT_ENV, "."))
-    return create_app(HubSettings.from_params(load_params(paths.params), paths))
+    return create_app(HubSettings.load(paths.root))

@@ -2,7 +2,7 @@
 
 No token, a malformed, unknown or wrong token, or a revoked device's token: 401 with the same body
 whatever was wrong. A valid token of device A on a path of device B: 403. Device ids in paths are
-checked against edge.record's strict pattern first (422), so nothing from a path reaches the
+checked against edge.contracts.record's strict pattern first (422), so nothing from a path reaches the
 filesystem unchecked. Leaves out rate limiting and token rotation (revoke + add).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import select
 
-from edge.record import is_valid_device_id
+from edge.contracts.names import is_valid_device_id
 from hub import tokens
 from hub.db import Device
 

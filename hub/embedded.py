@@ -42,13 +42,12 @@ def free_port() -> int:
 def embedded_hub(root: Path, port: int | None = None) -> Iterator[EmbeddedHub]:
     import uvicorn
 
-    from flows.params import load_params
-    from flows.paths import Paths
+    from edge.contracts.layout import Paths
     from hub.app import create_app
     from hub.settings import HubSettings
 
     paths = Paths.at(root)
-    settings = HubSettings.from_params(load_params(paths.params), paths)
+    settings = HubSettings.load(paths.root)
     app = create_app(settings)
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

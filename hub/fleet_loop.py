@@ -1,6 +1,6 @@
 """The loop's view of the fleet: estimated accuracy, largest drift and who runs which release.
 
-``load_estimates(root)`` reads the project's ``data/loop/estimates.json`` (flows.loop.estimates writes it) and
+``load_estimates(path)`` reads the project's ``data/loop/estimates.json`` (the loop's flows write it) and
 keeps the parsed document until the file changes (mtime and size). Whatever is in it, nothing here
 raises: a missing, unreadable or oddly shaped file, or one entry that is not a valid estimate, simply
 gives no estimate (null) where it would have been. Pieces are checked with pydantic (shares in [0, 1],
@@ -11,11 +11,12 @@ else over every version it ran (``model_version`` null). ``fleet_estimates`` is 
 accuracy and label balance. ``releases`` groups the fleet's devices by the model version they last
 reported, with online count, channels and the version's estimated accuracy. ``max_drift`` is a
 device's largest reported PSI and its feature.
-Leaves out: computing estimates (flows.loop.estimates) and rendering (hub.fleet_view).
+Leaves out: computing estimates (the loop's flows) and rendering (hub.fleet_view).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -88,13 +89,8 @@ _lock = threading.Lock()
 _cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
 
 
-def load_estimates(root: Path) -> dict[str, Any] | None:
-    """The loop's estimates document of the project at ``root``, or None."""
-    from flows.loop.estimates import ESTIMATES_FILE, read_estimates
-    from flows.paths import Paths
-
-    paths = Paths(root)
-    path = paths.data / ESTIMATES_FILE
+def load_estimates(path: Path) -> dict[str, Any] | None:
+    """The loop's estimates document at ``path`` (``Paths.estimates``), or None when there is none."""
     try:
         stat = path.stat()
     except OSError:
@@ -104,7 +100,11 @@ def load_estimates(root: Path) -> dict[str, Any] | None:
         hit = _cache.get(path)
     if hit is not None and hit[0] == key:
         return hit[1]
-    document = read_estimates(paths)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    document = raw if isinstance(raw, dict) else None
     with _lock:
         _cache[path] = (key, document)
     return document

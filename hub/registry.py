@@ -9,17 +9,16 @@ uploads and heartbeats keep referring to them).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge.record import is_valid_device_id
+from edge.contracts.names import DEFAULT_CHANNELS, DEVICE_ID_RULE, ChannelError, check_known_channel, is_valid_device_id
 from hub import tokens
 from hub.db import Device, Upload, utc_now
-
-CHANNELS: tuple[str, ...] = ("canary", "stable")
 
 
 class RegistryError(ValueError):
@@ -41,18 +40,21 @@ class DeviceInfo:
         return "revoked" if self.revoked_at is not None else "active"
 
 
-def _check(device_id: str, channel: str) -> None:
+def _check(device_id: str, channel: str, channels: Collection[str]) -> None:
     if not is_valid_device_id(device_id):
-        raise RegistryError(
-            f"invalid device name {device_id!r}: use 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"
-        )
-    if channel not in CHANNELS:
-        raise RegistryError(f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+        raise RegistryError(f"invalid device name {device_id!r}: use {DEVICE_ID_RULE}")
+    try:
+        check_known_channel(channel, channels, hint="make it first with `edgeloop release promote N --to "
+                                                     f"{channel} --create`")
+    except ChannelError as exc:
+        raise RegistryError(str(exc)) from None
 
 
-def add_device(sessions: sessionmaker[Session], device_id: str, channel: str = "stable") -> str:
-    """Register ``device_id`` (or re-key a revoked one) and return its token: the only time it is shown."""
-    _check(device_id, channel)
+def add_device(sessions: sessionmaker[Session], device_id: str, channel: str = "stable",
+               channels: Collection[str] = DEFAULT_CHANNELS) -> str:
+    """Register ``device_id`` (or re-key a revoked one) on ``channel``, which must be one of ``channels``
+    (the release repository's, plus the defaults); return its token: the only time it is shown."""
+    _check(device_id, channel, channels)
     issued = tokens.issue()
     with sessions.begin() as session:
         device = session.get(Device, device_id)

@@ -1,48 +1,102 @@
-"""The hub's configuration: params.yaml ``hub:`` and ``release:`` resolved against the project root,
-plus environment overrides. Frozen; built once at start-up. Holds no secrets (the admin token lives in
-a 0600 file; only its hash is kept in memory).
+"""The hub's settings: its own section of params.yaml plus the environment, resolved against the project root.
+
+``HubSettings.load(root)`` reads ``root/params.yaml`` and takes only what the hub needs: the ``hub:``
+section (``edge.contracts.hub_section``: listen address, database, admin token file, limits), the data
+``schema:`` (upload headers are checked against it) and ``release.repository`` (the folder it serves
+under ``/releases/``). The rest of params.yaml is the pipeline's business and is not read. Environment:
+``EDGELOOP_HUB_DATABASE`` overrides the database URL. Frozen; built once at start-up. Holds no secrets
+(the admin token lives in a 0600 file; the app keeps only its hash).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from flows.params import Params, Schema
-from flows.paths import Paths
+import yaml
+
+from edge.contracts.errors import UserError
+from edge.contracts.hub_section import HubSection, parse_hub_section
+from edge.contracts.layout import Paths
+from edge.contracts.schema import DataSchema, parse_schema
+
+__all__ = ["DATABASE_ENV", "HubSettings", "HubSettingsError"]
+
+DATABASE_ENV = "EDGELOOP_HUB_DATABASE"
+
+
+class HubSettingsError(UserError):
+    """params.yaml cannot give the hub its settings; the message names the file and key."""
 
 
 @dataclass(frozen=True)
 class HubSettings:
+    root: Path  # the project folder
+    section: HubSection  # params.yaml hub: (host, port, limits, ...)
     database_url: str
     landing: Path  # where uploads land: data/uploads/<device_id>/<batch_id>.<parquet|csv>
     releases: Path  # the TUF repository served read-only under /releases/
     admin_token_file: Path
-    max_upload_bytes: int
-    poll_interval_s: float
-    stale_after_polls: float
-    schema: Schema
+    schema: DataSchema
     summaries: Path  # device summaries (aggregates-only mode): data/hub/summaries/<device_id>/<key>.json
+    estimates: Path  # the loop's fleet estimates (written by the loop's flows), shown on the fleet views
 
-    @classmethod
-    def from_params(cls, params: Params, paths: Paths) -> HubSettings:
-        hub = params.hub
-        url = os.environ.get("EDGELOOP_HUB_DATABASE", hub.database)
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            url = f"sqlite:///{paths.resolve(url.removeprefix('sqlite:///'))}"  # relative to the project
-        return cls(
-            database_url=url,
-            landing=paths.uploads,
-            releases=paths.resolve(params.release.repository),
-            admin_token_file=paths.resolve(hub.admin_token_file),
-            max_upload_bytes=hub.max_upload_bytes,
-            poll_interval_s=hub.poll_interval_s,
-            stale_after_polls=hub.stale_after_polls,
-            schema=params.schema,
-            summaries=paths.data / "hub" / "summaries",
-        )
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.section.max_upload_bytes
 
     @property
     def stale_after_s(self) -> float:
-        return self.poll_interval_s * self.stale_after_polls
+        return self.section.stale_after_s
+
+    @classmethod
+    def load(cls, root: Path | str, environ: Mapping[str, str] | None = None) -> HubSettings:
+        """The settings of the project at ``root`` (its params.yaml); HubSettingsError naming the key."""
+        paths = Paths.at(root)
+        raw = _read(paths.params)
+        release = raw.get("release")
+        repository = release.get("repository") if isinstance(release, dict) else None
+        if not isinstance(repository, str) or not repository.strip():
+            raise HubSettingsError(f"{paths.params}: release.repository: required (the folder the hub serves)")
+        try:
+            section = parse_hub_section(raw.get("hub"))
+            schema = parse_schema(raw.get("schema"))
+        except UserError as exc:
+            raise HubSettingsError(f"{paths.params}: {exc}") from None
+        return cls.build(paths, section, schema, repository, environ)
+
+    @classmethod
+    def build(cls, paths: Paths, section: HubSection, schema: DataSchema, repository: str,
+              environ: Mapping[str, str] | None = None) -> HubSettings:
+        environ = os.environ if environ is None else environ
+        url = environ.get(DATABASE_ENV) or section.database
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            url = f"sqlite:///{paths.resolve(url.removeprefix('sqlite:///'))}"  # relative to the project
+        return cls(
+            root=paths.root,
+            section=section,
+            database_url=url,
+            landing=paths.uploads,
+            releases=paths.resolve(repository),
+            admin_token_file=paths.resolve(section.admin_token_file),
+            schema=schema,
+            summaries=paths.hub_summaries,
+            estimates=paths.estimates,
+        )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HubSettingsError(f"{path}: not found (run from the project folder, or pass --root)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HubSettingsError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise HubSettingsError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(raw, dict):
+        raise HubSettingsError(f"{path}: expected a mapping of sections at the top level")
+    return raw

@@ -1,11 +1,12 @@
 """Where uploaded batches land: a tiny storage interface and its local-filesystem implementation.
 
-Batches are content-addressed: ``<landing>/<device_id>/<batch_id>.<parquet|csv>`` (edge.record.landing_path,
-which refuses any name that could escape the landing zone). Writing is idempotent: the same batch
-written twice, or by two racing requests, ends as one complete file with the same bytes. The local
-implementation writes temp + fsync + rename (edge.atomic), so the ingest stage never sees a half-written
-batch. An object store (S3, GCS, ...) can implement the same ``BatchStorage`` protocol later: a PUT of a
-whole object is atomic there too. Leaves out deleting and listing (ingest reads the landing zone itself).
+Batches are content-addressed: ``<landing>/<device_id>/<batch_id>.<parquet|csv>``
+(``edge.contracts.record.landing_path``, which refuses any name that could escape the landing zone).
+Writing is idempotent: the same batch written twice, or by two racing requests, ends as one complete
+file with the same bytes. The local implementation lands it with ``edge.contracts.record.land_batch``
+(temp + fsync + rename), so the ingest stage never sees a half-written batch. An object store (S3,
+GCS, ...) can implement the same ``BatchStorage`` protocol later: a PUT of a whole object is atomic
+there too. Leaves out deleting and listing (ingest reads the landing zone itself).
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from edge.atomic import write_bytes_atomic
-from edge.record import landing_path
+from edge.contracts.record import land_batch, landing_path
 
 EXTENSION = "parquet"  # the default; edge runners send CSV (extension "csv")
 
@@ -51,7 +51,5 @@ class LocalStorage:
         return self.path(device_id, batch_id, extension).is_file()
 
     def put(self, device_id: str, batch_id: str, body: bytes, extension: str = EXTENSION) -> str:
-        path = self.path(device_id, batch_id, extension)
-        if not path.is_file():  # a racing writer may rename the same bytes over it: harmless
-            write_bytes_atomic(path, body, mode=0o444)
-        return self.location(device_id, batch_id, extension)
+        landed = land_batch(self.root, device_id, body, extension)  # at the body's own sha256
+        return self.location(device_id, landed.stem, extension)

@@ -2,7 +2,7 @@
 
 Turns ``simulator.plant`` runs into frames in the upload record format (sensor columns, label, event
 id, device id, event time, upload reason ``labelled``, inclusion probability 1) and lands them as
-content-addressed Parquet batches with ``edgeloop.batches.write_batch``. Device ``i`` always gets the
+content-addressed Parquet batches with ``simulator.batches.write_batch``. Device ``i`` always gets the
 same random streams for the same seed (``SeedSequence(seed, spawn_key=(i,))``), however many devices
 are simulated. Leaves out model columns (simulated rows had no model), params.yaml and the DVC stage
 (``flows.stages.simulate``), and clearing old output (batches are idempotent by content).
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edge.record import INCLUSION_PROBABILITY, UPLOAD_REASON
-from edgeloop.batches import write_batch
+from edge.contracts.record import INCLUSION_PROBABILITY, UPLOAD_REASON
+from simulator.batches import write_batch
 from simulator.plant import LABEL_COLUMN, SENSOR_COLUMNS, run_machine
 
 EVENT_ID_COLUMN = "event_id"

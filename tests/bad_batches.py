@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edge.record import batch_id
-from edgeloop.batches import encode_batch
-from flows.params import Schema
+from edge.contracts.record import batch_id
+from edge.contracts.schema import DataSchema
+from simulator.batches import encode_batch
 
 
 def good_frame(
-    schema: Schema, device_id: str, rows: int = 40, seed: int = 0, first_event: int = 0, record: bool = True
+    schema: DataSchema, device_id: str, rows: int = 40, seed: int = 0, first_event: int = 0, record: bool = True
 ) -> pd.DataFrame:
     """Valid rows for ``device_id``: event ids ``first_event...``, one minute apart from 2026-01-01."""
     rng = np.random.default_rng(seed)
@@ -92,7 +92,7 @@ def _csv(device: str, kind: str, body: bytes, *expect: str) -> Bad:
     return Bad(kind, f"{device}/{kind}.csv", body, expect, device)
 
 
-def _frame_cases(schema: Schema, device: str, base: pd.DataFrame) -> list[Bad]:
+def _frame_cases(schema: DataSchema, device: str, base: pd.DataFrame) -> list[Bad]:
     """Frames that read fine but break one expectation each."""
     first = schema.features[0]
     ranged = next(f for f in schema.features if f.max is not None)
@@ -130,7 +130,7 @@ def _frame_cases(schema: Schema, device: str, base: pd.DataFrame) -> list[Bad]:
     return [_parquet(device, kind, encode_batch(frame), *expect) for kind, frame, expect in cases]
 
 
-def _byte_cases(schema: Schema, device: str, base: pd.DataFrame) -> list[Bad]:
+def _byte_cases(schema: DataSchema, device: str, base: pd.DataFrame) -> list[Bad]:
     """Files whose bytes cannot become a table, or that are not where a batch may be."""
     good = encode_batch(base)
     text = to_csv(base)
@@ -164,13 +164,13 @@ def _byte_cases(schema: Schema, device: str, base: pd.DataFrame) -> list[Bad]:
     ]
 
 
-def bad_corpus(schema: Schema, device: str = "dev-bad") -> list[Bad]:
+def bad_corpus(schema: DataSchema, device: str = "dev-bad") -> list[Bad]:
     """One bad batch per kind, all for ``device`` (stray files land in _unsorted)."""
     base = good_frame(schema, device, rows=30, seed=11, first_event=10_000)
     return [*_frame_cases(schema, device, base), *_byte_cases(schema, device, base)]
 
 
-def too_large(schema: Schema, device: str, max_bytes: int) -> Bad:
+def too_large(schema: DataSchema, device: str, max_bytes: int) -> Bad:
     """A valid batch whose file is larger than ``max_bytes``."""
     rows = 200
     while True:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.manifest import EdgePolicy
+from edge.contracts.manifest import EdgePolicy
 from flows.params import Params, load_params
 from flows.releases import init_repository, publish
 from flows.releases.config import ReleaseConfig

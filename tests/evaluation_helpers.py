@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from edge.contracts.layout import Paths
 from flows.params import Params, parse_params
-from flows.paths import Paths
 from flows.stages.train import class_indices, features_matrix
 from tests.conftest import override, repo_params_raw
 from tests.synthetic import make_rows, second_schema

@@ -5,7 +5,7 @@ imports everything, says ``ready``, and publishes when it reads a line on stdin 
 at a chosen moment inside the publish, not during imports).
 
 Candidates are what the gate writes (model.onnx, manifest.json, decision.json, decision.md,
-index.html, reports/) with a manifest built with edge.manifest; no pipeline stage runs.
+index.html, reports/) with a manifest built with edge.contracts.manifest; no pipeline stage runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge.manifest import FeatureSpec, GateResult, GateRule, Lineage, Manifest, ReferenceStats, model_file
+from edge.contracts.manifest import GateResult, GateRule, Lineage, Manifest, ReferenceStats, model_file
+from edge.contracts.schema import FeatureSpec
 from edge.releases import ClientLimits, FetchedRelease, fetch_release
 from flows.releases import Expiry, ReleaseConfig
 from flows.releases.verify import QuietHandler

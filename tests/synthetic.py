@@ -1,6 +1,6 @@
 """A schema-agnostic ground-truth generator for tests: any feature names, any classes.
 
-Writes batches exactly as devices upload them (edgeloop.batches). The label is a noisy function of
+Writes batches exactly as devices upload them (simulator.batches). The label is a noisy function of
 the features so a model can learn it; ``flip_labels`` makes a worse-than-useless training set.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from edgeloop.batches import write_batch
-from flows.params import Schema
+from edge.contracts.schema import DataSchema
+from simulator.batches import write_batch
 
 
-def make_rows(schema: Schema, device: str, rows: int, seed: int, start: str = "2026-01-01") -> pd.DataFrame:
+def make_rows(schema: DataSchema, device: str, rows: int, seed: int, start: str = "2026-01-01") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n = len(schema.features)
     unit = rng.uniform(0, 1, size=(rows, n))
@@ -34,7 +34,7 @@ def make_rows(schema: Schema, device: str, rows: int, seed: int, start: str = "2
     return frame
 
 
-def write_uploads(root: Path, schema: Schema, devices: int, rows: int, batch_rows: int, seed: int) -> list[Path]:
+def write_uploads(root: Path, schema: DataSchema, devices: int, rows: int, batch_rows: int, seed: int) -> list[Path]:
     written = []
     for d in range(devices):
         frame = make_rows(schema, f"site-{d}", rows, seed + d)

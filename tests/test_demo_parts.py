@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 
 from edge.config import load_config
+from edge.contracts.errors import UserError
 from edge.inference import Predictor
 from edge.runner import Runner
 from edgeloop.demo.plant import CHUNK_ROWS, Plant, device_rows
 from edgeloop.demo.report import headline, terminal_summary, write_report
 from edgeloop.demo.timeline import Event, Sample, Timeline, accuracy_by_group, adoption, cumulative_bytes
-from edgeloop.errors import UserError
 from flows.releases import promote
 from hub.registry import add_device
 from simulator.plant import OFFSET_AMOUNT, SENSOR_COLUMNS

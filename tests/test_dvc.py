@@ -58,7 +58,7 @@ def test_exp_run_metrics_and_plots(origin, tmp_path):
 
 def test_flow_run_records_dvc_lock_so_repro_is_a_noop(origin, tmp_path, prefect_server):
     """The Prefect flow and dvc repro share the stages: after a flow run, DVC sees nothing to do."""
-    from flows.retrain import retrain
+    from flows.orchestration.retrain import retrain
 
     work = clone(origin, tmp_path / "flowrun")
     state = retrain(root=str(work), return_state=True)
@@ -70,8 +70,8 @@ def test_flow_run_records_dvc_lock_so_repro_is_a_noop(origin, tmp_path, prefect_
     assert "Running stage" not in again.stdout, again.stdout
 
     # The flow ended with a signed release on canary; it reproduces from its recorded lineage.
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
     from flows.releases import ReleaseConfig
     from flows.releases.reproduce import reproduce_release
 

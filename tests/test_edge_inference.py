@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.contracts.decision import decide_many as decide
+from edge.contracts.manifest import Manifest, ManifestError, ReferenceStats, model_file
+from edge.contracts.schema import FeatureSpec
 from edge.inference import InputError, ModelSlot, Predictor
-from edge.manifest import FeatureSpec, Manifest, ManifestError, ReferenceStats, model_file
-from flows.evaluation.quality import decide
 from flows.inference import score
 from tests.release_helpers import make_manifest
 

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from edge.contracts.manifest import Manifest, ReferenceStats
+from edge.contracts.schema import FeatureSpec
 from edge.drift import EPSILON, DriftMonitor, psi
 from edge.health import HealthMonitor, WatchRules, WatchWindow
-from edge.manifest import FeatureSpec, Manifest, ReferenceStats
 from edge.metrics import CONTENT_TYPE, Registry
 from tests.release_helpers import make_manifest, tiny_onnx
 

@@ -81,8 +81,8 @@ def heartbeat_state(hub: HubHandle) -> dict[str, Any]:
 
 
 def _ingest(root: Path) -> dict[str, Any]:
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
     from flows.stages import ingest
 
     paths = Paths.at(root)

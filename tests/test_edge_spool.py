@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.contracts.manifest import Manifest, ReferenceStats
 from edge.ground_truth import UploadColumns, build_row, encode_csv, encode_rows
 from edge.inference import Prediction
-from edge.manifest import Manifest, ReferenceStats
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.upload_filter import Selection, UploadPolicy, sample_unit, select
 from flows.ingest.normalise import normalise

@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from securesystemslib.signer import CryptoSigner
 
+from edge.contracts.manifest import EdgePolicy, Manifest, ReferenceStats
+from edge.contracts.schema import FeatureSpec
 from edge.inference import ModelSlot, Predictor
-from edge.manifest import EdgePolicy, FeatureSpec, Manifest, ReferenceStats
 from edge.releases import ClientLimits
 from edge.shadow import compare, metric_score, schema_compatible
 from edge.state import StateDir, StateError, StateLocked

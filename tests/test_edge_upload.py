@@ -28,16 +28,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edge.contracts.manifest import Manifest, ReferenceStats, model_file
+from edge.contracts.schema import DataSchema, FeatureSpec
 from edge.ground_truth import UploadColumns, build_row, encode_rows
 from edge.hub_client import HubClient, HubRefused, HubUnavailable
 from edge.inference import Predictor
-from edge.manifest import FeatureSpec, Manifest, ReferenceStats, model_file
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.upload_filter import UploadPolicy, select
 from edge.uploader import Uploader
 from flows.ingest.normalise import normalise
 from flows.ingest.reader import read_batch
-from flows.params import Schema, load_params
+from flows.params import load_params
 from hub.registry import add_device
 from tests.conftest import REPO
 from tests.edge_upload_child import TOKEN_ENV
@@ -51,7 +52,7 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 
 @dataclass
 class Kit:
-    schema: Schema
+    schema: DataSchema
     manifest: Manifest
     predictor: Predictor
 
@@ -115,7 +116,7 @@ def drain(uploader: Uploader, timeout_s: float = 30.0) -> None:
         uploader.upload_once()
 
 
-def landed_frames(hub: HubHandle, device: str, schema: Schema, curate: bool = True) -> list[pd.DataFrame]:
+def landed_frames(hub: HubHandle, device: str, schema: DataSchema, curate: bool = True) -> list[pd.DataFrame]:
     folder = hub.settings.landing / device
     frames = []
     for path in sorted(folder.glob("*")):

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgeloop.errors import UserError
-from flows.evaluation.quality import decide, pr_curve, sample_indices, sklearn_quality
+from edge.contracts.decision import decide_many as decide
+from edge.contracts.errors import UserError
+from flows.evaluation.quality import pr_curve, sample_indices, sklearn_quality
 from flows.stages import evaluate
 from tests.evaluation_helpers import make_params, project, read_json
 

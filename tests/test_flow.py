@@ -26,7 +26,7 @@ def make_project(root: Path, changes: dict) -> Path:
 
 
 def run_flow(root: Path):
-    from flows.retrain import retrain
+    from flows.orchestration.retrain import retrain
 
     return retrain(root=str(root), return_state=True)
 
@@ -93,7 +93,7 @@ def test_second_schema_runs_the_whole_pipeline(prefect_server, tmp_path):
 def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import NIGHTLY, ON_DEMAND, REFRESH, REFRESH_CRON, build_deployments
+    from flows.orchestration.deployments import NIGHTLY, ON_DEMAND, REFRESH, REFRESH_CRON, build_deployments
 
     deployments = build_deployments(tmp_path, cron="15 3 * * *", timezone="Europe/Berlin")
     ids = [d.apply() for d in deployments]
@@ -110,7 +110,7 @@ def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_p
 def test_republishing_is_idempotent_and_channel_moves_are_flow_runs(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.release_flows import promote_flow, rollback_flow
+    from flows.orchestration.release_flows import promote_flow, rollback_flow
 
     root = make_project(tmp_path / "p", {})
     first = run_flow(root).result(raise_on_failure=False)["release"]

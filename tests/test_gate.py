@@ -9,9 +9,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from edge.manifest import Manifest, verify_model
+from edge.contracts.layout import Paths
+from edge.contracts.manifest import Manifest, verify_model
 from flows.evaluation.decision import Loaded, champion, data_validation, render_markdown
-from flows.paths import Paths
 from flows.stages import evaluate, gate
 from tests.evaluation_helpers import (
     fit_onnx,

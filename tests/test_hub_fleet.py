@@ -22,10 +22,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edge.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from edge.contracts.layout import Paths
+from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
 from flows.loop.estimates import ESTIMATES_FILE, fleet_estimates, write_estimates
 from flows.params import load_params
-from flows.paths import Paths
 from hub import tokens
 from hub.db import Device, Heartbeat, Upload, utc_now
 from hub.fleet_view import status_of
@@ -189,7 +189,7 @@ def test_healthz_and_metrics(hub) -> None:
 def test_fleet_command_prints_the_table(hub, tmp_path) -> None:
     import typer
 
-    from hub.fleet_cli import fleet
+    from edgeloop.fleet_cli import fleet
 
     token = register(hub, "press-01")
     httpx.post(f"{hub.url}/v1/devices/press-01/heartbeat", json=BEAT, headers=auth(token))

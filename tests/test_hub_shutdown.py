@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from edgeloop.batches import encode_batch
+from edge.contracts.layout import Paths
 from flows.params import load_params
-from flows.paths import Paths
 from hub.db import make_engine, make_sessions
 from hub.registry import add_device
 from hub.settings import HubSettings
+from simulator.batches import encode_batch
 from tests.conftest import override, repo_params_raw
 from tests.hub_server import free_port
 from tests.synthetic import make_rows
@@ -31,7 +31,7 @@ def test_sigterm_lets_an_in_flight_upload_finish(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(override(repo_params_raw(), {"hub.port": port})))
     paths = Paths.at(tmp_path)
     params = load_params(paths.params)
-    settings = HubSettings.from_params(params, paths)
+    settings = HubSettings.load(paths.root)
     token = add_device(make_sessions(make_engine(settings.database_url)), "press-01", "canary")
     body = encode_batch(make_rows(params.schema, "press-01", 500, seed=3))
 

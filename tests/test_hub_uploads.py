@@ -19,11 +19,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edgeloop.batches import encode_batch
+from edgeloop.devices_cli import devices_app
 from flows.params import load_params
-from hub.devices_cli import devices_app
 from hub.registry import add_device
 from hub.tokens import parse as parse_token
+from simulator.batches import encode_batch
 from tests.conftest import repo_params_raw
 from tests.hub_server import HubHandle, running_hub
 from tests.synthetic import make_rows

@@ -15,17 +15,17 @@ import pandas as pd
 import pytest
 
 from edge.atomic import write_text_atomic
-from edge.record import batch_id
-from edgeloop.batches import land_batch, write_batch
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.record import batch_id, land_batch
 from flows.dataset import load_curated
 from flows.ingest import ledger
 from flows.ingest import quarantine as quarantine_module
 from flows.ingest.normalise import normalise
 from flows.ingest.reasons import describe_failures
 from flows.params import Params, parse_params
-from flows.paths import Paths
 from flows.stages import ingest as stage
+from simulator.batches import write_batch
 from tests.bad_batches import good_frame, place, to_csv
 from tests.conftest import override
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from edgeloop.batches import write_batch
+from edge.contracts.layout import Paths
 from flows.dataset import load_curated
 from flows.params import Params, parse_params
-from flows.paths import Paths
 from flows.stages import ingest as stage
+from simulator.batches import write_batch
 from tests.bad_batches import Bad, bad_corpus, good_frame, place, too_large
 from tests.conftest import override, repo_params_raw
 

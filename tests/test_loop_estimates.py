@@ -20,9 +20,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edge.contracts.layout import Paths
+from edge.contracts.record import (
+    INCLUSION_PROBABILITY,
+    MODEL_VERSION,
+    PREDICTION,
+    UPLOAD_REASON,
+    batch_id,
+    landing_path,
+)
 from edge.ground_truth import UploadColumns, build_row, encode_rows
 from edge.inference import Predictor
-from edge.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON, batch_id, landing_path
 from edge.upload_filter import UploadPolicy, select
 from flows.loop.estimates import (
     accuracy,
@@ -34,7 +42,6 @@ from flows.loop.estimates import (
     wilson,
     write_estimates,
 )
-from flows.paths import Paths
 from simulator.fleet import simulate_device
 from tests.edge_runner_kit import params, write_candidate
 

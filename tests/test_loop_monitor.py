@@ -21,11 +21,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edgeloop.batches import write_batch
 from edgeloop.cli import app
 from flows.loop.log import read_decisions
 from flows.params import load_params
 from hub.registry import add_device
+from simulator.batches import write_batch
 from tests.conftest import override, repo_params_raw
 from tests.hub_server import free_port, running_hub
 from tests.synthetic import make_rows
@@ -55,7 +55,7 @@ def fleet_with(hub, psis: dict[str, float]) -> None:
 
 
 def run_monitor(root: Path, **kwargs):
-    from flows.loop.monitor import monitor
+    from flows.orchestration.monitor import monitor
 
     return monitor(root=str(root), **kwargs)
 
@@ -175,7 +175,7 @@ def test_hub_down_leaves_the_fleet_unknown_and_the_landing_zone_still_fires(pref
 
 def test_loop_cli_user_mistakes_are_one_line(tmp_path):
     from edgeloop import loop_cli
-    from flows.loop import monitor
+    from flows.orchestration import monitor
 
     assert loop_cli.ACTIONS == monitor.ACTIONS  # the CLI keeps its own copy so --help does not import prefect
     root = make_project(tmp_path / "p")
@@ -192,7 +192,7 @@ def test_loop_cli_user_mistakes_are_one_line(tmp_path):
 def test_monitor_deployment_runs_on_the_loop_interval(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import MONITOR, build_loop_deployments
+    from flows.orchestration.deployments import MONITOR, build_loop_deployments
 
     root = make_project(tmp_path / "p", {"loop.monitor.interval_s": 120, "loop.promotion.interval_s": 90})
     watch, promote = build_loop_deployments(root)

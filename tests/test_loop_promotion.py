@@ -25,10 +25,10 @@ import yaml
 from typer.testing import CliRunner
 
 from edge.config import load_config
+from edge.contracts.record import batch_id
 from edge.ground_truth import encode_rows
 from edge.heartbeat import heartbeat_body
 from edge.hub_client import HubClient
-from edge.record import batch_id
 from edge.runner import Runner
 from flows.loop.estimates import Estimate
 from flows.loop.log import read_decisions
@@ -62,7 +62,7 @@ class Loop:
         return HubClient(self.hub.url, name, token)
 
     def run(self, hub_url: str | None = None) -> dict[str, Any]:
-        from flows.loop.promote_flow import promote_soaked
+        from flows.orchestration.promote import promote_soaked
 
         return promote_soaked(root=str(self.root), hub_url=hub_url or self.hub.url)
 
@@ -208,9 +208,9 @@ def test_release_a_canary_runner_rolled_back_goes_back_on_canary_and_never_reach
 
 
 def _reported_rollback(loop: Loop, version: int) -> bool:
-    from flows.loop.promote_flow import read_fleet
+    from edge.contracts.layout import Paths
+    from flows.orchestration.promote import read_fleet
     from flows.params import load_params
-    from flows.paths import Paths
 
     paths = Paths.at(loop.root)
     fleet, _ = read_fleet(load_params(paths.params), paths, loop.hub.url)
@@ -251,7 +251,7 @@ def test_release_not_soaked_yet_waits_and_says_what_is_missing(prefect_server, l
 
 def test_manual_promote_and_rollback_are_recorded_in_the_loop_log(prefect_server, loop: Loop, monkeypatch) -> None:
     from edgeloop.release_cli import release_app
-    from flows.release_flows import rollback_flow
+    from flows.orchestration.release_flows import rollback_flow
 
     candidate = loop.world.publish(2)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)  # the CLI moves the channel directly
@@ -326,7 +326,7 @@ def replace_gate(evidence: SoakEvidence, gate: float | None) -> SoakEvidence:
 
 
 def test_promotion_deployment_runs_every_interval_from_params(loop: Loop) -> None:
-    from flows.loop.promote_flow import build_promotion_deployment
+    from flows.orchestration.promote import build_promotion_deployment
 
     loop.rules(interval_s=120)
     deployment = build_promotion_deployment(loop.root)

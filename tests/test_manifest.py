@@ -1,4 +1,4 @@
-"""The release manifest contract (edge.manifest): round trip, stable JSON, errors that name the field,
+"""The release manifest contract (edge.contracts.manifest): round trip, stable JSON, errors that name the field,
 and the reference statistics it carries (flows.reference_stats)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edge.manifest import (
+from edge.contracts.manifest import (
     DEFAULT_POLICY,
     FORMAT,
     EdgePolicy,

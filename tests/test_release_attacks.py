@@ -12,9 +12,9 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import TargetFile
 
+from edge.contracts.release_layout import pointer_bytes, pointer_custom
 from edge.releases import ClientLimits, ReleaseRejected, ReleaseUnavailable
 from flows.releases import init_repository, publish, rotate_key
-from flows.releases.channels import pointer_bytes, pointer_custom
 from flows.releases.keys import key_file
 from flows.releases.repository import LocalRepository
 from tests.release_helpers import (

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from edge.manifest import Manifest
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.manifest import Manifest
 from flows.releases import (
     init_repository,
     list_releases,

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
 from flows.releases.reproduce import BUNDLE_FILES, locate_release_files, reproduce_bundle, reproduce_release
 from tests.projects import GIT_USER, make_git_project, run
 

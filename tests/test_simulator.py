@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 import simulator
-from edge.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, PROBABILITIES, UPLOAD_REASON
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, PROBABILITIES, UPLOAD_REASON
 from flows.params import Params, load_params, parse_params
-from flows.paths import Paths
 from flows.stages import simulate as simulate_stage
 from tests.conftest import REPO, override
 

@@ -43,7 +43,7 @@ def test_each_stage_module_has_main_and_never_imports_prefect():
 
 
 def test_prefect_tasks_carry_the_stage_names():
-    from flows.retrain import TASKS
+    from flows.orchestration.retrain import TASKS
 
     assert tuple(TASKS) == STAGES
     assert [task.name for task in TASKS.values()] == list(STAGES)

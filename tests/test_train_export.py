@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from edge.contracts.layout import Paths
 from flows.params import Params, parse_params
-from flows.paths import Paths
 from flows.stages import StageError
 from flows.stages import export as export_stage
 from flows.stages import train as train_stage

@@ -20,15 +20,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edge.record import INCLUSION_PROBABILITY, UPLOAD_REASON
+from edge.contracts.decision import decide_many as decide
+from edge.contracts.layout import Paths
+from edge.contracts.record import INCLUSION_PROBABILITY, UPLOAD_REASON
 from edge.upload_filter import UploadPolicy, sample_unit
-from edgeloop.batches import write_batch
-from flows.evaluation.quality import decide, sklearn_quality
+from flows.evaluation.quality import sklearn_quality
 from flows.inference import score
 from flows.params import Params
-from flows.paths import Paths
 from flows.stages import StageError, evaluate, export, gate, ingest, simulate, split, train
 from flows.stages.train import build_estimator, class_indices, features_matrix, fit, inclusion_weights
+from simulator.batches import write_batch
 from simulator.fleet import simulate_device
 from tests.evaluation_helpers import make_params, project, read_json
 

@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from edge.contracts.errors import UserError
 from edge.ground_truth import encode_csv
 from edge.http_api import Unavailable, UnknownEvent
 from edge.inference import InputError
 from edge.runner import Runner
 from edgeloop.demo.timeline import Sample, Timeline
-from edgeloop.errors import UserError
 from simulator.plant import DRIFT_KINDS, LABEL_COLUMN, SENSOR_COLUMNS, run_machine
 
 __all__ = ["CHUNK_ROWS", "DEVICE_EVENTS", "GROUPS", "Plant", "device_rows"]

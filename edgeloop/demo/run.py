@@ -37,6 +37,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
 from edgeloop.demo.timeline import Timeline
 from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, write_token
 
@@ -89,8 +90,8 @@ class _World:
     """The demo's moving parts; one method per step of the module docstring."""
 
     def __init__(self, workspace: Path, hub: Any, timeline: Timeline, say: Say, settings: DemoSettings) -> None:
+        from edge.contracts.layout import Paths
         from flows.params import load_params
-        from flows.paths import Paths
 
         self.workspace = workspace
         self.paths = Paths.at(workspace)
@@ -110,8 +111,8 @@ class _World:
     # -- step 2: v1 -------------------------------------------------------------------------------------
 
     def first_release(self) -> None:
-        from flows.release_flows import promote_flow
-        from flows.retrain import retrain
+        from flows.orchestration.release_flows import promote_flow
+        from flows.orchestration.retrain import retrain
         from flows.stages import simulate
 
         history = simulate.main(self.params, self.paths)
@@ -209,7 +210,7 @@ class _World:
         self.say(f"tick {tick:2d}  sim {self.t_h:5.1f} h  accuracy {accuracy:6.2%}  versions {','.join(versions)}")
 
     def _monitor(self) -> None:
-        from flows.loop.monitor import monitor
+        from flows.orchestration.monitor import monitor
 
         result = monitor(root=str(self.workspace), hub_url=self.hub.url)
         decision = result.get("decision") or {}
@@ -232,7 +233,7 @@ class _World:
             self.say(f"the gate blocked the retrained candidate: {outcome}")
 
     def _promote(self) -> None:
-        from flows.loop.promote_flow import promote_soaked
+        from flows.orchestration.promote import promote_soaked
 
         decision = promote_soaked(root=str(self.workspace), hub_url=self.hub.url)
         if decision.get("fired"):
@@ -251,7 +252,7 @@ class _World:
             self.say(f"ingest quarantined {key}: {text}")
 
     def _publish_worse_candidate(self) -> None:
-        from flows.release_flows import _config
+        from flows.orchestration.release_flows import _config
         from flows.releases import publish
 
         folder = worse_candidate(self.paths, self.params)
@@ -296,7 +297,7 @@ def worse_candidate(paths: Any, params: Any) -> Path:
     """A candidate folder like the gate's, with a model trained on flipped labels (the same features)."""
     import numpy as np
 
-    from edge.manifest import Manifest, model_file
+    from edge.contracts.manifest import Manifest, model_file
     from flows.dataset import load_curated
     from flows.stages.export import to_onnx_bytes
     from flows.stages.train import build_estimator
@@ -311,10 +312,10 @@ def worse_candidate(paths: Any, params: Any) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(paths.candidate, folder)
-    manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
+    manifest = Manifest.from_json((folder / MANIFEST_FILE).read_bytes())
     name = "cand-worse" + hashlib.sha256(model).hexdigest()[:10]
-    (folder / "model.onnx").write_bytes(model)
-    (folder / "manifest.json").write_text(replace(manifest, version=name, candidate=None,
+    (folder / MODEL_FILE).write_bytes(model)
+    (folder / MANIFEST_FILE).write_text(replace(manifest, version=name, candidate=None,
                                                   model=model_file(model)).to_json())
     decision = json.loads((folder / "decision.json").read_text())
     decision["version"] = name
@@ -324,8 +325,8 @@ def worse_candidate(paths: Any, params: Any) -> Path:
 
 def malformed_batch(params: Any) -> bytes:
     """A CSV batch with every column the hub checks, whose labels are not classes (ingest must refuse it)."""
+    from edge.contracts.record import RECORD_COLUMNS
     from edge.ground_truth import encode_csv
-    from edge.record import RECORD_COLUMNS
 
     schema = params.schema
     columns = [*schema.column_names, *RECORD_COLUMNS]

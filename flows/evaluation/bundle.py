@@ -1,4 +1,4 @@
-"""The release candidate: its manifest (``edge.manifest``) and the atomic replacement of its folder.
+"""The release candidate: its manifest (``edge.contracts.manifest``) and the atomic replacement of its folder.
 
 ``build_manifest`` turns params, the gate's verdict, reference statistics, lineage and the model bytes
 into a validated ``Manifest``: features and classes from ``params.schema``; ``positive_class`` only for
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import replace_dir as swap_dir
-from edge.manifest import (
+from edge.contracts.manifest import (
     EdgePolicy,
     FeatureSpec,
     GateResult,

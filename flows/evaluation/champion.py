@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.manifest import MODEL_FILE, Manifest, ManifestError, verify_model
-from flows.params import Schema
-
-MANIFEST_FILE = "manifest.json"
+from edge.contracts.manifest import Manifest, ManifestError, verify_model
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
+from edge.contracts.schema import DataSchema
 
 
 class ChampionError(Exception):
@@ -37,7 +36,7 @@ class ChampionLookup:
     note: str | None  # why there is no champion to compare against, when there is none
 
 
-def find_champion(folder: Path, schema: Schema) -> ChampionLookup:
+def find_champion(folder: Path, schema: DataSchema) -> ChampionLookup:
     model_path, manifest_path = folder / MODEL_FILE, folder / MANIFEST_FILE
     present = [p.name for p in (model_path, manifest_path) if p.is_file()]
     if not present:
@@ -56,7 +55,7 @@ def find_champion(folder: Path, schema: Schema) -> ChampionLookup:
     return ChampionLookup(Champion(version=manifest.version, model=model, manifest=manifest), None)
 
 
-def _schema_mismatch(manifest: Manifest, schema: Schema) -> str | None:
+def _schema_mismatch(manifest: Manifest, schema: DataSchema) -> str | None:
     if manifest.feature_names != schema.feature_names:
         return f"its features {manifest.feature_names} differ from params.schema {schema.feature_names}"
     if list(manifest.classes) != list(schema.label.classes):

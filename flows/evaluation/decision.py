@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edge.manifest import GateRule
+from edge.contracts.manifest import GateRule
 from flows.params import Params
 
 RULES = ("data_validation", "parity", "quality_floor", "champion", "drift", "artifacts")

@@ -1,9 +1,7 @@
-"""Classification quality from model scores: decisions, scikit-learn metrics, plot tables, sampling.
+"""Classification quality from model scores: scikit-learn metrics, plot tables, sampling.
 
 Works on class *indices* (positions in ``params.schema.label.classes``), the way the ONNX model speaks.
-The decision rule is the one that ships in the manifest: binary models predict the positive class when
-its probability (as float64) is ``>= decision_threshold``; multi-class models take the most probable class (first on
-ties, as numpy's and ONNX's argmax do).
+The decision rule that turns scores into classes is ``edge.contracts.decision`` (the one the devices run).
 
 ``balanced_accuracy`` always comes from scikit-learn (Evidently 0.7 has no such metric; the mean of its
 ``RecallByLabel`` also averages classes that were only predicted). ``f1_macro`` comes from scikit-learn
@@ -35,22 +33,6 @@ def sample_indices(n_rows: int, max_rows: int, seed: int = SAMPLE_SEED) -> np.nd
         return np.arange(n_rows)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_rows, size=max_rows, replace=False))
-
-
-def decide(probabilities: np.ndarray, positive_index: int | None, threshold: float) -> np.ndarray:
-    """Predicted class index per row under the shipped decision rule."""
-    probs = np.asarray(probabilities)
-    if probs.ndim != 2 or probs.shape[1] < 2:
-        raise ValueError(f"expected probabilities of shape [rows, classes>=2], got {probs.shape}")
-    if probs.shape[1] == 2:
-        if positive_index not in (0, 1):
-            raise ValueError(f"binary decision needs a positive class index 0 or 1, got {positive_index}")
-        negative_index = 1 - positive_index
-        positive = probs[:, positive_index].astype(np.float64)  # compare in float64, as Evidently does
-        chosen: np.ndarray = np.where(positive >= threshold, positive_index, negative_index)
-    else:
-        chosen = np.argmax(probs, axis=1)
-    return chosen.astype(np.int64)
 
 
 def sklearn_quality(

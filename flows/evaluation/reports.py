@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
 from flows.evaluation.quality import sklearn_quality
 
 if TYPE_CHECKING:

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.record import BATCH_EXTENSIONS, is_valid_device_id
+from edge.contracts.names import is_valid_device_id
+from edge.contracts.record import BATCH_EXTENSIONS
 
 UNSORTED = "_unsorted"  # quarantine folder for files that are not in a valid <device_id>/ folder
 

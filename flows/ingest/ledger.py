@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge.record import BATCH_ID_PATTERN
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.names import BATCH_ID_PATTERN
 from flows.ingest.quarantine import REASON_SUFFIX
 from flows.ingest.store import iter_parts, part_stats, parts_root
 

@@ -1,6 +1,6 @@
 """Bring a freshly read batch to the curated column types, without hiding bad values from validation.
 
-Keeps only the schema's columns and the optional record columns (``edge.record.RECORD_COLUMNS``), in
+Keeps only the schema's columns and the optional record columns (``edge.contracts.record.RECORD_COLUMNS``), in
 a fixed order. Feature columns holding numbers become float64 (int-declared features become nullable
 ``Int64`` when every value is whole, so GX can check the declared type); numbers written as text are
 parsed, and any value that is not a number is left in place as text so the GX type expectation fails
@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from edge.record import INCLUSION_PROBABILITY, PROBABILITIES, RECORD_COLUMNS
+from edge.contracts.record import INCLUSION_PROBABILITY, PROBABILITIES, RECORD_COLUMNS
+from edge.contracts.schema import DataSchema, FeatureSpec
 from flows.ingest.reader import Unreadable
-from flows.params import Feature, Schema
 
 
-def normalise(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def normalise(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     """A new frame with the kept columns in order (schema columns, then record columns) and fixed types."""
     columns: dict[str, pd.Series] = {}
     by_name = {f.name: f for f in schema.features}
@@ -97,7 +97,7 @@ def _whole(values: pd.Series) -> bool:
     return bool(np.all(np.isfinite(present)) and np.all(present == np.round(present)))
 
 
-def as_feature(column: pd.Series, feature: Feature) -> pd.Series:
+def as_feature(column: pd.Series, feature: FeatureSpec) -> pd.Series:
     numbers = as_numbers(column)
     if feature.dtype != "int":
         return numbers

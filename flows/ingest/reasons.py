@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flows.params import Schema
+from edge.contracts.schema import DataSchema
 
 Result = dict[str, Any]
 _TYPE_CHECK = "expect_column_values_to_be_in_type_list"
@@ -80,7 +80,7 @@ def _type_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any]) -> s
     return f"{column}: {_count(res)} of the wrong type, expected {wanted}{_example(res)}"
 
 
-def _in_set_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any], schema: Schema) -> str:
+def _in_set_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any], schema: DataSchema) -> str:
     values = list(kwargs.get("value_set") or [])
     if column == schema.label.name:
         return f"{column}: {_count(res)} not in classes {values}{_example(res)}"
@@ -90,7 +90,7 @@ def _in_set_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any], sc
     return f"{column}: {_count(res)} not in {values}{_example(res)}"
 
 
-def describe_one(result: Result, schema: Schema) -> str:
+def describe_one(result: Result, schema: DataSchema) -> str:
     """Plain words for one failed expectation result."""
     kind, column, kwargs = _kind(result), _target(result), _kwargs(result)
     res = result.get("result") or {}
@@ -124,7 +124,7 @@ def _missing_columns(failed: Sequence[Result]) -> list[str]:
     return missing
 
 
-def describe_failures(results: Sequence[Result], schema: Schema) -> str:
+def describe_failures(results: Sequence[Result], schema: DataSchema) -> str:
     """One line naming every failed expectation; "" when all passed."""
     failed = [r for r in results if not r.get("success")]
     missing = _missing_columns(failed)

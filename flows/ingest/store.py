@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_bytes_atomic
-from edge.record import BATCH_ID_PATTERN, is_valid_device_id
-from flows.params import Schema
+from edge.contracts.names import BATCH_ID_PATTERN, is_valid_device_id
+from edge.contracts.schema import DataSchema
 
 DUPLICATES_KEY = b"edgeloop.duplicates_dropped"
 
@@ -41,7 +41,7 @@ def iter_parts(curated: Path) -> Iterator[tuple[str, str, Path]]:
                 yield folder.name, path.stem, path
 
 
-def curated_frame(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+def curated_frame(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     """The stored form of a validated batch: features as float64, everything else as normalised."""
     out = frame.copy()
     for name in schema.feature_names:

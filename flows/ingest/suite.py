@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from edge.record import INCLUSION_PROBABILITY, UPLOAD_REASON, UPLOAD_REASONS
-from flows.params import IngestParams, Schema
+from edge.contracts.record import INCLUSION_PROBABILITY, UPLOAD_REASON, UPLOAD_REASONS
+from edge.contracts.schema import DataSchema
+from flows.params import IngestParams
 
 if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
@@ -50,7 +51,9 @@ def type_list(dtype: str) -> list[str]:
     return list(INT_TYPES) if dtype == "int" else [*FLOAT_TYPES, *INT_TYPES]
 
 
-def build_expectations(schema: Schema, ingest: IngestParams, optional_present: Iterable[str] = ()) -> list[Expectation]:
+def build_expectations(
+    schema: DataSchema, ingest: IngestParams, optional_present: Iterable[str] = ()
+) -> list[Expectation]:
     """Every expectation of the suite, in the order the one-line reason reports failures."""
     present = set(optional_present)
     return [
@@ -69,13 +72,13 @@ def _gxe() -> Any:
     return gxe
 
 
-def _columns_exist(schema: Schema) -> list[Expectation]:
+def _columns_exist(schema: DataSchema) -> list[Expectation]:
     """One table-level check (extra columns allowed): cheaper than one expectation per column."""
     gxe = _gxe()
     return [gxe.ExpectTableColumnsToMatchSet(column_set=schema.column_names, exact_match=False)]
 
 
-def _feature_checks(schema: Schema) -> list[Expectation]:
+def _feature_checks(schema: DataSchema) -> list[Expectation]:
     gxe = _gxe()
     out: list[Expectation] = []
     for feature in schema.features:
@@ -89,7 +92,7 @@ def _feature_checks(schema: Schema) -> list[Expectation]:
     return out
 
 
-def _label_checks(schema: Schema) -> list[Expectation]:
+def _label_checks(schema: DataSchema) -> list[Expectation]:
     gxe = _gxe()
     name = schema.label.name
     return [
@@ -98,7 +101,7 @@ def _label_checks(schema: Schema) -> list[Expectation]:
     ]
 
 
-def _identity_checks(schema: Schema) -> list[Expectation]:
+def _identity_checks(schema: DataSchema) -> list[Expectation]:
     gxe = _gxe()
     keys = [schema.event_id, schema.device_id, schema.event_time]
     return [

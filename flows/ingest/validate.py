@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from edge.contracts.schema import DataSchema
 from flows.ingest.reasons import describe_failures
 from flows.ingest.suite import DEVICE_PARAMETER, OPTIONAL_CHECKED, build_expectations, suite_name
-from flows.params import IngestParams, Schema
+from flows.params import IngestParams
 
 SOURCE_NAME = "uploads"
 ASSET_NAME = "batch"
@@ -36,7 +37,7 @@ class Verdict:
 class BatchValidator:
     """Validates batch frames against the schema's suite; build once per run, call ``validate`` per batch."""
 
-    def __init__(self, schema: Schema, ingest: IngestParams) -> None:
+    def __init__(self, schema: DataSchema, ingest: IngestParams) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_text_atomic
-from edge.record import BATCH_EXTENSIONS, INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from edge.contracts.layout import Paths
+from edge.contracts.record import BATCH_EXTENSIONS, INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
 from flows.params import Params
-from flows.paths import Paths
 
 __all__ = [
     "ESTIMATES_FILE",

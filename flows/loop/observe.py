@@ -2,9 +2,9 @@
 
 ``gather(paths, params, last_fired)`` returns ``flows.loop.triggers.Observations``:
 
-- the fleet from the hub's ``GET /v1/fleet`` (httpx, admin token from ``hub.admin_token_file``; URL
-  from ``hub_url`` / ``EDGELOOP_HUB_URL`` / ``http://<hub.host>:<hub.port>``), one ``DeviceState`` per
-  device. Hub unreachable, a missing token or a bad answer: ``devices=None`` with the reason;
+- the fleet from the hub's ``GET /v1/fleet`` (``flows.hub_client``: its URL and admin token rules), one
+  ``DeviceState`` per device. Hub unreachable, a missing token or a bad answer: ``devices=None`` with
+  the reason;
 - the labelled rows landed in ``data/uploads`` since the last training (file modification time);
 - the IPW accuracy (flows.loop.estimates) of the rows made by the models the channels point at now,
   from batches landed since the newest of those releases was created;
@@ -17,58 +17,30 @@ Leaves out: deciding (flows.loop.triggers) and writing anything.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge.record import BATCH_EXTENSIONS
+from edge.contracts.layout import Paths
+from edge.contracts.record import BATCH_EXTENSIONS
+from edge.contracts.release_layout import MODEL_FILE
+from flows.hub_client import HubAdminClient, HubUnreachable
 from flows.loop.triggers import DeviceState, Observations, last_training, parse_time
 from flows.params import Params
-from flows.paths import Paths
 
-__all__ = ["HUB_URL_ENV", "FleetUnavailable", "count_labelled_rows", "current_accuracy", "gather", "hub_url",
-           "read_fleet", "model_time"]
+__all__ = ["count_labelled_rows", "current_accuracy", "fleet_devices", "gather", "model_time"]
 
-HUB_URL_ENV = "EDGELOOP_HUB_URL"
-ONLINE = "online"  # hub.fleet_view.ONLINE (flows does not import the hub)
+ONLINE = "online"  # a device status in the hub's fleet document
 
 
-class FleetUnavailable(Exception):
-    """The fleet could not be read; the message is the reason, one line."""
-
-
-def hub_url(params: Params, override: str | None = None) -> str:
-    """Where the hub is: the argument, else $EDGELOOP_HUB_URL, else params.yaml's host and port."""
-    if override:
-        return override.rstrip("/")
-    if os.environ.get(HUB_URL_ENV):
-        return os.environ[HUB_URL_ENV].rstrip("/")
-    host = params.hub.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (a listen address, not ours)
-    return f"http://{host}:{params.hub.port}"
-
-
-def read_fleet(url: str, token_file: Path, timeout: float = 10.0) -> tuple[DeviceState, ...]:
-    """Every registered device of the hub at ``url``; FleetUnavailable with the reason otherwise."""
-    import httpx
-
+def fleet_devices(client: HubAdminClient) -> tuple[DeviceState, ...]:
+    """Every registered device of the hub; HubUnreachable with the reason otherwise."""
+    document = client.fleet()
     try:
-        token = token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise FleetUnavailable(f"no admin token at {token_file}: {exc.strerror}") from None
-    try:
-        response = httpx.get(f"{url}/v1/fleet", headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise FleetUnavailable(f"hub at {url} unreachable: {exc.__class__.__name__}: {exc}") from None
-    if response.status_code != 200:
-        raise FleetUnavailable(f"hub at {url} answered HTTP {response.status_code}")
-    try:
-        document = response.json()
         return tuple(_device(d) for d in document["devices"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FleetUnavailable(f"hub at {url} sent an unreadable fleet: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise HubUnreachable(f"hub at {client.url} sent an unreadable fleet: {exc}") from None
 
 
 def _device(raw: Mapping[str, Any]) -> DeviceState:
@@ -145,7 +117,7 @@ def current_accuracy(paths: Paths, params: Params) -> dict[str, Any]:
 
 def model_time(paths: Paths) -> datetime | None:
     try:
-        return datetime.fromtimestamp((paths.model / "model.onnx").stat().st_mtime, UTC)
+        return datetime.fromtimestamp((paths.model / MODEL_FILE).stat().st_mtime, UTC)
     except OSError:
         return None
 
@@ -156,8 +128,8 @@ def gather(paths: Paths, params: Params, last_fired: Mapping[str, Any] | None, u
     devices: tuple[DeviceState, ...] | None = None
     error = None
     try:
-        devices = read_fleet(hub_url(params, url), paths.resolve(params.hub.admin_token_file), timeout)
-    except FleetUnavailable as exc:
+        devices = fleet_devices(HubAdminClient.for_project(paths.root, params.hub, url=url, timeout_s=timeout))
+    except HubUnreachable as exc:
         error = str(exc)
     trained_file = model_time(paths)
     since, _ = last_training(last_fired, trained_file)

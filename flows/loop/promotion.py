@@ -20,7 +20,7 @@ went on canary, so both models are judged on the same period of the plant) when 
 neither, the accuracy check passes with a note. The helpers ``channel_since``, ``devices_running`` and
 ``rejections`` read the release history and the hub's ``GET /v1/fleet`` document.
 
-Leaves out: gathering the evidence and moving channels (``flows.loop.promote_flow``).
+Leaves out: gathering the evidence and moving channels (``flows.orchestration.promote``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Rejection:
 
 @dataclass(frozen=True)
 class SoakEvidence:
-    """What the promote flow saw; every field is plain data (see ``flows.loop.promote_flow``)."""
+    """What the promote flow saw; every field is plain data (see ``flows.orchestration.promote``)."""
 
     now: datetime
     candidate: int | None  # the release from_channel points at

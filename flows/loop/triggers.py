@@ -17,7 +17,7 @@ decision nothing fires: the decision says "suppressed by cooldown" with the trig
 The last training is the last fired retrain decision, else the model file's time, else never
 (``last_training``).
 
-Leaves out: gathering the observations (flows.loop.observe), logging and acting (flows.loop.monitor).
+Leaves out: gathering the observations (flows.loop.observe), logging and acting (flows.orchestration.monitor).
 """
 
 from __future__ import annotations

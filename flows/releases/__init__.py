@@ -1,14 +1,14 @@
 """Signed, versioned model releases: a TUF repository (python-tuf) with channels.
 
 Public API (each in its own small module): ``ReleaseConfig``; ``init_repository``, ``refresh`` and
-``rotate_key`` (maintenance); ``publish``; ``promote`` and ``rollback`` (channels); ``list_releases``
-and ``show_release`` (catalog); ``verify_repository`` (verify, like a device). Importing this package
+``rotate_key`` (maintenance); ``publish``; ``promote`` and ``rollback`` (channels); ``list_channels``,
+``list_releases`` and ``show_release`` (catalog); ``verify_repository`` (verify, like a device). Importing this package
 imports python-tuf but does no I/O.
 """
 
 from __future__ import annotations
 
-from flows.releases.catalog import ReleaseInfo, list_releases, show_release
+from flows.releases.catalog import ReleaseInfo, list_channels, list_releases, show_release
 from flows.releases.channels import ChannelMove, promote, rollback
 from flows.releases.config import Expiry, ReleaseConfig
 from flows.releases.maintenance import init_repository, is_initialised, refresh, rotate_key
@@ -24,6 +24,7 @@ __all__ = [
     "VerificationError",
     "init_repository",
     "is_initialised",
+    "list_channels",
     "list_releases",
     "promote",
     "publish",

@@ -13,9 +13,9 @@ from typing import Any
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
-from edge.manifest import Manifest, ManifestError
-from edgeloop.errors import UserError
-from flows.releases.channels import MANIFEST
+from edge.contracts.errors import UserError
+from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.release_layout import MANIFEST_FILE
 from flows.releases.config import ReleaseConfig
 from flows.releases.history import read_events
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers
@@ -43,6 +43,15 @@ def read_manifest(repo: LocalRepository, info: TargetFile) -> Manifest:
         raise UserError(f"stored {info.path} is corrupt: {exc}") from None
 
 
+def list_channels(config: ReleaseConfig) -> dict[str, int]:
+    """Channel -> the release it points at; empty when there is no repository yet."""
+    from flows.releases.maintenance import is_initialised
+
+    if not is_initialised(config):
+        return {}
+    return channel_pointers(LocalRepository(config).targets())
+
+
 def list_releases(config: ReleaseConfig) -> list[ReleaseInfo]:
     """Every release, oldest first."""
     repo = LocalRepository(config)
@@ -50,7 +59,7 @@ def list_releases(config: ReleaseConfig) -> list[ReleaseInfo]:
     pointers = channel_pointers(targets)
     releases = []
     for version, files in sorted(bundle_versions(targets).items()):
-        manifest = read_manifest(repo, files[MANIFEST])
+        manifest = read_manifest(repo, files[MANIFEST_FILE])
         releases.append(ReleaseInfo(
             version=version,
             channels=sorted(c for c, v in pointers.items() if v == version),
@@ -73,7 +82,7 @@ def show_release(config: ReleaseConfig, version: int) -> dict[str, Any]:
         have = ", ".join(map(str, sorted(bundles))) or "none yet"
         raise UserError(f"no release {version} in the repository (releases: {have})")
     files = bundles[version]
-    manifest = read_manifest(repo, files[MANIFEST])
+    manifest = read_manifest(repo, files[MANIFEST_FILE])
     data = manifest.to_dict()
     return {
         "version": version,

@@ -10,19 +10,21 @@ Leaves out: adding bundles (``publish``), the history file format (``history``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
-from edgeloop.errors import UserError
-from flows.releases.config import ReleaseConfig, check_channel
+from edge.contracts.errors import UserError
+from edge.contracts.names import check_channel, check_known_channel
+from edge.contracts.release_layout import (
+    channel_target,
+    pointer_bytes,
+    pointer_custom,
+)
+from flows.releases.config import ReleaseConfig
 from flows.releases.history import append_event, channel_stack, reconcile
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers, repository_lock
-
-MODEL = "model.onnx"
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -32,20 +34,8 @@ class ChannelMove:
     to_version: int
 
 
-def channel_target(channel: str) -> str:
-    return f"channels/{channel}.json"
 
 
-def bundle_target(version: int, name: str) -> str:
-    return f"bundles/{version}/{name}"
-
-
-def pointer_custom(version: int) -> dict[str, Any]:
-    return {"version": version, "model": bundle_target(version, MODEL), "manifest": bundle_target(version, MANIFEST)}
-
-
-def pointer_bytes(channel: str, version: int) -> bytes:
-    return (json.dumps({"channel": channel, **pointer_custom(version)}, sort_keys=True) + "\n").encode()
 
 
 def store_pointer(repo: LocalRepository, channel: str, version: int) -> TargetFile:
@@ -62,8 +52,9 @@ def _require_version(repo: LocalRepository, version: int) -> None:
         raise UserError(f"no release {version} in the repository (releases: {have})")
 
 
-def move_channel(config: ReleaseConfig, channel: str, to: int | None, event: str) -> ChannelMove:
-    """Point ``channel`` at release ``to`` (rollback: default = the version before the current one)."""
+def move_channel(config: ReleaseConfig, channel: str, to: int | None, event: str, create: bool = False) -> ChannelMove:
+    """Point ``channel`` at release ``to`` (rollback: default = the version before the current one). A promote
+    to a channel that does not exist yet is refused unless ``create`` (a typo must not make a channel)."""
     check_channel(channel)
     with repository_lock(config):
         repo = LocalRepository(config)
@@ -71,6 +62,8 @@ def move_channel(config: ReleaseConfig, channel: str, to: int | None, event: str
         pointers = channel_pointers(repo.targets())
         events = reconcile(config, pointers, repo.targets().version)
         current = pointers.get(channel)
+        if event == "promote":
+            check_known_channel(channel, pointers, create)
         if event == "rollback":
             to = _rollback_target(channel, current, to, events)
         assert to is not None
@@ -97,9 +90,9 @@ def _rollback_target(channel: str, current: int | None, to: int | None, events: 
     return stack[-2]
 
 
-def promote(config: ReleaseConfig, version: int, channel: str) -> ChannelMove:
-    """Point ``channel`` at existing release ``version`` (only the pointer moves)."""
-    return move_channel(config, channel, version, "promote")
+def promote(config: ReleaseConfig, version: int, channel: str, create: bool = False) -> ChannelMove:
+    """Point ``channel`` at existing release ``version`` (only the pointer moves); a new channel needs ``create``."""
+    return move_channel(config, channel, version, "promote", create)
 
 
 def rollback(config: ReleaseConfig, channel: str, to: int | None = None) -> ChannelMove:

@@ -6,23 +6,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
 
 if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
     from flows.params import Params
-    from flows.paths import Paths
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
-CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
-
 @dataclass(frozen=True)
 class Expiry:
     """Days each role's metadata stays valid after it is signed."""
@@ -75,13 +71,6 @@ class ReleaseConfig:
 
     def key_dir(self, role: str) -> Path:
         return self.root_key if role == "root" else self.online_keys
-
-
-def check_channel(channel: str) -> str:
-    """The channel name, or a UserError: lower-case letters, digits, '-' and '_', at most 32."""
-    if not CHANNEL_PATTERN.match(channel):
-        raise UserError(f"channel {channel!r}: use 1-32 lower-case letters, digits, '-' or '_'")
-    return channel
 
 
 def check_role(role: str) -> str:

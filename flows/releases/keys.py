@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.atomic import write_bytes_atomic
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
 from flows.releases.config import ReleaseConfig
 
 if TYPE_CHECKING:

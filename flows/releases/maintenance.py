@@ -23,7 +23,7 @@ from typing import Any
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp  # type: ignore[attr-defined]
 
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
 from flows.releases.config import ONLINE_ROLES, ROLES, ReleaseConfig, check_role
 from flows.releases.keys import env_var, generate_key, load_signer, public_key_from_pem, remove_key_file
 from flows.releases.repository import LocalRepository, repository_lock

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
-from edge.manifest import MODEL_FILE, Manifest, ManifestError
-from edgeloop.errors import UserError
-from flows.releases.channels import MANIFEST, MODEL, bundle_target, store_pointer
-from flows.releases.config import ReleaseConfig, check_channel
+from edge.contracts.errors import UserError
+from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.names import check_channel
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, bundle_target
+from flows.releases.channels import store_pointer
+from flows.releases.config import ReleaseConfig
 from flows.releases.history import append_event, reconcile
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers, repository_lock
 
@@ -49,7 +51,7 @@ class Candidate:
 
 def read_candidate(folder: Path) -> Candidate:
     """The candidate in ``folder`` if the gate passed it and its manifest names its model exactly."""
-    decision_file, manifest_file, model = folder / "decision.json", folder / MANIFEST, folder / MODEL_FILE
+    decision_file, manifest_file, model = folder / "decision.json", folder / MANIFEST_FILE, folder / MODEL_FILE
     if not decision_file.is_file():
         raise UserError(f"{folder} is not a release candidate: decision.json is missing (run the gate)")
     try:
@@ -59,7 +61,7 @@ def read_candidate(folder: Path) -> Candidate:
     if not isinstance(decision, dict) or decision.get("passed") is not True:
         raise UserError(f"{folder}: the gate did not pass this candidate (see decision.md); nothing published")
     if not manifest_file.is_file() or not model.is_file():
-        raise UserError(f"{folder}: a passed candidate needs {MANIFEST} and {MODEL_FILE}")
+        raise UserError(f"{folder}: a passed candidate needs {MANIFEST_FILE} and {MODEL_FILE}")
     try:
         manifest = Manifest.from_json(manifest_file.read_bytes())
     except ManifestError as exc:
@@ -82,7 +84,7 @@ def _sha256(path: Path) -> tuple[str, int]:
 
 def _check_lineage(files: dict[str, Path]) -> dict[str, Path]:
     for name, path in files.items():
-        if not LINEAGE_NAME.match(name) or name in (MODEL, MANIFEST):
+        if not LINEAGE_NAME.match(name) or name in (MODEL_FILE, MANIFEST_FILE):
             raise UserError(f"lineage file name {name!r} is not allowed")
         if not path.is_file():
             raise UserError(f"lineage file {path} not found")
@@ -127,13 +129,13 @@ def publish(
 def _store_bundle(
     repo: LocalRepository, candidate: Candidate, version: int, lineage: dict[str, Path]
 ) -> list[TargetFile]:
-    model = repo.store_target(bundle_target(version, MODEL), source=candidate.model)
+    model = repo.store_target(bundle_target(version, MODEL_FILE), source=candidate.model)
     if model.hashes["sha256"] != candidate.manifest.model.sha256 or model.length != candidate.manifest.model.bytes:
         raise UserError(f"{candidate.model} changed while publishing: its hash no longer matches the manifest")
     manifest = dataclasses.replace(
         candidate.manifest, version=str(version), candidate=candidate.manifest.candidate or candidate.manifest.version
     )
-    infos = [model, repo.store_target(bundle_target(version, MANIFEST), data=manifest.to_json().encode())]
+    infos = [model, repo.store_target(bundle_target(version, MANIFEST_FILE), data=manifest.to_json().encode())]
     for name, path in sorted(lineage.items()):
         infos.append(repo.store_target(bundle_target(version, name), source=path))
     return infos

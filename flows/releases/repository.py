@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,15 +35,14 @@ from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Tar
 from tuf.repository import Repository  # type: ignore[attr-defined]
 
 from edge.atomic import copy_file_atomic, write_bytes_atomic
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.release_layout import BUNDLE_TARGET_PATTERN, CHANNEL_TARGET_PATTERN
 from flows.releases.config import ReleaseConfig
 from flows.releases.keys import load_signer
 
 if TYPE_CHECKING:
     from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 
-BUNDLE_PATTERN = re.compile(r"^bundles/([1-9][0-9]*)/([^/]+)$")
-CHANNEL_TARGET = re.compile(r"^channels/([a-z0-9][a-z0-9_-]{0,31})\.json$")
 
 
 class NotInitialised(UserError):
@@ -229,7 +227,7 @@ def bundle_versions(targets: Targets) -> dict[int, dict[str, TargetFile]]:
     """Release version -> {file name: TargetFile} for every bundle in ``targets``."""
     bundles: dict[int, dict[str, TargetFile]] = {}
     for path, info in targets.targets.items():
-        match = BUNDLE_PATTERN.match(path)
+        match = BUNDLE_TARGET_PATTERN.match(path)
         if match:
             bundles.setdefault(int(match.group(1)), {})[match.group(2)] = info
     return bundles
@@ -239,7 +237,7 @@ def channel_pointers(targets: Targets) -> dict[str, int]:
     """Channel name -> release version its signed pointer names."""
     pointers = {}
     for path, info in targets.targets.items():
-        match = CHANNEL_TARGET.match(path)
+        match = CHANNEL_TARGET_PATTERN.match(path)
         if match and isinstance(info.custom, dict) and isinstance(info.custom.get("version"), int):
             pointers[match.group(1)] = int(info.custom["version"])
     return pointers

@@ -37,15 +37,17 @@ from typing import Any, Protocol
 
 import yaml
 
-from edge.manifest import Manifest, ManifestError, verify_model
-from edgeloop.errors import UserError
+from edge.contracts.errors import UserError
+from edge.contracts.manifest import Manifest, ManifestError, verify_model
+from edge.contracts.release_layout import BUNDLE_FILES as RELEASE_FILES
+from edge.contracts.release_layout import LINEAGE_FILES, MANIFEST_FILE, MODEL_FILE
 
 __all__ = ["BUNDLE_FILES", "locate_release_files", "reproduce_bundle", "reproduce_release"]
 
-MODEL, MANIFEST, DVC_LOCK, PARAMS = "model.onnx", "manifest.json", "dvc.lock", "params.yaml"
-BUNDLE_FILES = (MODEL, MANIFEST, DVC_LOCK, PARAMS)
+DVC_LOCK, PARAMS = LINEAGE_FILES
+BUNDLE_FILES = (*RELEASE_FILES, *LINEAGE_FILES)
 STAGES = ("split", "train", "export")  # what turns the curated snapshot into model.onnx
-CURATED = "data/curated"  # flows.paths.Paths.curated, relative to the project root
+CURATED = "data/curated"  # edge.contracts.layout.Paths.curated, relative to the project root
 SUBPROCESS_TIMEOUT_S = 900
 _HASHED_NAME = re.compile(r"^([0-9a-f]{64})\.(.+)$")
 _TARGETS_METADATA = re.compile(r"^([0-9]+)\.targets\.json$")
@@ -99,12 +101,12 @@ def load_bundle(files: Mapping[str, Path], source: str) -> Bundle:
     """Read and cross-check a bundle: model digest vs manifest, dvc.lock hash vs manifest."""
     raw = {name: _read(files[name]) for name in BUNDLE_FILES}
     try:
-        manifest = Manifest.from_json(raw[MANIFEST])
-        verify_model(manifest, raw[MODEL])
+        manifest = Manifest.from_json(raw[MANIFEST_FILE])
+        verify_model(manifest, raw[MODEL_FILE])
     except ManifestError as exc:
         raise UserError(f"{source}: {exc}") from None
     check_lock(manifest, raw[DVC_LOCK], source)
-    return Bundle(manifest, raw[MODEL], raw[DVC_LOCK], raw[PARAMS], source)
+    return Bundle(manifest, raw[MODEL_FILE], raw[DVC_LOCK], raw[PARAMS], source)
 
 
 def curated_entry(dvc_lock: bytes) -> dict[str, Any]:
@@ -264,8 +266,8 @@ def restore_snapshot(entry: Mapping[str, Any], project_root: Path, scratch: Path
 
 def run_stages(root: Path) -> dict[str, float]:
     """split, train and export in ``root`` with the params.yaml there; seconds per stage."""
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
     from flows.stages import run_stage
 
     paths = Paths.at(root)
@@ -335,7 +337,7 @@ def build_report(bundle: Bundle, project_root: Path, run_dir: Path) -> dict[str,
     lineage = bundle.manifest.lineage
     split = run_dir / "data" / "split"
     train, holdout = pd.read_parquet(split / "train.parquet"), pd.read_parquet(split / "holdout.parquet")
-    reproduced = (run_dir / "data" / "model" / MODEL).read_bytes()
+    reproduced = (run_dir / "data" / "model" / MODEL_FILE).read_bytes()
     identical = reproduced == bundle.model
     commits = {"recorded": _onnx_commit(bundle.model), "reproduced": _onnx_commit(reproduced)}
     libraries = _library_changes(lineage.libraries)

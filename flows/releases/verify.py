@@ -24,9 +24,9 @@ from typing import Any
 
 from tuf.api.metadata import Metadata
 
+from edge.contracts.errors import UserError
+from edge.contracts.release_layout import CHANNEL_TARGET_PATTERN
 from edge.releases import ClientLimits, ReleaseError, fetch_release, refresh_metadata
-from edgeloop.errors import UserError
-from flows.releases.repository import CHANNEL_TARGET
 
 
 class VerificationError(UserError):
@@ -65,7 +65,7 @@ def _versions(metadata_dir: Path) -> dict[str, Any]:
 
 def _channels(metadata_dir: Path) -> list[str]:
     targets = Metadata.from_bytes((metadata_dir / "targets.json").read_bytes()).signed
-    names = [m.group(1) for m in (CHANNEL_TARGET.match(p) for p in targets.targets) if m]  # type: ignore[attr-defined]
+    names = [m.group(1) for m in (CHANNEL_TARGET_PATTERN.match(p) for p in targets.targets) if m]  # type: ignore[attr-defined]
     return sorted(names)
 
 

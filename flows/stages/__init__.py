@@ -11,8 +11,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
     from flows.params import Params
-    from flows.paths import Paths
 
 STAGES: tuple[str, ...] = ("simulate", "ingest", "split", "train", "export", "evaluate", "gate")
 

@@ -44,13 +44,17 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_text_atomic
-from edge.record import INCLUSION_PROBABILITY
-from edgeloop.errors import UserError
+from edge.contracts.decision import decide_many
+from edge.contracts.decision import positive_index as decision_positive
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.record import INCLUSION_PROBABILITY
+from edge.contracts.release_layout import MODEL_FILE
+from edge.contracts.schema import DataSchema
 from flows.evaluation.champion import ChampionError, find_champion
 from flows.evaluation.quality import (
     WEIGHTED_SOURCES,
     confusion_rows,
-    decide,
     pr_curve,
     sample_indices,
     weighted_quality,
@@ -63,8 +67,7 @@ from flows.evaluation.reports import (
     quality_report,
 )
 from flows.inference import score
-from flows.params import Params, Schema
-from flows.paths import Paths
+from flows.params import Params
 from flows.reference_stats import reference_stats
 from flows.stages import StageError
 from flows.stages.train import class_indices, features_matrix, inclusion_weights, weighting_summary
@@ -99,9 +102,8 @@ def score_probabilities(model: bytes, x: np.ndarray, n_classes: int, who: str) -
     return probabilities
 
 
-def positive_index(schema: Schema) -> int | None:
-    label = schema.label
-    return list(label.classes).index(label.positive_class) if label.is_binary else None
+def positive_index(schema: DataSchema) -> int | None:
+    return decision_positive(schema.label.classes, schema.label.positive_class)
 
 
 def evaluate_model(
@@ -111,7 +113,7 @@ def evaluate_model(
     classes = tuple(params.schema.label.classes)
     probabilities = score_probabilities(model, x, len(classes), who)
     pos, threshold = positive_index(params.schema), params.gate.decision_threshold
-    predicted = decide(probabilities, pos, threshold)
+    predicted = decide_many(probabilities, pos, threshold)
     try:
         result = quality_report(actual, predicted, probabilities, classes, pos, threshold)
     except ReportMismatchError as exc:
@@ -126,7 +128,7 @@ def _csv(frame: pd.DataFrame) -> str:
 
 
 def write_plots(
-    paths: Paths, schema: Schema, actual: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray
+    paths: Paths, schema: DataSchema, actual: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray
 ) -> list[str]:
     classes = tuple(schema.label.classes)
     confusion = pd.DataFrame(confusion_rows(actual, predicted, classes), columns=["actual", "predicted"])
@@ -163,7 +165,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     features = schema.feature_names
     train = read_split(paths.split / "train.parquet", features)
     holdout = read_split(paths.split / "holdout.parquet", [*features, schema.label.name], (INCLUSION_PROBABILITY,))
-    model_path = paths.model / "model.onnx"
+    model_path = paths.model / MODEL_FILE
     if not model_path.is_file():
         raise UserError(f"{model_path} not found: run the export stage first")
     candidate_bytes = model_path.read_bytes()

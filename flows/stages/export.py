@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
+from edge.contracts.layout import Paths
+from edge.contracts.release_layout import MODEL_FILE
 from flows.inference import score
 from flows.lineage import frame_hash, git_commit
 from flows.params import Params
-from flows.paths import Paths
 from flows.stages import StageError
 from flows.stages.train import features_matrix
 
@@ -130,7 +131,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     paths.metrics.mkdir(parents=True, exist_ok=True)
     write_text_atomic(paths.metrics / "export.json", json.dumps(result, indent=2, sort_keys=True))
     if not parity.passed:
-        (paths.model / "model.onnx").unlink(missing_ok=True)
+        (paths.model / MODEL_FILE).unlink(missing_ok=True)
         raise StageError(parity.describe())
-    write_bytes_atomic(paths.model / "model.onnx", onnx_bytes)
+    write_bytes_atomic(paths.model / MODEL_FILE, onnx_bytes)
     return result

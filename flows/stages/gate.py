@@ -6,7 +6,7 @@ malformed metrics file fails the rules that need it, with the reason; it never c
 
 Writes ``data/candidate/`` as a whole, atomically (built in a temporary sibling, then swapped in):
 always ``decision.json`` and ``decision.md``; when every rule passed also ``model.onnx`` (a copy of
-``data/model/model.onnx``), ``manifest.json`` (``edge.manifest``: version from export.json, reference
+``data/model/model.onnx``), ``manifest.json`` (``edge.contracts.manifest``: version from export.json, reference
 statistics from ``data/evaluate/reference_stats.json``, lineage from ``flows.lineage`` with the data
 hash being ``frame_hash`` of the training split, as export records it) and ``reports/`` (copies of
 the evaluate HTML reports) and ``lineage/`` (the exact dvc.lock and params.yaml bytes the manifest's
@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
-from edge.manifest import GateRule, Lineage, ManifestError
+from edge.contracts.layout import Paths
+from edge.contracts.manifest import GateRule, Lineage, ManifestError
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
 from flows.evaluation.bundle import (
     build_manifest,
     gate_result,
@@ -39,7 +41,6 @@ from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons
 from flows.evaluation.overview import quarantine_reasons, render_overview
 from flows.lineage import frame_hash, git_commit, library_versions
 from flows.params import Params
-from flows.paths import Paths
 from flows.stages import StageError
 
 METRICS_FILES = ("ingest", "export", "evaluate")
@@ -67,7 +68,7 @@ def _reference_features(path: Path) -> list[str] | None:
 
 
 def gather_artifacts(paths: Paths) -> Artifacts:
-    model = paths.model / "model.onnx"
+    model = paths.model / MODEL_FILE
     return Artifacts(
         model_sha256=hashlib.sha256(model.read_bytes()).hexdigest() if model.is_file() else None,
         reference_features=_reference_features(paths.data / "evaluate" / "reference_stats.json"),
@@ -102,7 +103,7 @@ def write_release(
     staging: Path, params: Params, paths: Paths, decision: dict[str, Any], rules: list[GateRule]
 ) -> None:
     """model.onnx, manifest.json and reports/ of a passed candidate, into the staging folder."""
-    model = (paths.model / "model.onnx").read_bytes()
+    model = (paths.model / MODEL_FILE).read_bytes()
     stats_path = paths.data / "evaluate" / "reference_stats.json"
     gate = gate_result(True, params.gate.metric, decision["candidate"] or {}, rules)
     files = snapshot_lineage_files(paths)
@@ -116,8 +117,8 @@ def write_release(
         raise StageError(f"cannot build the release manifest: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise StageError(f"{stats_path} is malformed ({exc!r}): re-run evaluate") from None
-    write_bytes_atomic(staging / "model.onnx", model)
-    write_text_atomic(staging / "manifest.json", manifest.to_json())
+    write_bytes_atomic(staging / MODEL_FILE, model)
+    write_text_atomic(staging / MANIFEST_FILE, manifest.to_json())
     for name, data in files.items():  # what `edgeloop release reproduce` rebuilds the release from
         write_bytes_atomic(staging / "lineage" / name, data)
     reports = staging / "reports"
@@ -138,7 +139,7 @@ def overview_page(paths: Paths, decision: dict[str, Any], loaded: dict[str, Load
     links["Great Expectations Data Docs (ingest)"] = "../reports/ingest/data_docs/index.html"
     links["decision.json"] = "decision.json"
     if passed:
-        links["manifest.json"] = "manifest.json"
+        links[MANIFEST_FILE] = MANIFEST_FILE
     return render_overview(
         decision,
         loaded["ingest"].data or {},

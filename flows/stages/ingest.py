@@ -26,7 +26,9 @@ from typing import Any
 import pandas as pd
 
 from edge.atomic import write_text_atomic
-from edge.record import BATCH_ID_PATTERN, MODEL_VERSION, PREDICTION, batch_id
+from edge.contracts.layout import Paths
+from edge.contracts.names import BATCH_ID_PATTERN
+from edge.contracts.record import MODEL_VERSION, PREDICTION, batch_id
 from flows.ingest.discover import Found, discover
 from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
 from flows.ingest.normalise import normalise
@@ -36,7 +38,6 @@ from flows.ingest.reader import Unreadable, read_batch
 from flows.ingest.store import curated_events, curated_frame, drop_seen, part_path, write_part
 from flows.ingest.validate import BatchValidator
 from flows.params import Params
-from flows.paths import Paths
 
 log = logging.getLogger(__name__)
 

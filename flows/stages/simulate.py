@@ -19,15 +19,16 @@ import pandas as pd
 
 import simulator
 from edge.atomic import fsync_dir
-from edgeloop.errors import UserError
-from flows.params import Params, Schema
-from flows.paths import Paths
+from edge.contracts.errors import UserError
+from edge.contracts.layout import Paths
+from edge.contracts.schema import DataSchema
+from flows.params import Params
 
 _TEMP_MARK = ".tmp-"
 _OLD_MARK = ".old-"
 
 
-def schema_mismatch(schema: Schema) -> str | None:
+def schema_mismatch(schema: DataSchema) -> str | None:
     """What differs between ``schema`` and the columns the simulator writes, or None when they match."""
     sim_features = list(simulator.SENSOR_COLUMNS)
     unknown = [n for n in schema.feature_names if n not in sim_features]
@@ -52,7 +53,7 @@ def schema_mismatch(schema: Schema) -> str | None:
     return None
 
 
-def check_schema(schema: Schema) -> None:
+def check_schema(schema: DataSchema) -> None:
     """Raise UserError (one line) when the simulator cannot fill ``schema``."""
     problem = schema_mismatch(schema)
     if problem:

@@ -14,12 +14,13 @@ from typing import Any
 import pandas as pd
 
 from edge.atomic import write_text_atomic
-from flows.params import Params, Schema
-from flows.paths import Paths
+from edge.contracts.layout import Paths
+from edge.contracts.schema import DataSchema
+from flows.params import Params
 from flows.stages import StageError
 
 
-def time_split(frame: pd.DataFrame, schema: Schema, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def time_split(frame: pd.DataFrame, schema: DataSchema, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a frame sorted by event time into (train, holdout) at a time cut-off."""
     order = [schema.event_time, schema.device_id, schema.event_id]
     frame = frame.sort_values(order, kind="stable").reset_index(drop=True)

@@ -24,19 +24,20 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
-from edge.record import INCLUSION_PROBABILITY
-from flows.params import Params, Schema, TrainParams
-from flows.paths import Paths
+from edge.contracts.layout import Paths
+from edge.contracts.record import INCLUSION_PROBABILITY
+from edge.contracts.schema import DataSchema
+from flows.params import Params, TrainParams
 from flows.stages import StageError
 
 
-def features_matrix(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+def features_matrix(frame: pd.DataFrame, schema: DataSchema) -> np.ndarray:
     """Features in schema order as float32 (NaN = missing): exactly what the ONNX model receives."""
     matrix: np.ndarray = frame[schema.feature_names].to_numpy(dtype=np.float32)
     return matrix
 
 
-def class_indices(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+def class_indices(frame: pd.DataFrame, schema: DataSchema) -> np.ndarray:
     """Label values mapped to their position in ``schema.label.classes``."""
     lookup = {value: index for index, value in enumerate(schema.label.classes)}
     labels = frame[schema.label.name]

@@ -29,6 +29,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edge.contracts.names import CHANNEL_PATTERN
+from edge.contracts.wire import (
+    EVICTION_REASONS,
+    HEALTH_STATES,
+    HEARTBEAT_EVENT_DETAIL_MAX,
+    HEARTBEAT_EVENT_KIND_PATTERN,
+    HEARTBEAT_EVENTS_MAX,
+    HEARTBEAT_MAP_MAX,
+    HEARTBEAT_NAME_PATTERN,
+    MAX_JSON_INT,
+    VERSION_MAX_LENGTH,
+)
 from hub import tokens
 from hub.auth import Caller, admin, bearer, device_itself
 from hub.db import Device, Heartbeat, Upload, utc_now
@@ -47,8 +59,7 @@ from hub.fleet_view import ONLINE, as_utc, render_fleet_html, status_of
 
 router = APIRouter(tags=["fleet"])
 
-MAX_JSON_INT = 2**53 - 1  # integers every JSON reader keeps exactly
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Name = Annotated[str, StringConstraints(pattern=HEARTBEAT_NAME_PATTERN)]
 HEARTBEAT_EXAMPLE: dict[str, Any] = {
     "model_version": "7",
     "channel": "canary",
@@ -62,8 +73,10 @@ HEARTBEAT_EXAMPLE: dict[str, Any] = {
     "events": [{"kind": "activated", "version": "7", "at": "2026-11-27T01:00:00Z", "detail": "shadow accuracy 0.94"}],
     "evictions": {"random": 12},
 }
-EVICTION_REASONS = Literal["labelled", "uncertain", "anomaly", "random", "summary"]  # edge.spool.PRIORITIES
-Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+EvictionReason = Literal[EVICTION_REASONS]  # type: ignore[valid-type]  # a tuple of literals from the contract
+Version = Annotated[str, StringConstraints(min_length=1, max_length=VERSION_MAX_LENGTH)]
+Count = Annotated[int, Field(ge=0, le=MAX_JSON_INT)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class HeartbeatEvent(BaseModel):
@@ -71,10 +84,10 @@ class HeartbeatEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
+    kind: Annotated[str, StringConstraints(pattern=HEARTBEAT_EVENT_KIND_PATTERN)]
     version: Version | None = None
     at: AwareDatetime
-    detail: Annotated[str, StringConstraints(max_length=500)] = ""
+    detail: Annotated[str, StringConstraints(max_length=HEARTBEAT_EVENT_DETAIL_MAX)] = ""
 
 
 class HeartbeatBody(BaseModel):
@@ -84,15 +97,15 @@ class HeartbeatBody(BaseModel):
 
     model_version: Version | None = None
     previous_version: Version | None = None  # what a rollback would return to
-    channel: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
-    health: Literal["ok", "degraded", "error"]
-    drift: dict[Name, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict, max_length=256)
+    channel: Annotated[str, StringConstraints(pattern=CHANNEL_PATTERN.pattern)]
+    health: Literal[HEALTH_STATES]  # type: ignore[valid-type]
+    drift: dict[Name, Finite] = Field(default_factory=dict, max_length=HEARTBEAT_MAP_MAX)
     rolling_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     spool_backlog: Annotated[int, Field(ge=0, le=MAX_JSON_INT)] = 0
-    counters: dict[Name, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict, max_length=256)
+    counters: dict[Name, Count] = Field(default_factory=dict, max_length=HEARTBEAT_MAP_MAX)
     clock: AwareDatetime  # the device's own clock when it sent this (skew shows against received_at)
-    events: list[HeartbeatEvent] = Field(default_factory=list, max_length=64)  # newest last
-    evictions: dict[EVICTION_REASONS, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict)
+    events: list[HeartbeatEvent] = Field(default_factory=list, max_length=HEARTBEAT_EVENTS_MAX)  # newest last
+    evictions: dict[EvictionReason, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict)
 
 
 class HeartbeatRecorded(BaseModel):
@@ -208,7 +221,7 @@ def read_fleet(sessions: Any, stale_after_s: float, estimates: dict[str, Any] | 
 
 def _fleet_now(request: Request) -> Fleet:
     settings = request.app.state.settings
-    estimates = load_estimates(settings.landing.parent.parent)  # landing is <root>/data/uploads
+    estimates = load_estimates(settings.estimates)
     return read_fleet(request.app.state.sessions, settings.stale_after_s, estimates)
 
 

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.atomic import fsync_dir
-from edge.record import is_valid_device_id
+from edge.contracts.names import is_valid_device_id
 from hub.auth import Caller, device_itself
 from hub.routes.uploads import EXAMPLE_KEY, KEY_PATTERN, Rejected, UploadError
 from hub.settings import HubSettings

@@ -50,7 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from flows.params import Schema
+from edge.contracts.schema import DataSchema
 from hub.auth import Caller, device_itself
 from hub.db import Upload, utc_now
 from hub.metrics import HubMetrics
@@ -202,7 +202,7 @@ def _is_text(kind: pa.DataType) -> bool:
     return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
-def _column_problem(name: str, kind: pa.DataType, role: str, schema: Schema) -> str | None:
+def _column_problem(name: str, kind: pa.DataType, role: str, schema: DataSchema) -> str | None:
     """Why column ``name`` of Arrow type ``kind`` cannot hold ``role`` values, else None."""
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
@@ -219,7 +219,7 @@ def _column_problem(name: str, kind: pa.DataType, role: str, schema: Schema) -> 
     return None
 
 
-def check_structure(body: bytes, schema: Schema) -> int:
+def check_structure(body: bytes, schema: DataSchema) -> int:
     """Rows of a Parquet ``body`` whose footer fits ``schema``; Rejected(422) naming the problem otherwise."""
     try:
         parquet = pq.ParquetFile(io.BytesIO(body))
@@ -239,14 +239,14 @@ def check_structure(body: bytes, schema: Schema) -> int:
     return int(rows)
 
 
-def _missing(names: list[str], schema: Schema) -> None:
+def _missing(names: list[str], schema: DataSchema) -> None:
     missing = [name for name in schema.column_names if name not in names]
     if missing:
         raise Rejected(422, "schema", f"missing column{'s' if len(missing) > 1 else ''} "
                                       f"{', '.join(repr(m) for m in missing)}")
 
 
-def check_csv_structure(body: bytes, schema: Schema) -> int:
+def check_csv_structure(body: bytes, schema: DataSchema) -> int:
     """Rows of a CSV ``body`` whose header fits ``schema``; Rejected(422) naming the problem otherwise."""
     try:
         text = body.decode("utf-8-sig")

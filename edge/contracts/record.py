@@ -5,14 +5,17 @@ time) plus the fixed columns below, which say what the edge knew when it sent th
 is one file whose id is the sha256 of its bytes, landed at ``<root>/<device_id>/<batch_id>.<ext>``.
 Parquet and CSV are both accepted by the hub and ingest: edge runners send CSV (the edge has no
 pyarrow; edge.ground_truth writes it), cloud tools and the simulator write Parquet. This module names
-things and checks names; reading and writing the files is elsewhere.
+things, checks names and lands a batch's bytes (``land_batch``: the hub, the simulator and tests all
+write the landing zone through it); encoding and reading the files is elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
+
+from edge.atomic import write_bytes_atomic
+from edge.contracts.names import BATCH_ID_PATTERN, is_valid_device_id
 
 MODEL_VERSION = "model_version"  # version of the model that made the prediction (null: none yet)
 PREDICTION = "prediction"  # the class the edge decided
@@ -30,17 +33,11 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 
 BATCH_EXTENSIONS: tuple[str, ...] = ("parquet", "csv")
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-BATCH_ID_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
 def batch_id(body: bytes) -> str:
     """Content address of a batch: the idempotency key of its upload."""
     return hashlib.sha256(body).hexdigest()
-
-
-def is_valid_device_id(device_id: str) -> bool:
-    return bool(DEVICE_ID_PATTERN.match(device_id)) and device_id not in {".", ".."}
 
 
 def landing_path(root: Path, device_id: str, body_sha256: str, extension: str = "parquet") -> Path:
@@ -52,3 +49,14 @@ def landing_path(root: Path, device_id: str, body_sha256: str, extension: str = 
     if extension not in BATCH_EXTENSIONS:
         raise ValueError(f"unsupported batch extension {extension!r}")
     return root / device_id / f"{body_sha256}.{extension}"
+
+
+def land_batch(root: Path, device_id: str, body: bytes, extension: str = "parquet") -> Path:
+    """Write a batch body at its content address under ``root`` (temp + fsync + rename, read-only), once.
+
+    Idempotent: the same batch landed twice, or by two racing writers, ends as one complete file with the
+    same bytes, so a reader never sees a half-written batch."""
+    path = landing_path(root, device_id, batch_id(body), extension)
+    if not path.is_file():  # a racing writer may rename the same bytes over it: harmless
+        write_bytes_atomic(path, body, mode=0o444)
+    return path

@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edge.contracts.errors import UserError
 from edgeloop.cli_common import RootOption, sub_app
-from edgeloop.errors import UserError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -32,18 +32,28 @@ note = Console(stderr=True)
 
 @contextmanager
 def _sessions(root: Path) -> Iterator[sessionmaker[Session]]:
-    from flows.params import load_params
-    from flows.paths import Paths
+    from edge.contracts.layout import Paths
     from hub.db import make_engine, make_sessions
     from hub.settings import HubSettings
 
     paths = Paths.at(root)
-    settings = HubSettings.from_params(load_params(paths.params), paths)
+    settings = HubSettings.load(paths.root)
     engine = make_engine(settings.database_url)
     try:
         yield make_sessions(engine)
     finally:
         engine.dispose()
+
+
+def _channels(root: Path) -> set[str]:
+    """The channels a device may follow: the defaults and every channel of the release repository."""
+    from edge.contracts.layout import Paths
+    from edge.contracts.names import DEFAULT_CHANNELS
+    from flows.params import load_params
+    from flows.releases import ReleaseConfig, list_channels
+
+    paths = Paths.at(root)
+    return set(DEFAULT_CHANNELS) | set(list_channels(ReleaseConfig.from_params(load_params(paths.params), paths)))
 
 
 def _when(moment: datetime | None) -> str:
@@ -53,7 +63,9 @@ def _when(moment: datetime | None) -> str:
 @devices_app.command()
 def add(
     name: Annotated[str, typer.Argument(help="Device id (1-64 of A-Z a-z 0-9 . _ -).")],
-    channel: Annotated[str, typer.Option(help="Release channel the device follows: canary or stable.")] = "stable",
+    channel: Annotated[
+        str, typer.Option(help="Release channel the device follows: canary, stable or one the repository has.")
+    ] = "stable",
     root: RootOption = Path("."),
 ) -> None:
     """Register a device and print its token once (store it on the device; it cannot be shown again)."""
@@ -61,7 +73,7 @@ def add(
 
     try:
         with _sessions(root) as sessions:
-            token = add_device(sessions, name, channel)
+            token = add_device(sessions, name, channel, _channels(root))
     except RegistryError as exc:
         raise UserError(str(exc)) from None
     note.print(f"device '{name}' added on channel '{channel}'. Its token (shown only now):")

@@ -37,19 +37,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from re import Pattern
 from typing import Any
+
+from edge.contracts.names import RUNNER_VERSION_PATTERN, SHA256_PATTERN, VERSION_PATTERN
+from edge.contracts.release_layout import MODEL_FILE
+from edge.contracts.schema import DTYPES, ClassValue, FeatureSpec
 
 __all__ = [
     "FORMAT",
-    "MODEL_FILE",
     "DEFAULT_POLICY",
-    "ClassValue",
     "EdgePolicy",
-    "FeatureSpec",
     "GateRule",
     "GateResult",
     "Lineage",
@@ -63,31 +64,11 @@ __all__ = [
 ]
 
 FORMAT = 1  # the manifest format this module reads and writes
-MODEL_FILE = "model.onnx"
 PROPORTION_TOLERANCE = 1e-6  # |sum(proportions) - 1| allowed for float rounding
-
-ClassValue = int | str
-
-_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")  # safe as a path component
-_RUNNER_VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+){0,3}$")
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-_DTYPES = ("float", "int")
 
 
 class ManifestError(ValueError):
     """The manifest is not valid; the message starts with the offending field's path."""
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One model input column, in model input order."""
-
-    name: str
-    dtype: str  # "float" | "int"
-    min: float | None
-    max: float | None
-    unit: str
-    nullable: bool
 
 
 @dataclass(frozen=True)
@@ -243,7 +224,7 @@ class Manifest:
         classes = _classes(top["classes"])
         manifest = cls(
             format=fmt,
-            version=_pattern(top["version"], "version", _VERSION_PATTERN),
+            version=_pattern(top["version"], "version", VERSION_PATTERN),
             created=_created(top["created"]),
             features=features,
             label=_label(top["label"]),
@@ -253,9 +234,9 @@ class Manifest:
             reference=_references(top["reference"], [f.name for f in features]),
             gate=_gate(top["gate"]),
             lineage=_lineage(top["lineage"]),
-            min_runner_version=_pattern(top["min_runner_version"], "min_runner_version", _RUNNER_VERSION_PATTERN),
+            min_runner_version=_pattern(top["min_runner_version"], "min_runner_version", RUNNER_VERSION_PATTERN),
             model=_model(top["model"]),
-            candidate=_pattern(top["candidate"], "candidate", _VERSION_PATTERN) if "candidate" in top else None,
+            candidate=_pattern(top["candidate"], "candidate", VERSION_PATTERN) if "candidate" in top else None,
             policy=_policy(top["policy"]) if "policy" in top else None,
             columns=_columns(top["columns"]) if "columns" in top else None,
         )
@@ -362,7 +343,7 @@ def _str(value: object, path: str, allow_empty: bool = False) -> str:
     return value
 
 
-def _pattern(value: object, path: str, pattern: re.Pattern[str]) -> str:
+def _pattern(value: object, path: str, pattern: Pattern[str]) -> str:
     text = _str(value, path)
     if not pattern.match(text):
         raise ManifestError(f"{path}: {text!r} does not match {pattern.pattern}")
@@ -417,8 +398,8 @@ def _features(value: object) -> tuple[FeatureSpec, ...]:
 def _feature(value: object, path: str) -> FeatureSpec:
     raw = _mapping(value, path, ("name", "dtype", "min", "max", "unit", "nullable"))
     dtype = _str(raw["dtype"], f"{path}.dtype")
-    if dtype not in _DTYPES:
-        raise ManifestError(f"{path}.dtype: {dtype!r} is not one of {list(_DTYPES)}")
+    if dtype not in DTYPES:
+        raise ManifestError(f"{path}.dtype: {dtype!r} is not one of {list(DTYPES)}")
     low = _optional_float(raw["min"], f"{path}.min")
     high = _optional_float(raw["max"], f"{path}.max")
     if low is not None and high is not None and low > high:
@@ -548,7 +529,7 @@ def _model(value: object) -> ModelFile:
     size = _int(raw["bytes"], "model.bytes")
     if size <= 0:
         raise ManifestError(f"model.bytes: {size} is not a positive size")
-    return ModelFile(file=file, sha256=_pattern(raw["sha256"], "model.sha256", _SHA256_PATTERN), bytes=size)
+    return ModelFile(file=file, sha256=_pattern(raw["sha256"], "model.sha256", SHA256_PATTERN), bytes=size)
 
 
 def _fraction(value: object, path: str) -> float:

@@ -5,7 +5,7 @@ loop's ``monitor`` every ``loop.monitor.interval_s`` seconds.
 (read from the project's params.yaml). ``serve_deployments`` runs them all from the current process
 (``edgeloop serve``, polling the server in PREFECT_API_URL). For work pools and workers on other hosts,
 flows/prefect.yaml declares deployments for ``prefect deploy`` (entrypoint of the monitor:
-``flows/loop/monitor.py:monitor``). Nothing here creates the Prefect server itself.
+``flows/orchestration/monitor.py:monitor``). Nothing here creates the Prefect server itself.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from prefect.deployments.runner import RunnerDeployment
 
-from flows.loop.monitor import monitor
-from flows.release_flows import refresh_flow
-from flows.retrain import retrain
+from flows.orchestration.monitor import monitor
+from flows.orchestration.release_flows import refresh_flow
+from flows.orchestration.retrain import retrain
 
 NIGHTLY = "retrain-nightly"
 ON_DEMAND = "retrain-on-demand"
@@ -56,8 +56,8 @@ def build_deployments(root: Path, cron: str = "0 2 * * *", timezone: str = "UTC"
 
 def monitor_interval_s(root: Path) -> float:
     """``loop.monitor.interval_s`` of the project at ``root`` (the default when it has no params.yaml)."""
+    from edge.contracts.layout import Paths
     from flows.params import load_params
-    from flows.paths import Paths
 
     paths = Paths.at(root)
     return load_params(paths.params).loop.monitor.interval_s if paths.params.is_file() else MONITOR_INTERVAL_S
@@ -79,7 +79,7 @@ def build_loop_deployments(root: Path, interval_s: float | None = None) -> list[
                     "when a trigger fires (one retrain per cooldown). Decisions: `edgeloop loop status`.",
         tags=["edgeloop", "loop"],
     )
-    from flows.loop.promote_flow import build_promotion_deployment
+    from flows.orchestration.promote import build_promotion_deployment
 
     return [watch, build_promotion_deployment(root)]  # type: ignore[list-item]  # sync call: never a coroutine
 

@@ -1,13 +1,20 @@
-"""Where every stage reads and writes, relative to one project root.
+"""The project folder: where every part reads and writes, relative to one root.
 
-One frozen dataclass so that tests can point a whole pipeline at a temporary folder and no stage
-hard-codes a path. Creates nothing; stages create what they write.
+One frozen dataclass so that tests can point a whole project at a temporary folder and nothing hard-codes
+a path. It is a contract between the hub (writes ``data/uploads``, reads ``data/loop/estimates.json``),
+the pipeline (reads the landing zone, writes everything else under ``data/``) and the CLI. Paths that
+params.yaml names (release repository, keys, the loop log, the hub database) are resolved with
+``resolve``. Creates nothing; whoever writes a folder creates it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+__all__ = ["PARAMS_FILE", "Paths"]
+
+PARAMS_FILE = "params.yaml"
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,7 @@ class Paths:
 
     @property
     def params(self) -> Path:
-        return self.root / "params.yaml"
+        return self.root / PARAMS_FILE
 
     @property
     def data(self) -> Path:
@@ -72,6 +79,16 @@ class Paths:
     def candidate(self) -> Path:
         """The gate's output: release candidate folder (model.onnx, manifest.json, decision)."""
         return self.data / "candidate"
+
+    @property
+    def estimates(self) -> Path:
+        """The loop's fleet estimates (IPW accuracy, label balance): written by flows, shown by the hub."""
+        return self.data / "loop" / "estimates.json"
+
+    @property
+    def hub_summaries(self) -> Path:
+        """Summaries of aggregates-only devices: ``<device_id>/<sha256>.json``, written by the hub."""
+        return self.data / "hub" / "summaries"
 
     def resolve(self, relative: str) -> Path:
         """A params-provided path, relative to the root unless absolute."""

@@ -6,13 +6,14 @@ canary channel moved to it (the release repository's ``history.jsonl``), the hub
 rolled it back), the labelled rows landed since then per model version (``flows.loop.estimates``,
 IPW accuracy) and the candidate's gate accuracy. ``flows.loop.promotion.decide`` applies the soak
 rules; a ``promote`` moves ``to_channel`` to the candidate and a ``rollback`` moves ``from_channel``
-back to stable's release, both through ``flows.release_flows.move_channel`` (the function behind the
+back to stable's release, both through ``flows.orchestration.release_flows.move_channel`` (the function behind the
 ``promote``/``rollback`` flows, which also brings ``data/champion`` in step). Every run, acting or not,
 appends one decision to the loop log (source ``promote``) and creates the ``promotion-decision``
 artifact. A hub that cannot be reached makes the run wait (recorded), never fail.
 
 ``build_promotion_deployment(root)`` schedules the flow every ``loop.promotion.interval_s``.
-Leaves out: the rules themselves (``flows.loop.promotion``) and serving the deployment (flows.deployments).
+Leaves out: the rules themselves (``flows.loop.promotion``) and serving the deployment
+(``flows.orchestration.deployments``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from edgeloop.errors import UserError  # noqa: E402
+from edge.contracts.errors import UserError  # noqa: E402
+from edge.contracts.layout import Paths  # noqa: E402
+from flows.hub_client import HubAdminClient, HubUnreachable  # noqa: E402
 from flows.loop.log import append_decision  # noqa: E402
 from flows.loop.promotion import (  # noqa: E402
     NO_ROWS,
@@ -41,37 +44,22 @@ from flows.loop.promotion import (  # noqa: E402
     rejections,
 )
 from flows.params import Params, load_params  # noqa: E402
-from flows.paths import Paths  # noqa: E402
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-__all__ = ["ARTIFACT_KEY", "DEPLOYMENT", "build_promotion_deployment", "gather_evidence", "hub_url_of",
-           "promote_soaked", "read_fleet"]
+__all__ = ["ARTIFACT_KEY", "DEPLOYMENT", "build_promotion_deployment", "gather_evidence", "promote_soaked",
+           "read_fleet"]
 
 ARTIFACT_KEY = "promotion-decision"
 DEPLOYMENT = "promote-soaked"
 
 
-def hub_url_of(params: Params) -> str:
-    """The hub's base URL from params.yaml ``hub:`` (a wildcard listen address is reached on loopback)."""
-    host = params.hub.host
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{f'[{host}]' if ':' in host else host}:{params.hub.port}"
-
-
 def read_fleet(params: Params, paths: Paths, hub_url: str | None = None) -> tuple[dict[str, Any], str | None]:
     """(the ``GET /v1/fleet`` document, None) or ({}, why it could not be read)."""
-    from hub.fleet_cli import fetch_fleet
-
-    token_file = paths.resolve(params.hub.admin_token_file)
     try:
-        token = token_file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        return {}, f"no admin token at {token_file}: {exc.strerror}"
-    try:
-        return fetch_fleet(hub_url or hub_url_of(params), token), None
-    except UserError as exc:
+        return HubAdminClient.for_project(paths.root, params.hub, url=hub_url).fleet(), None
+    except HubUnreachable as exc:
         return {}, str(exc)
 
 
@@ -110,7 +98,7 @@ def gather_evidence(params: Params, paths: Paths, hub_url: str | None = None,
 
 def apply_verdict(params: Params, paths: Paths, verdict: Verdict, evidence: SoakEvidence) -> dict[str, Any] | None:
     """Move the channel the verdict names; the move (``from_version``/``to_version``) or None."""
-    from flows.release_flows import move_channel
+    from flows.orchestration.release_flows import move_channel
 
     rules = params.loop.promotion
     if verdict.action == "promote":

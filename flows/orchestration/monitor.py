@@ -12,7 +12,7 @@ still going sees the fired decision and is held by the cooldown (no storm), and 
 retrain still leaves the decision on record. ``action="none"`` records the decision without running
 anything (for callers that retrain themselves).
 
-Leaves out: promotion (flows.loop.promotion), the schedule (flows.deployments).
+Leaves out: promotion (flows.loop.promotion), the schedule (flows.orchestration.deployments).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ switch_off()  # a Prefect entrypoint (workers import it directly): before prefec
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
+from edge.contracts.layout import Paths  # noqa: E402
 from flows.loop.log import append_decision, last_decision  # noqa: E402
 from flows.loop.observe import gather  # noqa: E402
 from flows.loop.triggers import MonitorDecision, decide  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
-from flows.paths import Paths  # noqa: E402
 
 __all__ = ["ACTIONS", "decision_markdown", "monitor", "retrain_outcome"]
 
@@ -118,7 +118,7 @@ def monitor(root: str = ".", hub_url: str | None = None, action: str = "retrain"
     result: dict[str, Any] = {"decision": decision.as_dict(), "at": entry.at, "outcome": None}
     if not decision.fired or action == "none":
         return result
-    from flows.retrain import retrain
+    from flows.orchestration.retrain import retrain
 
     outcome = retrain_outcome(retrain(root=str(paths.root), return_state=True))
     summary = _outcome_summary(outcome)

@@ -26,8 +26,8 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.client.schemas.objects import State  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
+from edge.contracts.layout import Paths  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
-from flows.paths import Paths  # noqa: E402
 from flows.stages import STAGES, run_stage  # noqa: E402
 
 # Stages that read or write shared storage: a transient I/O fault is worth a retry. They are idempotent.
@@ -100,7 +100,7 @@ def _publish_artifacts(paths: Paths, summaries: dict[str, dict[str, Any]]) -> No
 def retrain(root: str = ".", publish: bool = True) -> State:
     """Run every stage for the project at ``root``, then sign and publish the candidate when the gate
     passed (``publish``). Failed (with the reasons) when the gate blocks."""
-    from flows.release_flows import publish_task
+    from flows.orchestration.release_flows import publish_task
 
     logger = get_run_logger()
     paths = Paths.at(root)

@@ -7,7 +7,7 @@ clone ends with a signed release. Keeps ``data/champion/`` (the model new candid
 with the release the fleet trusts. A manual promote or rollback (these flows, or ``edgeloop release
 promote/rollback`` without a Prefect server) is recorded in the loop log with source ``manual``
 (``record_manual_move``), beside the ``promote-soaked`` flow's own decisions. Does not decide
-promotions by itself (``flows.loop.promote_flow`` does).
+promotions by itself (``flows.orchestration.promote`` does).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from edge.contracts.layout import Paths  # noqa: E402
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE  # noqa: E402
 from flows.champion_sync import model_digest as sync_model_digest  # noqa: E402
 from flows.champion_sync import sync_champion  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
-from flows.paths import Paths  # noqa: E402
 
 LINEAGE_FILES = ("dvc.lock", "params.yaml")
 
@@ -85,7 +86,7 @@ def already_published(params: Params, paths: Paths, folder: Path) -> int | None:
     from flows.releases import is_initialised, list_releases
 
     config = _config(params, paths)
-    manifest_file, model_file = folder / "manifest.json", folder / "model.onnx"
+    manifest_file, model_file = folder / MANIFEST_FILE, folder / MODEL_FILE
     if not (is_initialised(config) and manifest_file.is_file() and model_file.is_file()):
         return None
     candidate_id = json.loads(manifest_file.read_text(encoding="utf-8")).get("version")
@@ -96,7 +97,8 @@ def already_published(params: Params, paths: Paths, folder: Path) -> int | None:
     return None
 
 
-def move_channel(params: Params, paths: Paths, kind: str, channel: str, version: int | None) -> dict[str, Any]:
+def move_channel(params: Params, paths: Paths, kind: str, channel: str, version: int | None,
+                 create: bool = False) -> dict[str, Any]:
     """Promote (``version`` required) or roll back a channel, then bring the champion in step."""
     from dataclasses import asdict
 
@@ -106,7 +108,7 @@ def move_channel(params: Params, paths: Paths, kind: str, channel: str, version:
     if kind == "promote":
         if version is None:
             raise ValueError("promote needs a version")
-        move = promote(config, version, channel)
+        move = promote(config, version, channel, create)
     else:
         move = rollback(config, channel, version)
     result = asdict(move)
@@ -143,10 +145,10 @@ def record_manual_move(params: Params, paths: Paths, kind: str, move: dict[str, 
                     {"channel": channel, "from_version": before, "to_version": after}, action=kind, move=move)
 
 
-def _moved(kind: str, root: str, channel: str, version: int | None) -> dict[str, Any]:
+def _moved(kind: str, root: str, channel: str, version: int | None, create: bool = False) -> dict[str, Any]:
     paths = Paths.at(root)
     params = load_params(paths.params)
-    result = move_channel(params, paths, kind, channel, version)
+    result = move_channel(params, paths, kind, channel, version, create)
     record_manual_move(params, paths, kind, result)
     create_markdown_artifact(
         key=f"release-{kind}",
@@ -157,8 +159,8 @@ def _moved(kind: str, root: str, channel: str, version: int | None) -> dict[str,
 
 
 @flow(name="promote", description="Point a release channel at an existing signed release.")
-def promote_flow(root: str, version: int, channel: str) -> dict[str, Any]:
-    return _moved("promote", root, channel, version)
+def promote_flow(root: str, version: int, channel: str, create: bool = False) -> dict[str, Any]:
+    return _moved("promote", root, channel, version, create)
 
 
 @flow(name="rollback", description="Move a release channel back to an earlier signed release.")

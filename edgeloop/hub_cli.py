@@ -15,11 +15,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from edge.contracts.hub_section import LOOPBACK
 from edgeloop.cli_common import RootOption, sub_app
 
 hub_app = sub_app("The hub: device uploads, heartbeats, fleet view and the release repository.")
 console = Console(stderr=True)
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 @hub_app.command()
@@ -35,22 +35,21 @@ def serve(
     """Serve the hub over HTTP until interrupted."""
     import uvicorn
 
-    from flows.params import load_params
-    from flows.paths import Paths
+    from edge.contracts.layout import Paths
     from hub.app import ROOT_ENV, create_app
     from hub.settings import HubSettings
 
     paths = Paths.at(root)
-    params = load_params(paths.params)
-    settings = HubSettings.from_params(params, paths)
-    bind = host or params.hub.host
+    settings = HubSettings.load(paths.root)
+    bind = host or settings.section.host
+    port = port or settings.section.port
     if bind not in LOOPBACK:
         console.print(f"[yellow]binding {bind}: the hub is reachable from other machines[/]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     create_app(settings)  # fail fast on a bad database URL; creates tables and the admin token once
-    console.print(f"hub on http://{bind}:{port or params.hub.port}  admin token in {settings.admin_token_file}")
+    console.print(f"hub on http://{bind}:{port}  admin token in {settings.admin_token_file}")
     os.environ[ROOT_ENV] = str(paths.root)
     uvicorn.run(
-        "hub.app:app_from_environment", factory=True, host=bind, port=port or params.hub.port,
+        "hub.app:app_from_environment", factory=True, host=bind, port=port,
         workers=workers, log_level="warning", timeout_graceful_shutdown=int(grace), access_log=False,
     )
