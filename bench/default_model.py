@@ -23,9 +23,9 @@ def trained() -> tuple[Any, np.ndarray, np.ndarray]:
     """(fitted estimator, features in schema order with NaN for dropouts, labels)."""
     import pandas as pd
 
+    from edgeloop.testkit.runner_world import params
     from flows.stages.train import build_estimator
     from simulator.fleet import simulate_fleet
-    from tests.edge_runner_kit import params
 
     schema = params().schema
     frame = pd.concat(frame for _, frame in simulate_fleet(DEVICES, ROWS_PER_DEVICE, 0, "2026-01-01", 60.0))
@@ -36,8 +36,8 @@ def trained() -> tuple[Any, np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def model_bytes() -> bytes:
+    from edgeloop.testkit.runner_world import params
     from flows.stages.export import to_onnx_bytes
-    from tests.edge_runner_kit import params
 
     estimator, x, _ = trained()
     return to_onnx_bytes(estimator, x.shape[1], params().export.opset, {})
@@ -45,7 +45,7 @@ def model_bytes() -> bytes:
 
 def write_release(folder: Path, seed: int = 0) -> Path:
     """A release folder (model.onnx, manifest.json and the gate's other files) of the default model."""
-    from tests.edge_runner_kit import write_candidate
+    from edgeloop.testkit.runner_world import write_candidate
 
     return write_candidate(folder, seed, model=model_bytes(), reference_rows=trained()[1])
 

@@ -56,14 +56,6 @@ def _default_model() -> tuple[bytes, Any, np.ndarray, str]:
     return model_bytes(), manifest, trained()[1], describe()
 
 
-def _fallback_model() -> tuple[bytes, Any, np.ndarray, str]:
-    from tests.test_edge_inference import _data, _manifest, _model
-
-    model = _model(0, 2)
-    x, _ = _data(0, 2)
-    return model, _manifest(model, "bench-small"), x, "small HGB (tests/test_edge_inference.py), 3 features"
-
-
 def _server(ready: Any, stop: Any) -> None:
     """Child process: build the model, serve it, report (port, model text, rows) and wait for ``stop``."""
     from edge.drift import DriftMonitor
@@ -72,10 +64,7 @@ def _server(ready: Any, stop: Any) -> None:
     from edge.inference import Predictor
     from edge.metrics import Registry
 
-    try:
-        model, manifest, x, described = _default_model()
-    except ImportError:
-        model, manifest, x, described = _fallback_model()
+    model, manifest, x, described = _default_model()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / MODEL_FILE).write_bytes(model)

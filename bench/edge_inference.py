@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.release_helpers builds the manifest
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # edgeloop.testkit.releases builds the manifest
 
 from edge.telemetry import switch_off
 

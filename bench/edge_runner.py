@@ -51,9 +51,9 @@ import numpy as np  # noqa: E402
 from bench.default_model import describe, model_bytes, trained  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.runner import Runner  # noqa: E402
+from edgeloop.testkit.hub import free_port, running_hub  # noqa: E402
+from edgeloop.testkit.runner_world import ReleaseWorld, params, runner_config, site_data  # noqa: E402
 from hub.registry import add_device  # noqa: E402
-from tests.edge_runner_kit import ReleaseWorld, params, runner_config, site_data  # noqa: E402
-from tests.hub_server import free_port, running_hub  # noqa: E402
 
 RUNS = 5
 STREAM_ROWS = 20_000

@@ -5,7 +5,7 @@ bench/edge_inference.py, exported with flows.stages.export, loaded by edge.infer
 simulated stream (other seed, later dates); every row then gets its true label (feedback), goes through
 the upload filter (edge.upload_filter, default UploadPolicy), and selected rows are built
 (edge.ground_truth), spooled (edge.spool, SQLite WAL, synchronous=FULL) and uploaded in CSV batches of
-500 rows by edge.uploader to a REAL hub (uvicorn on 127.0.0.1, tests.hub_server), which lands them.
+500 rows by edge.uploader to a REAL hub (uvicorn on 127.0.0.1, edgeloop.testkit.hub), which lands them.
 
 Reports: raw bytes of every row seen (CSV of features + label, same encoder), bytes uploaded (the
 batch bodies the hub stored), their ratio (target <= 10 %), the share of labelled mistakes kept (must
@@ -42,10 +42,10 @@ from edge.inference import Predictor  # noqa: E402
 from edge.spool import Spool, SpoolEntry  # noqa: E402
 from edge.upload_filter import UploadPolicy, select  # noqa: E402
 from edge.uploader import Uploader  # noqa: E402
+from edgeloop.testkit.hub import running_hub  # noqa: E402
 from hub.registry import add_device  # noqa: E402
 from simulator.fleet import simulate_fleet  # noqa: E402
 from simulator.plant import LABEL_COLUMN, SENSOR_COLUMNS  # noqa: E402
-from tests.hub_server import running_hub  # noqa: E402
 
 DEVICES = 4
 TRAIN_ROWS = 10_000  # per device

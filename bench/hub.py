@@ -39,12 +39,12 @@ switch_off()
 
 from edge.contracts.layout import Paths  # noqa: E402
 from edge.contracts.record import batch_id  # noqa: E402
+from edgeloop.testkit.synthetic import make_rows  # noqa: E402
 from flows.params import load_params  # noqa: E402
 from hub import tokens  # noqa: E402
 from hub.db import Device, make_engine, make_sessions  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
 from simulator.batches import encode_batch  # noqa: E402
-from tests.synthetic import make_rows  # noqa: E402
 
 ROWS_PER_BATCH = 1000
 
@@ -84,8 +84,8 @@ def make_batches(paths: Paths, count: int) -> list[bytes]:
 
 
 def publish_release(paths: Paths) -> None:
+    from edgeloop.testkit.releases import make_candidate, release_config, tiny_onnx
     from flows.releases import init_repository, publish
-    from tests.release_helpers import make_candidate, release_config, tiny_onnx
 
     config = release_config(paths.root)
     init_repository(config)

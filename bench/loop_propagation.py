@@ -3,7 +3,7 @@
     .venv/bin/python bench/loop_propagation.py            # N=100 at 5 s and N=500 at 20 s, 3 runs each
 
 The hub is ``edgeloop hub serve`` in its own process on 127.0.0.1, serving a TUF repository made by
-``tests.edge_runner_kit.ReleaseWorld`` (real HistGradientBoosting models exported to ONNX, manifests
+``edgeloop.testkit.runner_world.ReleaseWorld`` (real HistGradientBoosting models exported to ONNX, manifests
 from the real params.yaml). The runners live in ``--workers`` worker processes, one thread per runner,
 and each runner runs the real update path: its own ``edge.state.StateDir`` and TUF metadata cache, one
 ``edge.updates.ReleaseUpdater`` polling ``channels/canary.json``, with the first poll at a uniform
@@ -313,7 +313,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def scenario(size: int, interval: float, runs: int, workers: int, seed: int) -> dict[str, Any]:
-    from tests.edge_runner_kit import FAST_POLICY, ReleaseWorld, params, site_data, write_candidate
+    from edgeloop.testkit.runner_world import FAST_POLICY, ReleaseWorld, params, site_data, write_candidate
 
     base = Path(tempfile.mkdtemp(prefix=f"edgeloop-prop-{size}-"))
     try:

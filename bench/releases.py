@@ -16,14 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.release_helpers builds candidates
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # edgeloop.testkit.releases builds candidates
 
 from edge.telemetry import switch_off
 
 switch_off()
 
+from edgeloop.testkit.releases import fetch, make_candidate, release_config, tamper_server, tiny_onnx  # noqa: E402
 from flows.releases import init_repository, publish  # noqa: E402
-from tests.release_helpers import fetch, make_candidate, release_config, tamper_server, tiny_onnx  # noqa: E402
 
 REPEAT = 7
 

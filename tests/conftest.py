@@ -6,34 +6,17 @@ session-scoped so their start-up cost is paid once.
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from edge.telemetry import switch_off
 
 switch_off()
 
-REPO = Path(__file__).resolve().parents[1]
+from edgeloop.testkit.project import REPO, override, repo_params_raw  # noqa: E402
 
-
-def repo_params_raw() -> dict[str, Any]:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def override(raw: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``raw`` with ``{"train.model": "rf"}``-style keys replaced."""
-    out = copy.deepcopy(raw)
-    for key, value in dotted.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return out
+__all__ = ["REPO", "override", "repo_params_raw"]
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from edge.contracts.layout import Paths
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.synthetic import make_rows, second_schema
 from flows.params import Params, parse_params
 from flows.stages.train import class_indices, features_matrix
-from tests.conftest import override, repo_params_raw
-from tests.synthetic import make_rows, second_schema
 
 
 def make_params(overrides: dict[str, Any] | None = None, three_class: bool = False) -> Params:

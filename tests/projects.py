@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO, override, repo_params_raw
+from edgeloop.testkit.project import REPO, override, repo_params_raw
 
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", "data/uploads/README.md"]
 PROJECT_DIRS = ["flows", "edge", "simulator", "edgeloop"]

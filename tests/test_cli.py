@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from edge.telemetry import SWITCHES, switch_off
-from tests.conftest import override, repo_params_raw
+from edgeloop.testkit.project import override, repo_params_raw
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 COMMANDS = ["simulate", "stage", "retrain", "serve", "check-params", "release", "hub", "devices", "fleet"]

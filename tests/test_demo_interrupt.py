@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from edgeloop.testkit.project import REPO
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 

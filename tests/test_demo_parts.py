@@ -27,11 +27,11 @@ from edge.runner import Runner
 from edgeloop.demo.plant import CHUNK_ROWS, Plant, device_rows
 from edgeloop.demo.report import headline, terminal_summary, write_report
 from edgeloop.demo.timeline import Event, Sample, Timeline, accuracy_by_group, adoption, cumulative_bytes
+from edgeloop.testkit.hub import running_hub
+from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, runner_config, wait_for
 from flows.releases import promote
 from hub.registry import add_device
 from simulator.plant import OFFSET_AMOUNT, SENSOR_COLUMNS
-from tests.edge_runner_kit import ReleaseWorld, model_bytes, runner_config, wait_for
-from tests.hub_server import running_hub
 
 ROWS_PER_TICK = 200
 MINUTES_PER_ROW = 5.0  # a tick is 16.7 simulated hours

@@ -16,8 +16,8 @@ from edge.contracts.decision import decide_many as decide
 from edge.contracts.manifest import Manifest, ManifestError, ReferenceStats, model_file
 from edge.contracts.schema import FeatureSpec
 from edge.inference import InputError, ModelSlot, Predictor
+from edgeloop.testkit.releases import make_manifest
 from flows.inference import score
-from tests.release_helpers import make_manifest
 
 FEATURES = (
     FeatureSpec("temp", "float", 0.0, 100.0, "C", True),

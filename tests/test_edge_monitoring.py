@@ -17,7 +17,7 @@ from edge.contracts.schema import FeatureSpec
 from edge.drift import EPSILON, DriftMonitor, psi
 from edge.health import HealthMonitor, WatchRules, WatchWindow
 from edge.metrics import CONTENT_TYPE, Registry
-from tests.release_helpers import make_manifest, tiny_onnx
+from edgeloop.testkit.releases import make_manifest, tiny_onnx
 
 # --- drift ---------------------------------------------------------------------------------------------
 

@@ -28,9 +28,9 @@ import pytest
 
 from edge.config import load_config
 from edge.runner import Runner
+from edgeloop.testkit.hub import HubHandle, free_port, running_hub
+from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, params, runner_config, site_data, wait_for
 from hub.registry import add_device
-from tests.edge_runner_kit import ReleaseWorld, model_bytes, params, runner_config, site_data, wait_for
-from tests.hub_server import HubHandle, free_port, running_hub
 
 EDGE_RUNNER = str(Path(sys.executable).parent / "edge-runner")
 

@@ -22,11 +22,11 @@ from edge.ground_truth import UploadColumns, build_row, encode_csv, encode_rows
 from edge.inference import Prediction
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.upload_filter import Selection, UploadPolicy, sample_unit, select
+from edgeloop.testkit.project import REPO
+from edgeloop.testkit.releases import make_manifest, tiny_onnx
 from flows.ingest.normalise import normalise
 from flows.ingest.reader import read_batch
 from flows.params import load_params
-from tests.conftest import REPO
-from tests.release_helpers import make_manifest, tiny_onnx
 
 COLUMNS = UploadColumns()
 

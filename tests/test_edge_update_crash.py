@@ -19,7 +19,8 @@ import pytest
 
 from edge.inference import Predictor
 from edge.state import StateDir, release_problem
-from tests.release_helpers import REPO, make_manifest, tiny_onnx
+from edgeloop.testkit.project import REPO
+from edgeloop.testkit.releases import make_manifest, tiny_onnx
 
 KILLS = 60
 PAD = 24 * 1024 * 1024  # bytes of padding in each model: makes the copy long enough to be hit

@@ -27,8 +27,8 @@ from edge.releases import ClientLimits
 from edge.shadow import compare, metric_score, schema_compatible
 from edge.state import StateDir, StateError, StateLocked
 from edge.updates import ReleaseUpdater, UpdateOutcome, load_current, runner_too_old
+from edgeloop.testkit.releases import forge, make_candidate, make_manifest, release_config, tamper_server, tiny_onnx
 from flows.releases import init_repository, publish
-from tests.release_helpers import forge, make_candidate, make_manifest, release_config, tamper_server, tiny_onnx
 
 SHADOW_ROWS = 300
 

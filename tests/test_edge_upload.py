@@ -36,15 +36,15 @@ from edge.inference import Predictor
 from edge.spool import RecentLabelled, Spool, SpoolEntry
 from edge.upload_filter import UploadPolicy, select
 from edge.uploader import Uploader
+from edgeloop.testkit.hub import HubHandle, free_port, running_hub
+from edgeloop.testkit.project import REPO
+from edgeloop.testkit.releases import make_manifest
+from edgeloop.testkit.synthetic import make_rows
 from flows.ingest.normalise import normalise
 from flows.ingest.reader import read_batch
 from flows.params import load_params
 from hub.registry import add_device
-from tests.conftest import REPO
 from tests.edge_upload_child import TOKEN_ENV
-from tests.hub_server import HubHandle, free_port, running_hub
-from tests.release_helpers import make_manifest
-from tests.synthetic import make_rows
 
 COLUMNS = UploadColumns()
 START = datetime(2026, 3, 1, tzinfo=UTC)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.synthetic import second_schema, write_uploads
 from flows.ingest.offline_docs import remote_loads
 from flows.params import parse_params
-from tests.conftest import override, repo_params_raw
-from tests.synthetic import second_schema, write_uploads
 
 pytestmark = pytest.mark.integration
 

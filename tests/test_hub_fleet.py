@@ -24,13 +24,13 @@ from typer.testing import CliRunner
 
 from edge.contracts.layout import Paths
 from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from edgeloop.testkit.hub import running_hub
+from edgeloop.testkit.project import override, repo_params_raw
 from flows.loop.estimates import ESTIMATES_FILE, fleet_estimates, write_estimates
 from flows.params import load_params
 from hub import tokens
 from hub.db import Device, Heartbeat, Upload, utc_now
 from hub.fleet_view import status_of
-from tests.conftest import override, repo_params_raw
-from tests.hub_server import running_hub
 
 BEAT = {
     "model_version": "3",

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
+from edgeloop.testkit.hub import running_hub
 from hub import tokens
 from hub.db import Device
-from tests.hub_server import running_hub
 
 DEVICE = "fuzz-dev"
 EXAMPLES_PER_OPERATION = 60

@@ -1,6 +1,6 @@
 """The hub serving the TUF release repository (real uvicorn, real HTTP, a real python-tuf client).
 
-A repository is made with tests/release_helpers (init + publish a candidate), the hub's
+A repository is made with edgeloop.testkit.releases (init + publish a candidate), the hub's
 ``release.repository`` points at it through params.yaml in the hub's root. Covers caching headers,
 strong ETags and 304s, no listing and no traversal, and a device updating through the hub with a
 no-change poll costing only timestamp.json and the next root's 404.
@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from edge.releases import fetch_release
+from edgeloop.testkit.hub import running_hub
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.releases import make_candidate, release_config, tiny_onnx
 from flows.releases import publish
 from flows.releases.maintenance import init_repository
-from tests.conftest import override, repo_params_raw
-from tests.hub_server import running_hub
-from tests.release_helpers import make_candidate, release_config, tiny_onnx
 
 
 @pytest.fixture(scope="module")

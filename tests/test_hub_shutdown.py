@@ -16,14 +16,14 @@ import httpx
 import yaml
 
 from edge.contracts.layout import Paths
+from edgeloop.testkit.hub import free_port
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.synthetic import make_rows
 from flows.params import load_params
 from hub.db import make_engine, make_sessions
 from hub.registry import add_device
 from hub.settings import HubSettings
 from simulator.batches import encode_batch
-from tests.conftest import override, repo_params_raw
-from tests.hub_server import free_port
-from tests.synthetic import make_rows
 
 
 def test_sigterm_lets_an_in_flight_upload_finish(tmp_path: Path) -> None:

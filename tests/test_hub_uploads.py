@@ -20,13 +20,13 @@ import yaml
 from typer.testing import CliRunner
 
 from edgeloop.devices_cli import devices_app
+from edgeloop.testkit.hub import HubHandle, running_hub
+from edgeloop.testkit.project import repo_params_raw
+from edgeloop.testkit.synthetic import make_rows
 from flows.params import load_params
 from hub.registry import add_device
 from hub.tokens import parse as parse_token
 from simulator.batches import encode_batch
-from tests.conftest import repo_params_raw
-from tests.hub_server import HubHandle, running_hub
-from tests.synthetic import make_rows
 
 MAX_BYTES = 64 * 1024
 PARQUET = "application/vnd.apache.parquet"

@@ -18,6 +18,7 @@ from edge.atomic import write_text_atomic
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edge.contracts.record import batch_id, land_batch
+from edgeloop.testkit.project import override
 from flows.dataset import load_curated
 from flows.ingest import ledger
 from flows.ingest import quarantine as quarantine_module
@@ -27,7 +28,6 @@ from flows.params import Params, parse_params
 from flows.stages import ingest as stage
 from simulator.batches import write_batch
 from tests.bad_batches import good_frame, place, to_csv
-from tests.conftest import override
 
 METRIC_KEYS = ["batches", "curated", "quarantined", "rows", "duplicates_dropped", "quarantined_share"]
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from edge.contracts.layout import Paths
+from edgeloop.testkit.project import override, repo_params_raw
 from flows.dataset import load_curated
 from flows.params import Params, parse_params
 from flows.stages import ingest as stage
 from simulator.batches import write_batch
 from tests.bad_batches import Bad, bad_corpus, good_frame, place, too_large
-from tests.conftest import override, repo_params_raw
 
 MAX_BYTES = 60_000
 SCHEMA = parse_params(repo_params_raw()).schema

@@ -18,8 +18,8 @@ import pytest
 
 from edgeloop.demo.run import run_demo
 from edgeloop.demo.workspace import DemoSettings
+from edgeloop.testkit.project import REPO
 from flows.loop.log import read_decisions
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")

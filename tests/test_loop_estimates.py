@@ -1,7 +1,7 @@
 """Fleet estimates from filtered uploads against the simulator's known truth (flows.loop.estimates).
 
 The uploads are made the way an edge runner makes them: simulated machines (simulator.fleet), a real
-ONNX model (tests.edge_runner_kit) served by edge.inference.Predictor, the real upload filter with its
+ONNX model (edgeloop.testkit.runner_world) served by edge.inference.Predictor, the real upload filter with its
 default policy (edge.upload_filter.select), rows built and encoded by edge.ground_truth as the CSV
 the runner sends, landed content-addressed in a temporary landing zone and read back with
 ``load_uploads``. The truth is the accuracy and label balance over every labelled row, uploaded or not.
@@ -32,6 +32,7 @@ from edge.contracts.record import (
 from edge.ground_truth import UploadColumns, build_row, encode_rows
 from edge.inference import Predictor
 from edge.upload_filter import UploadPolicy, select
+from edgeloop.testkit.runner_world import params, write_candidate
 from flows.loop.estimates import (
     accuracy,
     fleet_estimates,
@@ -43,7 +44,6 @@ from flows.loop.estimates import (
     write_estimates,
 )
 from simulator.fleet import simulate_device
-from tests.edge_runner_kit import params, write_candidate
 
 DEVICES = 4
 ROWS = 3000  # per device and seed

@@ -22,13 +22,13 @@ import yaml
 from typer.testing import CliRunner
 
 from edgeloop.cli import app
+from edgeloop.testkit.hub import free_port, running_hub
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.synthetic import make_rows
 from flows.loop.log import read_decisions
 from flows.params import load_params
 from hub.registry import add_device
 from simulator.batches import write_batch
-from tests.conftest import override, repo_params_raw
-from tests.hub_server import free_port, running_hub
-from tests.synthetic import make_rows
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def test_drifting_fleet_retrains_once_within_the_cooldown(prefect_server, tmp_pa
 
 
 def test_hub_down_leaves_the_fleet_unknown_and_the_landing_zone_still_fires(prefect_server, tmp_path):
-    from tests.synthetic import write_uploads
+    from edgeloop.testkit.synthetic import write_uploads
 
     root = make_project(tmp_path / "p", {"loop.monitor.min_new_rows": 500})
     params = load_params(root / "params.yaml")

@@ -1,6 +1,6 @@
 """Staged rollout: the ``promote-soaked`` flow decides canary -> stable by fleet health, with the real parts.
 
-A real TUF repository (tests.edge_runner_kit.ReleaseWorld: real HGB models) served by a real hub on
+A real TUF repository (edgeloop.testkit.runner_world.ReleaseWorld: real HGB models) served by a real hub on
 127.0.0.1, devices that heartbeat and upload through edge.hub_client as runners do (and one real edge
 runner that rolls a bad release back by itself), the flow on the session's real Prefect temporary
 server. Covers: a good canary release with enough devices and rows is promoted to stable, and the next
@@ -30,6 +30,9 @@ from edge.ground_truth import encode_rows
 from edge.heartbeat import heartbeat_body
 from edge.hub_client import HubClient
 from edge.runner import Runner
+from edgeloop.testkit.hub import HubHandle, free_port, running_hub
+from edgeloop.testkit.project import override, repo_params_raw
+from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, params, runner_config, site_data
 from flows.loop.estimates import Estimate
 from flows.loop.log import read_decisions
 from flows.loop.promotion import Rejection, SoakEvidence, decide
@@ -37,9 +40,6 @@ from flows.params import PromotionParams
 from flows.releases import list_releases, promote
 from flows.releases.history import read_events
 from hub.registry import add_device
-from tests.conftest import override, repo_params_raw
-from tests.edge_runner_kit import ReleaseWorld, model_bytes, params, runner_config, site_data
-from tests.hub_server import HubHandle, free_port, running_hub
 
 RULES = {"soak_s": 0, "min_devices": 2, "min_labelled_rows": 80, "accuracy_tolerance": 0.02}
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from edgeloop.testkit.project import override, repo_params_raw
 from flows.loop.triggers import DeviceState, Observations, decide, last_training, parse_time
 from flows.params import parse_params
-from tests.conftest import override, repo_params_raw
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from edgeloop.testkit.project import REPO, override
 from flows.params import ParamsError, load_params, parse_params
-from tests.conftest import REPO, override
 
 
 def test_repository_params_load_and_are_frozen():

@@ -14,10 +14,7 @@ from tuf.api.metadata import TargetFile
 
 from edge.contracts.release_layout import pointer_bytes, pointer_custom
 from edge.releases import ClientLimits, ReleaseRejected, ReleaseUnavailable
-from flows.releases import init_repository, publish, rotate_key
-from flows.releases.keys import key_file
-from flows.releases.repository import LocalRepository
-from tests.release_helpers import (
+from edgeloop.testkit.releases import (
     fetch,
     forge,
     make_candidate,
@@ -26,6 +23,9 @@ from tests.release_helpers import (
     tamper_server,
     tiny_onnx,
 )
+from flows.releases import init_repository, publish, rotate_key
+from flows.releases.keys import key_file
+from flows.releases.repository import LocalRepository
 
 
 class World:

@@ -13,11 +13,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from edgeloop.testkit.project import REPO
+from edgeloop.testkit.releases import config_json, fetch, make_candidate, release_config, tamper_server, tiny_onnx
 from flows.releases import init_repository, publish, verify_repository
 from flows.releases.config import ReleaseConfig
 from flows.releases.history import read_events
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers
-from tests.release_helpers import REPO, config_json, fetch, make_candidate, release_config, tamper_server, tiny_onnx
 
 TRIALS = 30
 
@@ -25,7 +26,7 @@ TRIALS = 30
 def start_worker(config: ReleaseConfig, candidate: Path) -> subprocess.Popen[str]:
     """A process that has imported everything and publishes when told to (``go``)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.release_helpers", "publish", config_json(config), str(candidate), "canary"],
+        [sys.executable, "-m", "edgeloop.testkit.releases", "publish", config_json(config), str(candidate), "canary"],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from edge.contracts.errors import UserError
 from edge.contracts.manifest import Manifest
+from edgeloop.testkit.project import REPO
+from edgeloop.testkit.releases import fetch, make_candidate, release_config, staged, tamper_server, tiny_onnx
 from flows.releases import (
     init_repository,
     list_releases,
@@ -29,7 +31,6 @@ from flows.releases import (
 )
 from flows.releases.keys import env_var, key_file
 from flows.releases.repository import LocalRepository
-from tests.release_helpers import REPO, fetch, make_candidate, release_config, staged, tamper_server, tiny_onnx
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import simulator
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, PROBABILITIES, UPLOAD_REASON
+from edgeloop.testkit.project import REPO, override
 from flows.params import Params, load_params, parse_params
 from flows.stages import simulate as simulate_stage
-from tests.conftest import REPO, override
 
 START = "2026-01-01T00:00:00Z"
 SENSORS = list(simulator.SENSOR_COLUMNS)

@@ -6,8 +6,8 @@ import ast
 
 import yaml
 
+from edgeloop.testkit.project import REPO
 from flows.stages import STAGES
-from tests.conftest import REPO
 
 
 def test_dvc_stages_match_the_stage_list_and_driver():

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from edge.contracts.layout import Paths
+from edgeloop.testkit.project import override
 from flows.params import Params, parse_params
 from flows.stages import StageError
 from flows.stages import export as export_stage
 from flows.stages import train as train_stage
-from tests.conftest import override
 
 FEATURES = ["a", "b", "c"]
 

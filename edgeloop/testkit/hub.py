@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edgeloop.testkit.project import REPO
 from hub.embedded import EmbeddedHub, embedded_hub, free_port
-from tests.conftest import REPO
 
 __all__ = ["HubHandle", "free_port", "running_hub"]
 

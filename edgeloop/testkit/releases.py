@@ -1,6 +1,6 @@
 """Test kit for signed releases: tiny real ONNX models, fake candidate folders, a release config in a
 temporary folder, an HTTP server on 127.0.0.1 that can tamper with what it serves, and a publish
-worker process (``python -m tests.release_helpers publish CONFIG_JSON CANDIDATE CHANNEL``) that
+worker process (``python -m edgeloop.testkit.releases publish CONFIG_JSON CANDIDATE CHANNEL``) that
 imports everything, says ``ready``, and publishes when it reads a line on stdin (so a test can kill it
 at a chosen moment inside the publish, not during imports).
 
@@ -30,8 +30,6 @@ from edge.contracts.schema import FeatureSpec
 from edge.releases import ClientLimits, FetchedRelease, fetch_release
 from flows.releases import Expiry, ReleaseConfig
 from flows.releases.verify import QuietHandler
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @functools.lru_cache(maxsize=4)

@@ -22,11 +22,11 @@ import numpy as np
 import yaml
 
 from edge.contracts.manifest import EdgePolicy
+from edgeloop.testkit.project import REPO, override, repo_params_raw
+from edgeloop.testkit.releases import make_candidate, make_manifest, release_config
 from flows.params import Params, load_params
 from flows.releases import init_repository, publish
 from flows.releases.config import ReleaseConfig
-from tests.conftest import REPO, override, repo_params_raw
-from tests.release_helpers import make_candidate, make_manifest, release_config
 
 FAST_POLICY = EdgePolicy(shadow_margin=0.02, min_shadow_rows=100, accuracy_floor=0.8, watch_window_s=600.0,
                          watch_min_feedback=40, max_model_errors=5)
