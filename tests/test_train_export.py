@@ -86,7 +86,7 @@ def test_export_is_deterministic(raw_params, tmp_path):
 
 
 def test_parity_check_catches_random_forest_trained_on_missing_values(raw_params, tmp_path):
-    """STACK-NOTES: skl2onnx converts a RandomForest fitted on NaN wrongly. Unimputed, it must fail."""
+    """skl2onnx converts a RandomForest fitted on NaN wrongly (docs/stack.md). Unimputed, it must fail."""
     from sklearn.ensemble import RandomForestClassifier
 
     frame = toy_frame(2000, 4, [0, 1], missing=0.3)
