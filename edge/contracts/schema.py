@@ -37,7 +37,7 @@ __all__ = [
 
 ClassValue = int | str
 DTYPES: tuple[str, ...] = ("float", "int")
-ROLES: tuple[str, ...] = ("event_id", "device_id", "event_time")
+ID_COLUMNS: tuple[str, ...] = ("event_id", "device_id", "event_time")
 
 
 class SchemaError(UserError, ValueError):
@@ -198,13 +198,13 @@ def _label(raw: object, path: str) -> LabelSpec:
 
 def parse_schema(raw: object, path: str = "schema") -> DataSchema:
     """A validated DataSchema from a params.yaml-style mapping; SchemaError naming the key otherwise."""
-    top = _mapping(raw, path, ("features", "label", *ROLES), ("features", "label", *ROLES))
+    top = _mapping(raw, path, ("features", "label", *ID_COLUMNS), ("features", "label", *ID_COLUMNS))
     items = top["features"]
     if not isinstance(items, list | tuple) or not items:
         raise SchemaError(f"{path}.features: expected a non-empty list of features, got {_shown(items)}")
     features = tuple(parse_feature(item, f"{path}.features[{i}]") for i, item in enumerate(items))
     label = _label(top["label"], f"{path}.label")
-    roles = {role: _name(top[role], f"{path}.{role}") for role in ROLES}
+    roles = {role: _name(top[role], f"{path}.{role}") for role in ID_COLUMNS}
     schema = DataSchema(features, label, roles["event_id"], roles["device_id"], roles["event_time"])
     names = schema.column_names
     repeated = sorted({n for n in names if names.count(n) > 1})

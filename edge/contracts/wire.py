@@ -18,7 +18,7 @@ from __future__ import annotations
 from edge.contracts.record import UPLOAD_REASONS
 
 __all__ = [
-    "ACTIONS",
+    "DEVICE_ACTIONS",
     "CSV",
     "EVICTION_REASONS",
     "FLEET_PATH",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 # paths and headers
-ACTIONS: tuple[str, ...] = ("uploads", "summaries", "heartbeat")
+DEVICE_ACTIONS: tuple[str, ...] = ("uploads", "summaries", "heartbeat")
 FLEET_PATH = "/v1/fleet"
 IDEMPOTENCY_KEY = "Idempotency-Key"
 CSV = "text/csv"
@@ -85,7 +85,7 @@ HEARTBEAT_FIELDS: dict[str, str] = {
 
 
 def device_path(device_id: str, action: str) -> str:
-    """``/v1/devices/<device_id>/<action>`` (the caller validated the id; ``action`` is one of ACTIONS)."""
-    if action not in ACTIONS:
-        raise ValueError(f"action {action!r} is not one of {ACTIONS}")
+    """``/v1/devices/<device_id>/<action>`` (the caller validated the id; ``action`` is one of DEVICE_ACTIONS)."""
+    if action not in DEVICE_ACTIONS:
+        raise ValueError(f"action {action!r} is not one of {DEVICE_ACTIONS}")
     return f"/v1/devices/{device_id}/{action}"
