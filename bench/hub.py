@@ -39,9 +39,12 @@ switch_off()
 
 from edge.contracts.layout import Paths  # noqa: E402
 from edge.contracts.record import batch_id  # noqa: E402
+from edge.contracts.release_layout import METADATA_PATH  # noqa: E402
+from edge.contracts.wire import IDEMPOTENCY_KEY, PARQUET_TYPES, device_path  # noqa: E402
 from edgeloop.testkit.synthetic import make_rows  # noqa: E402
 from flows.params import load_params  # noqa: E402
 from hub import tokens  # noqa: E402
+from hub.clock import SystemClock  # noqa: E402
 from hub.db import Device, make_engine, make_sessions  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
 from simulator.batches import encode_batch  # noqa: E402
@@ -61,12 +64,13 @@ def register(paths: Paths, devices: int) -> dict[str, str]:
     settings = HubSettings.load(paths.root)
     sessions = make_sessions(make_engine(settings.database_url))
     issued = {}
+    now = SystemClock().now()
     with sessions() as session:
         for i in range(devices):
             token = tokens.issue()
             name = f"bench-{i:04d}"
             session.add(Device(device_id=name, channel="canary", token_id=token.token_id,
-                               token_salt=token.salt, token_digest=token.digest))
+                               token_salt=token.salt, token_digest=token.digest, created_at=now))
             issued[name] = token.token
         session.commit()
     return issued
@@ -127,8 +131,9 @@ BATCH_POOL = 800  # distinct bodies; with N devices that is N * 800 distinct (de
 
 
 def write_load_files(folder: Path, issued: dict[str, str], batches: list[bytes]) -> None:
+    """What bench/hub_uploads.lua reads: per device its upload path and token, and the batch bodies with keys."""
     (folder / "batches").mkdir(parents=True)
-    (folder / "manifest.tsv").write_text("".join(f"{d}\t{t}\n" for d, t in issued.items()))
+    (folder / "manifest.tsv").write_text("".join(f"{device_path(d, 'uploads')}\t{t}\n" for d, t in issued.items()))
     for i, body in enumerate(batches):
         (folder / "batches" / f"{i}.parquet").write_bytes(body)
         (folder / "batches" / f"{i}.key").write_text(batch_id(body) + "\n")
@@ -172,11 +177,12 @@ done = function(summary, latency, requests)
   for _, t in ipairs(threads) do total = total + t:get("bad") end
   io.write("UNEXPECTED " .. total .. "\\n")
 end
-init = function(args) etag = args[1] end
+local metadata = nil
+init = function(args) etag, metadata = args[1], args[2] end
 request = function()
   i = i + 1
-  if i % 2 == 1 then return wrk.format("GET", "/releases/metadata/2.root.json") end
-  return wrk.format("GET", "/releases/metadata/timestamp.json", {["If-None-Match"] = etag})
+  if i % 2 == 1 then return wrk.format("GET", metadata .. "2.root.json") end
+  return wrk.format("GET", metadata .. "timestamp.json", {["If-None-Match"] = etag})
 end
 """
 
@@ -207,9 +213,10 @@ def bench(devices: int, seconds: float, workers: int) -> dict:
         hub = start_hub(paths, port, workers)
         try:
             url = f"http://127.0.0.1:{port}"
-            uploads = wrk(url, devices, seconds, REPO / "bench" / "hub_uploads.lua", str(work / "load"))
-            etag = httpx.get(f"{url}/releases/metadata/timestamp.json").headers["etag"]
-            polls = wrk(url, devices, seconds, work / "poll.lua", etag)
+            uploads = wrk(url, devices, seconds, REPO / "bench" / "hub_uploads.lua", str(work / "load"),
+                          IDEMPOTENCY_KEY, PARQUET_TYPES[0])
+            etag = httpx.get(f"{url}{METADATA_PATH}timestamp.json").headers["etag"]
+            polls = wrk(url, devices, seconds, work / "poll.lua", etag, METADATA_PATH)
             polls["polls_per_s"] = polls["requests_per_s"] / 2
             rss = rss_mib(hub.pid)
         finally:

@@ -1,7 +1,9 @@
 -- wrk script: each request uploads a distinct (device, batch) pair to the hub.
--- bench/hub.py writes the batch files and a manifest and passes their folder as the first argument:
---   manifest.tsv lines: <device_id>\t<token>   and  batches/<i>.parquet with batches/<i>.key (sha256)
+-- bench/hub.py writes the batch files and a manifest and passes, from edge/contracts: the folder, the
+-- idempotency key's header name and the batches' content type:
+--   manifest.tsv lines: <upload path>\t<token>   and  batches/<i>.parquet with batches/<i>.key (sha256)
 local devices, bodies, keys = {}, {}, {}
+local key_header, content_type = nil, nil
 local n, thread_id = 0, 0
 local counter = 0
 local threads = {}
@@ -25,9 +27,10 @@ end
 
 init = function(args)
   local folder = args[1]
+  key_header, content_type = args[2], args[3]
   for line in io.lines(folder .. "/manifest.tsv") do
-    local device, token = line:match("^(%S+)\t(%S+)$")
-    devices[#devices + 1] = {device, token}
+    local path, token = line:match("^(%S+)\t(%S+)$")
+    devices[#devices + 1] = {path, token}
   end
   local i = 0
   while true do
@@ -47,9 +50,9 @@ request = function()
   local d = devices[(n % #devices) + 1]
   local b = (math.floor(n / #devices) % #bodies) + 1
   n = n + 1
-  return wrk.format("POST", "/v1/devices/" .. d[1] .. "/uploads", {
+  return wrk.format("POST", d[1], {
     ["Authorization"] = "Bearer " .. d[2],
-    ["Idempotency-Key"] = keys[b],
-    ["Content-Type"] = "application/vnd.apache.parquet",
+    [key_header] = keys[b],
+    ["Content-Type"] = content_type,
   }, bodies[b])
 end

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.contracts.errors import UserError
+from edge.contracts.names import DEVICE_ID_RULE
 from edgeloop.cli_common import RootOption, sub_app
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 devices_app = sub_app("Edge devices allowed to talk to the hub: add (issues a token), list, revoke.")
 out = Console()
 note = Console(stderr=True)
-
 
 
 @contextmanager
@@ -62,7 +62,7 @@ def _when(moment: datetime | None) -> str:
 
 @devices_app.command()
 def add(
-    name: Annotated[str, typer.Argument(help="Device id (1-64 of A-Z a-z 0-9 . _ -).")],
+    name: Annotated[str, typer.Argument(help=f"Device id ({DEVICE_ID_RULE}).")],
     channel: Annotated[
         str, typer.Option(help="Release channel the device follows: canary, stable or one the repository has.")
     ] = "stable",

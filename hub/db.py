@@ -1,23 +1,35 @@
-"""The hub's tables (devices, uploads, heartbeats) with SQLAlchemy 2.0, and engine set-up.
+"""The hub's tables (devices, uploads, heartbeats) with SQLAlchemy 2.0, the engine set-up and its probe.
 
 Portable SQL only, so the same code runs on SQLite (default, one hub process) and PostgreSQL (by URL,
 several hub processes). SQLite gets WAL mode and a busy timeout so concurrent requests wait instead of
-failing. Leaves out migrations (tables are created if missing).
+failing. No column reads the time by itself: whoever writes a row passes its timestamps (from the hub's
+clock, hub.clock). SQLite hands timestamps back without a zone; they are UTC. Queries live in hub.store.
+Leaves out migrations (tables are created if missing).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, UniqueConstraint, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["Base", "Device", "Heartbeat", "Upload", "make_engine", "make_sessions", "reachable"]
 
 
 class Base(DeclarativeBase):
@@ -32,7 +44,7 @@ class Device(Base):
     token_id: Mapped[str] = mapped_column(String(16), unique=True, index=True)
     token_salt: Mapped[str] = mapped_column(String(32))
     token_digest: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
@@ -46,7 +58,7 @@ class Upload(Base):
     path: Mapped[str] = mapped_column(String(512))
     bytes: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(BigInteger)
-    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Heartbeat(Base):
@@ -55,7 +67,7 @@ class Heartbeat(Base):
     __tablename__ = "heartbeats"
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -79,5 +91,15 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def make_sessions(engine: Engine) -> sessionmaker:  # type: ignore[type-arg]
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reachable(engine: Engine) -> bool:
+    """True when the database answers ``SELECT 1``."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

@@ -1,10 +1,11 @@
 """The hub inside another program: uvicorn on 127.0.0.1 in a background thread (``edgeloop demo``, tests).
 
-``embedded_hub(root, port=None)`` builds the app from ``root/params.yaml`` (the same ``create_app`` as
-``edgeloop hub serve``), serves it on loopback (an ephemeral port unless one is given), waits until it
-accepts connections, yields an ``EmbeddedHub`` (base URL, admin token, app, settings) and stops the
-server on the way out, also when the body raised. Leaves out TLS, workers and signal handling: the
-embedding program owns those.
+``embedded_hub(root, port=None, clock=None)`` builds the app from ``root/params.yaml`` (the same
+``create_app`` as ``edgeloop hub serve``, with ``clock`` when given: a test's ``hub.clock.ManualClock``),
+serves it on loopback (an ephemeral port unless one is given), waits until it accepts connections,
+yields an ``EmbeddedHub`` (base URL, admin token, app, settings, root, clock) and stops the server on
+the way out, also when the body raised. Leaves out TLS, workers and signal handling: the embedding
+program owns those (uvicorn installs no signal handlers outside the main thread).
 """
 
 from __future__ import annotations
@@ -18,18 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hub.clock import Clock, SystemClock
+
 __all__ = ["EmbeddedHub", "embedded_hub", "free_port"]
 
 START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
 
 
 @dataclass
 class EmbeddedHub:
     url: str
     admin_token: str
-    app: Any
+    app: Any  # fastapi.FastAPI
     settings: Any  # hub.settings.HubSettings
     root: Path
+    clock: Clock
 
 
 def free_port() -> int:
@@ -39,7 +44,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_hub(root: Path, port: int | None = None) -> Iterator[EmbeddedHub]:
+def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None) -> Iterator[EmbeddedHub]:
     import uvicorn
 
     from edge.contracts.layout import Paths
@@ -48,10 +53,10 @@ def embedded_hub(root: Path, port: int | None = None) -> Iterator[EmbeddedHub]:
 
     paths = Paths.at(root)
     settings = HubSettings.load(paths.root)
-    app = create_app(settings)
+    clock = clock or SystemClock()
+    app = create_app(settings, clock)
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the embedding program's job
     thread = threading.Thread(target=server.run, name="edgeloop-hub", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -62,7 +67,7 @@ def embedded_hub(root: Path, port: int | None = None) -> Iterator[EmbeddedHub]:
         time.sleep(0.02)
     try:
         token = settings.admin_token_file.read_text().strip()
-        yield EmbeddedHub(f"http://127.0.0.1:{port}", token, app, settings, Path(root))
+        yield EmbeddedHub(f"http://127.0.0.1:{port}", token, app, settings, Path(root), clock)
     finally:
         server.should_exit = True
-        thread.join(timeout=20)
+        thread.join(timeout=STOP_TIMEOUT_S)

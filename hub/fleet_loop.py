@@ -1,77 +1,31 @@
 """The loop's view of the fleet: estimated accuracy, largest drift and who runs which release.
 
-``load_estimates(path)`` reads the project's ``data/loop/estimates.json`` (the loop's flows write it) and
-keeps the parsed document until the file changes (mtime and size). Whatever is in it, nothing here
-raises: a missing, unreadable or oddly shaped file, or one entry that is not a valid estimate, simply
-gives no estimate (null) where it would have been. Pieces are checked with pydantic (shares in [0, 1],
-finite, rows >= 0).
+Pure functions over the loop's estimates document (hub.store.estimates reads it) and reported
+heartbeat values. Whatever is in them, nothing here raises: an oddly shaped document, or one entry that
+is not a valid estimate, simply gives no estimate (null) where it would have been. Pieces are checked
+with pydantic (``hub.schemas.fleet.Interval``: shares in [0, 1], finite, rows >= 0).
 
 ``device_estimate`` picks a device's estimate for the version it runs when there are rows for it,
 else over every version it ran (``model_version`` null). ``fleet_estimates`` is the fleet summary:
 accuracy and label balance. ``releases`` groups the fleet's devices by the model version they last
 reported, with online count, channels and the version's estimated accuracy. ``max_drift`` is a
 device's largest reported PSI and its feature.
-Leaves out: computing estimates (the loop's flows) and rendering (hub.fleet_view).
+Leaves out: computing estimates (the loop's flows), reading the file and rendering (hub.fleet_view).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import threading
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-__all__ = [
-    "FleetEstimates",
-    "Interval",
-    "MaxDrift",
-    "ReleaseDevices",
-    "device_estimate",
-    "fleet_estimates",
-    "load_estimates",
-    "max_drift",
-    "releases",
-]
+from hub.fleet_status import ONLINE
+from hub.schemas.fleet import FleetEstimates, Interval, MaxDrift, ReleaseDevices
 
-Share = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-
-
-class Interval(BaseModel):
-    """An IPW estimate with its 95% interval, the naive (unweighted) value and the rows it rests on."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    value: Share
-    low: Share
-    high: Share
-    naive: Share | None = None
-    rows: Annotated[int, Field(ge=0)] = 0
-    model_version: str | None = Field(None, description="the version it is for; null: every version")
-
-
-class MaxDrift(BaseModel):
-    feature: str
-    psi: float
-
-
-class FleetEstimates(BaseModel):
-    computed_at: str | None
-    rows: int = Field(description="uploaded labelled rows the estimates rest on")
-    accuracy: Interval | None
-    label_shares: dict[str, Interval] = Field(description="estimated share of each class among labelled rows")
-
-
-class ReleaseDevices(BaseModel):
-    model_version: str
-    devices: list[str]
-    online: int
-    channels: list[str]
-    estimated_accuracy: Interval | None
+__all__ = ["device_estimate", "fleet_estimates", "max_drift", "releases"]
 
 
 class _Device(Protocol):
@@ -83,31 +37,6 @@ class _Device(Protocol):
     def status(self) -> str: ...
     @property
     def model_version(self) -> str | None: ...
-
-
-_lock = threading.Lock()
-_cache: dict[Path, tuple[tuple[int, int], dict[str, Any] | None]] = {}
-
-
-def load_estimates(path: Path) -> dict[str, Any] | None:
-    """The loop's estimates document at ``path`` (``Paths.estimates``), or None when there is none."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (stat.st_mtime_ns, stat.st_size)
-    with _lock:
-        hit = _cache.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raw = None
-    document = raw if isinstance(raw, dict) else None
-    with _lock:
-        _cache[path] = (key, document)
-    return document
 
 
 def _walk(document: object, *keys: str) -> object:
@@ -167,7 +96,7 @@ def releases(devices: Sequence[_Device], estimates: dict[str, Any] | None) -> li
         ReleaseDevices(
             model_version=version,
             devices=[d.device_id for d in group],
-            online=sum(1 for d in group if d.status == "online"),
+            online=sum(1 for d in group if d.status == ONLINE),
             channels=sorted({d.channel for d in group}),
             estimated_accuracy=_interval(_walk(estimates, "versions", version, "accuracy"), version),
         )

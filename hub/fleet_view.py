@@ -1,29 +1,32 @@
-"""The fleet at a glance: staleness rules and the rendering of the fleet as rows and as an HTML page.
+"""The fleet at a glance: the fleet document as display rows and as an HTML page.
 
-Pure functions over plain values (no database, no HTTP): ``status_of`` decides "never seen" / "online"
-/ "offline" from the last heartbeat's time, ``summary_rows`` turns the ``GET /v1/fleet`` document into
-display rows (shared by the HTML page and ``edgeloop fleet``), ``render_fleet_html`` writes the page:
-the fleet summary (estimated accuracy with its 95% interval, label balance), the devices, and per
-release the devices running it. Estimates are inverse-probability weighted (hub.fleet_loop); absent
+Pure functions over the ``GET /v1/fleet`` document (no database, no HTTP, no clock): ``summary_rows``
+turns it into display rows (shared by the HTML page and ``edgeloop fleet``), ``render_fleet_html`` writes
+the page: the fleet summary (estimated accuracy with its 95% interval, label balance), the devices, and
+per release the devices running it. Estimates are inverse-probability weighted (hub.fleet_loop); absent
 ones show as "-". An offline device is never shown with its last reported health: what it said is
 history, not its state. Every value from a device or a file is HTML-escaped. The page has inline CSS
-only (no script, no font, no CDN) so it works on a closed network.
-Leaves out: querying the database (hub.routes.fleet) and auto-refresh (reload the page).
+only (no script, no font, no CDN) so it works on a closed network. The status words are
+hub.fleet_status's (re-exported here for ``edgeloop fleet``).
+Leaves out: building the document (hub.fleet_document) and auto-refresh (reload the page).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from html import escape
-from typing import Any, Final, Literal
+from pathlib import Path
+from typing import Any
 
-NEVER_SEEN: Final = "never seen"
-ONLINE: Final = "online"
-OFFLINE: Final = "offline"
+from edge.contracts.layout import Paths
+from hub.fleet_status import NEVER_SEEN, OFFLINE, ONLINE
+
+__all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "render_fleet_html", "summary_row", "summary_rows"]
+
 COLUMNS = (
     "device", "channel", "status", "health", "model", "last heard", "accuracy", "est. accuracy (95%)", "max drift",
     "backlog", "uploads",
 )
+ESTIMATES_FILE = Paths(Path(".")).estimates.as_posix()  # as the page names it: relative to the project
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1d2330; }
@@ -36,22 +39,6 @@ td, th { border-bottom: 1px solid #e4e6ea; padding: .35rem .5rem; text-align: le
 .revoked { text-decoration: line-through; color: #66708a; }
 .muted { color: #66708a; } code { font-size: .85rem; }
 """
-
-
-Status = Literal["never seen", "online", "offline"]
-
-
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` with a UTC zone (SQLite hands timestamps back without one)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def status_of(received_at: datetime | None, now: datetime, stale_after_s: float) -> Status:
-    """"never seen" without a heartbeat, "offline" when silent longer than ``stale_after_s``, else "online"."""
-    if received_at is None:
-        return NEVER_SEEN
-    age = (as_utc(now) - as_utc(received_at)).total_seconds()
-    return OFFLINE if age > stale_after_s else ONLINE
 
 
 def human_age(seconds: float | None) -> str:
@@ -124,7 +111,8 @@ def summary_rows(fleet: dict[str, Any]) -> list[dict[str, str]]:
 def _cell(column: str, value: str, device: dict[str, Any]) -> str:
     text = escape(value)
     if column == "status":
-        css = {ONLINE: "online", OFFLINE: "offline"}.get(str(device["status"]), "never")
+        status = str(device["status"])
+        css = status if status in (ONLINE, OFFLINE) else "never"  # the CSS classes are the status words
         text = f'<span class="badge {css}">{text}</span>'
     elif column == "health" and value in {"ok", "degraded", "error"}:
         text = f'<span class="{value}">{text}</span>'
@@ -137,7 +125,7 @@ def _summary_html(fleet: dict[str, Any]) -> str:
     estimates = fleet.get("estimates")
     if not isinstance(estimates, dict):
         return ("<p class='muted'>No fleet estimates yet: the loop's monitor writes them "
-                "(<code>data/loop/estimates.json</code>) from uploaded ground truth.</p>")
+                f"(<code>{escape(ESTIMATES_FILE)}</code>) from uploaded ground truth.</p>")
     shares = estimates.get("label_shares") or {}
     balance = "; ".join(f"{escape(str(c))}: {escape(interval_text(e))}" for c, e in shares.items()) or "-"
     return (

@@ -44,14 +44,6 @@ class HubSettings:
     summaries: Path  # device summaries (aggregates-only mode): data/hub/summaries/<device_id>/<key>.json
     estimates: Path  # the loop's fleet estimates (written by the loop's flows), shown on the fleet views
 
-    @property
-    def max_upload_bytes(self) -> int:
-        return self.section.max_upload_bytes
-
-    @property
-    def stale_after_s(self) -> float:
-        return self.section.stale_after_s
-
     @classmethod
     def load(cls, root: Path | str, environ: Mapping[str, str] | None = None) -> HubSettings:
         """The settings of the project at ``root`` (its params.yaml); HubSettingsError naming the key."""

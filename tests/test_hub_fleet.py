@@ -1,8 +1,10 @@
 """Heartbeats and the fleet view against a real hub (uvicorn on 127.0.0.1, real HTTP).
 
 Devices are registered straight in the hub's database (a Device row with a token from hub.tokens), so
-these tests do not depend on the registry's CLI. Covers: heartbeat -> fleet online with its state,
-silent -> offline (never shown healthy), never seen, uploads totals, the HTML page (offline-safe, Basic
+these tests do not depend on the registry's CLI. The hub runs on a manual clock (hub.clock.ManualClock):
+a device goes silent by advancing the clock, never by sleeping. Covers: heartbeat -> fleet online with
+its state, silent -> offline (never shown healthy) exactly past the poll intervals, never seen, the
+clock behind received_at and generated_at, uploads totals, the HTML page (offline-safe, Basic
 or Bearer admin auth), 401/403/422, /healthz, /metrics and the ``edgeloop fleet`` command. The loop's
 view: per device version, largest drift, backlog, last seen and IPW estimated accuracy (from an
 estimates file written by flows.loop.estimates), the fleet summary, per release its devices; a
@@ -13,8 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pandas as pd
@@ -24,13 +25,13 @@ from typer.testing import CliRunner
 
 from edge.contracts.layout import Paths
 from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
-from edgeloop.testkit.hub import running_hub
+from edgeloop.testkit.hub import ManualClock, running_hub
 from edgeloop.testkit.project import override, repo_params_raw
 from flows.loop.estimates import ESTIMATES_FILE, fleet_estimates, write_estimates
 from flows.params import load_params
 from hub import tokens
-from hub.db import Device, Heartbeat, Upload, utc_now
-from hub.fleet_view import status_of
+from hub.db import Device, Upload
+from hub.fleet_status import status_of
 
 BEAT = {
     "model_version": "3",
@@ -44,11 +45,15 @@ BEAT = {
 }
 
 
+START = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+
+
 def register(hub, device_id: str, channel: str = "canary", revoked: bool = False) -> str:
     issued = tokens.issue()
+    now = hub.clock.now()
     with hub.app.state.sessions() as session:
         session.add(Device(device_id=device_id, channel=channel, token_id=issued.token_id, token_salt=issued.salt,
-                           token_digest=issued.digest, revoked_at=utc_now() if revoked else None))
+                           token_digest=issued.digest, created_at=now, revoked_at=now if revoked else None))
         session.commit()
     return issued.token
 
@@ -59,7 +64,7 @@ def auth(token: str) -> dict[str, str]:
 
 @pytest.fixture
 def hub(tmp_path):
-    with running_hub(tmp_path / "hub") as handle:
+    with running_hub(tmp_path / "hub", clock=ManualClock(START)) as handle:
         yield handle
 
 
@@ -73,17 +78,18 @@ def test_heartbeat_then_fleet_shows_online_offline_and_never_seen(hub) -> None:
     fresh, silent = register(hub, "press-01"), register(hub, "press-02", "stable")
     register(hub, "press-03")
     register(hub, "old-04", revoked=True)
+    healthy = {**BEAT, "channel": "stable", "health": "ok"}
+    assert httpx.post(f"{hub.url}/v1/devices/press-02/heartbeat", json=healthy, headers=auth(silent)).status_code == 200
+    hub.clock.advance(hub.settings.section.stale_after_s + 5)  # press-02 says nothing more
     got = httpx.post(f"{hub.url}/v1/devices/press-01/heartbeat", json=BEAT, headers=auth(fresh))
     assert got.status_code == 200, got.text
     assert got.json()["device_id"] == "press-01" and got.json()["state"]["health"] == "degraded"
     second = {**BEAT, "health": "ok", "model_version": "4"}  # replaces the first one
     assert httpx.post(f"{hub.url}/v1/devices/press-01/heartbeat", json=second, headers=auth(fresh)).status_code == 200
-    healthy = {**BEAT, "channel": "stable", "health": "ok"}
-    assert httpx.post(f"{hub.url}/v1/devices/press-02/heartbeat", json=healthy, headers=auth(silent)).status_code == 200
-    with hub.app.state.sessions() as session:  # press-02 went silent long ago; press-01 uploaded two batches
-        session.get(Heartbeat, "press-02").received_at = utc_now() - timedelta(seconds=hub.settings.stale_after_s + 5)
+    with hub.app.state.sessions() as session:  # press-01 uploaded two batches
         for n, size in ((1, 100), (2, 250)):
-            session.add(Upload(device_id="press-01", batch_id=f"{n:064x}", path=f"x/{n}", bytes=size, rows=10))
+            session.add(Upload(device_id="press-01", batch_id=f"{n:064x}", path=f"x/{n}", bytes=size, rows=10,
+                               stored_at=hub.clock.now()))
         session.commit()
 
     fleet = fleet_by_id(hub)
@@ -95,7 +101,7 @@ def test_heartbeat_then_fleet_shows_online_offline_and_never_seen(hub) -> None:
     assert one["uploads"] == {"count": 2, "bytes": 350}
     two = fleet["press-02"]
     assert two["status"] == "offline" and two["health"] is None  # said "ok", but silent: never shown healthy
-    assert two["last_heartbeat"]["age_s"] > hub.settings.stale_after_s
+    assert two["last_heartbeat"]["age_s"] == pytest.approx(hub.settings.section.stale_after_s + 5)
     assert fleet["press-03"]["status"] == "never seen" and fleet["press-03"]["last_heartbeat"] is None
     assert fleet["old-04"]["revoked"] is True
     assert fleet["press-03"]["uploads"] == {"count": 0, "bytes": 0}
@@ -104,16 +110,31 @@ def test_heartbeat_then_fleet_shows_online_offline_and_never_seen(hub) -> None:
 def test_a_device_turns_offline_when_silent_longer_than_the_poll_intervals(tmp_path) -> None:
     root = tmp_path / "hub"
     root.mkdir()
-    raw = override(repo_params_raw(), {"hub.poll_interval_s": 0.2, "hub.stale_after_polls": 2})
+    raw = override(repo_params_raw(), {"hub.poll_interval_s": 20, "hub.stale_after_polls": 2})
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    with running_hub(root) as hub:
-        assert hub.settings.stale_after_s == pytest.approx(0.4)
+    with running_hub(root, clock=ManualClock(START)) as hub:
+        assert hub.settings.section.stale_after_s == pytest.approx(40)
         token = register(hub, "pump-1")
         assert httpx.post(f"{hub.url}/v1/devices/pump-1/heartbeat", json=BEAT, headers=auth(token)).status_code == 200
-        time.sleep(0.6)
+        hub.clock.advance(40)  # silent for exactly two poll intervals: still online
+        assert fleet_by_id(hub)["pump-1"]["status"] == "online"
+        hub.clock.advance(0.001)  # a millisecond longer: offline
         assert fleet_by_id(hub)["pump-1"]["status"] == "offline"
         assert httpx.post(f"{hub.url}/v1/devices/pump-1/heartbeat", json=BEAT, headers=auth(token)).status_code == 200
         assert fleet_by_id(hub)["pump-1"]["status"] == "online"
+
+
+def test_heartbeat_and_fleet_times_come_from_the_hubs_clock(hub) -> None:
+    token = register(hub, "press-01")
+    beat_at = hub.clock.advance(12.5)
+    answer = httpx.post(f"{hub.url}/v1/devices/press-01/heartbeat", json=BEAT, headers=auth(token)).json()
+    assert datetime.fromisoformat(answer["received_at"]) == beat_at
+    asked_at = hub.clock.advance(7)
+    document = httpx.get(f"{hub.url}/v1/fleet", headers=auth(hub.admin_token)).json()
+    assert datetime.fromisoformat(document["generated_at"]) == asked_at
+    one = document["devices"][0]
+    assert datetime.fromisoformat(one["last_seen"]) == beat_at and one["last_heartbeat"]["age_s"] == 7.0
+    assert "7 s ago" in httpx.get(f"{hub.url}/fleet", headers=auth(hub.admin_token)).text
 
 
 def test_fleet_page_is_offline_safe_html_behind_the_admin_token(hub) -> None:
@@ -208,7 +229,7 @@ def test_fleet_command_prints_the_table(hub, tmp_path) -> None:
 
 
 def test_status_rules() -> None:
-    now = utc_now()
+    now = START
     assert status_of(None, now, 60) == "never seen"
     assert status_of(now - timedelta(seconds=59), now, 60) == "online"
     assert status_of((now - timedelta(seconds=61)).replace(tzinfo=None), now, 60) == "offline"  # naive = UTC
@@ -240,13 +261,11 @@ def test_fleet_shows_versions_drift_estimates_and_who_runs_which_release(hub) ->
     tokens_ = {d: register(hub, d, c) for d, c in (("press-01", "canary"), ("press-02", "stable"),
                                                     ("press-03", "stable"), ("press-04", "stable"))}
     register(hub, "press-05")
+    beat(hub, "press-03", tokens_["press-03"], model_version="7")
+    hub.clock.advance(hub.settings.section.stale_after_s + 5)  # press-03 went silent
     beat(hub, "press-01", tokens_["press-01"], model_version="8", drift={"torque_nm": 0.42, "speed_rpm": 0.1})
     beat(hub, "press-02", tokens_["press-02"], model_version="7", drift={}, spool_backlog=3)
-    beat(hub, "press-03", tokens_["press-03"], model_version="7")
     beat(hub, "press-04", tokens_["press-04"], model_version="10")
-    with hub.app.state.sessions() as session:  # press-03 went silent
-        session.get(Heartbeat, "press-03").received_at = utc_now() - timedelta(seconds=hub.settings.stale_after_s + 5)
-        session.commit()
     # press-01 ran 7 before 8; press-02 has rows for 7; press-03 and press-04 uploaded nothing
     written = write_loop_estimates(hub.root, uploads("press-01", "7", 10, 10) + uploads("press-01", "8", 40, 10, 4)
                                    + uploads("press-02", "7", 30, 3))

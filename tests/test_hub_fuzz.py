@@ -33,7 +33,7 @@ def hub(tmp_path_factory):
         issued = tokens.issue()
         with handle.app.state.sessions() as session:
             session.add(Device(device_id=DEVICE, channel="canary", token_id=issued.token_id, token_salt=issued.salt,
-                               token_digest=issued.digest))
+                               token_digest=issued.digest, created_at=handle.clock.now()))
             session.commit()
         handle.device_token = issued.token  # type: ignore[attr-defined]
         yield handle

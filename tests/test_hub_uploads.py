@@ -1,6 +1,7 @@
 """Ground-truth uploads through a real hub (uvicorn on 127.0.0.1, httpx) and the devices CLI.
 
-One hub serves the whole module (small ``hub.max_upload_bytes`` so oversize bodies are cheap). Every
+One hub serves the whole module (small ``hub.max_upload_bytes`` so oversize bodies are cheap; a manual
+clock, so ``stored_at`` is known). Every
 test that stores a batch records it in ``GOOD``; the last test checks that the landing zone holds exactly
 those batches, once each, and nothing else was written anywhere under the project.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from edgeloop.devices_cli import devices_app
-from edgeloop.testkit.hub import HubHandle, running_hub
+from edgeloop.testkit.hub import HubHandle, ManualClock, running_hub
 from edgeloop.testkit.project import repo_params_raw
 from edgeloop.testkit.synthetic import make_rows
 from flows.params import load_params
@@ -40,7 +42,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubHandle]:
     raw["hub"]["max_upload_bytes"] = MAX_BYTES
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     GOOD.clear()
-    with running_hub(root) as handle:
+    with running_hub(root, clock=ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))) as handle:
         yield handle
 
 
@@ -86,10 +88,12 @@ def test_upload_stores_the_batch_then_deduplicates(hub: HubHandle, tokens: dict[
     assert result["device_id"] == "press-1" and result["batch_id"] == key
     assert result["bytes"] == len(body) and result["rows"] == 50 and result["deduplicated"] is False
     assert result["location"] == f"uploads/press-1/{key}.parquet"
+    assert result["stored_at"] == hub.clock.now().isoformat()  # the hub's clock, not the machine's
     path = hub.root / "data" / "uploads" / "press-1" / f"{key}.parquet"
     assert path.read_bytes() == body
     GOOD.add(("press-1", key))
 
+    hub.clock.advance(60)
     again = upload(hub, "press-1", body, tokens["press-1"])
     assert again.status_code == 200
     assert again.json() == {**result, "deduplicated": True}

@@ -9,7 +9,8 @@ A device (edge.hub_client) POSTs to ``/v1/devices/<device_id>/<action>`` with ``
 - ``summaries``: one JSON object of at most ``SUMMARY_MAX_BYTES`` (aggregates-only devices).
 - ``heartbeat``: the JSON body ``HEARTBEAT_FIELDS`` describes, within the ``HEARTBEAT_*`` limits.
 
-Operators read ``GET /v1/fleet`` with the admin token. Leaves out what the hub does with a body (hub) and
+Operators read ``GET /v1/fleet`` with the admin token; each device's ``status`` is one of
+``DEVICE_STATUSES``. Leaves out what the hub does with a body (hub) and
 how a device builds one (edge.heartbeat, edge.ground_truth, edge.summary).
 """
 
@@ -20,6 +21,7 @@ from edge.contracts.record import UPLOAD_REASONS
 __all__ = [
     "DEVICE_ACTIONS",
     "CSV",
+    "DEVICE_STATUSES",
     "EVICTION_REASONS",
     "FLEET_PATH",
     "GZIP",
@@ -66,6 +68,8 @@ HEARTBEAT_EVENT_KIND_MAX = 32
 HEARTBEAT_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # keys of the drift and counters maps
 HEARTBEAT_MAP_MAX = 256  # entries of the drift and counters maps
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "error")
+# a device in the fleet document: no heartbeat yet, heard within the staleness limit, silent longer
+DEVICE_STATUSES: tuple[str, ...] = ("never seen", "online", "offline")
 EVICTION_REASONS: tuple[str, ...] = (*UPLOAD_REASONS, "summary")  # what a full spool can evict, by reason
 
 # The heartbeat body: field -> what it holds (the hub's schema enforces types and the limits above).

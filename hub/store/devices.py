@@ -1,0 +1,111 @@
+"""SQL of the ``devices`` table: insert or re-key a device, list devices with their upload counts, revoke
+one, and find a token's device (on every authenticated request, so in Core, not the ORM).
+
+Rows hold the token's id, salt and salted hash only (hub.tokens), never a token. Leaves out the rules
+(valid names, known channels, issuing tokens: hub.registry) and HTTP (hub.auth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hub.clock import as_utc
+from hub.db import Device, Upload
+from hub.tokens import IssuedToken
+
+__all__ = ["ActiveDevice", "Credentials", "DeviceInfo", "UnknownDevice", "credentials", "list_devices", "put_device",
+           "revoke_device"]
+
+
+class ActiveDevice(Exception):
+    """The device exists and is not revoked (it must be revoked before it gets a new token)."""
+
+
+class UnknownDevice(Exception):
+    """No device has this id."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What may be shown about a device: no token, salt or hash."""
+
+    device_id: str
+    channel: str
+    created_at: datetime
+    revoked_at: datetime | None
+    uploads: int
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked_at is not None else "active"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What authenticating a token needs of its device's row."""
+
+    device_id: str
+    channel: str
+    token_salt: str
+    token_digest: str
+    revoked: bool
+
+
+def put_device(sessions: sessionmaker[Session], device_id: str, channel: str, issued: IssuedToken,
+               now: datetime) -> None:
+    """Insert ``device_id`` with ``issued``'s token, or give a revoked one that token; ActiveDevice if it
+    exists unrevoked."""
+    with sessions.begin() as session:
+        device = session.get(Device, device_id)
+        if device is not None and device.revoked_at is None:
+            raise ActiveDevice(device_id)
+        if device is None:
+            device = Device(device_id=device_id)
+            session.add(device)
+        device.channel = channel
+        device.token_id, device.token_salt, device.token_digest = issued.token_id, issued.salt, issued.digest
+        device.created_at = now
+        device.revoked_at = None
+
+
+def list_devices(sessions: sessionmaker[Session]) -> list[DeviceInfo]:
+    """Every device, by name, with its number of stored uploads."""
+    counts = select(Upload.device_id, func.count().label("n")).group_by(Upload.device_id).subquery()
+    query = (
+        select(Device, func.coalesce(counts.c.n, 0))
+        .outerjoin(counts, counts.c.device_id == Device.device_id)
+        .order_by(Device.device_id)
+    )
+    with sessions() as session:
+        return [
+            DeviceInfo(d.device_id, d.channel, as_utc(d.created_at),
+                       None if d.revoked_at is None else as_utc(d.revoked_at), int(n))
+            for d, n in session.execute(query)
+        ]
+
+
+def revoke_device(sessions: sessionmaker[Session], device_id: str, now: datetime) -> bool:
+    """Mark ``device_id`` revoked at ``now``; False when it already was, UnknownDevice when there is none."""
+    with sessions.begin() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise UnknownDevice(device_id)
+        if device.revoked_at is not None:
+            return False
+        device.revoked_at = now
+        return True
+
+
+def credentials(engine: Engine, token_id: str) -> Credentials | None:
+    """The row of the device whose token has ``token_id``, if any."""
+    columns = (Device.device_id, Device.channel, Device.token_salt, Device.token_digest, Device.revoked_at)
+    with engine.connect() as connection:
+        row = connection.execute(select(*columns).where(Device.token_id == token_id)).first()
+    if row is None:
+        return None
+    return Credentials(row.device_id, row.channel, row.token_salt, row.token_digest, row.revoked_at is not None)
