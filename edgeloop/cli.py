@@ -1,9 +1,13 @@
-"""The ``edgeloop`` command line: simulate ground truth, run the pipeline, serve its schedules.
+"""The ``edgeloop`` command line: simulate ground truth, run a stage or the whole retrain, serve the schedules.
 
-Thin by design: every command parses flags, calls the library, and shows progress and results with
-rich. User mistakes (``UserError``, including bad params.yaml) print one line and exit 2, without a
-traceback. Heavy libraries are imported inside commands so ``--help`` stays fast. Release, hub and
-edge commands arrive with their issues.
+Commands here: ``simulate``, ``stage`` (one stage without Prefect), ``retrain`` (the Prefect retrain
+flow, recorded in the loop log as a manual retrain), ``serve`` (every Prefect deployment, the
+``loop-monitor`` being the one retraining scheduler) and ``check-params``; the sub-apps ``release``,
+``loop``, ``hub``, ``devices``, ``fleet`` and ``demo`` live in their own ``edgeloop.*_cli`` modules.
+Thin by design: every command parses flags, calls the library, and shows progress and results with rich.
+User mistakes (``UserError``, including bad params.yaml) print one line and exit 2, without a traceback.
+Heavy libraries (Prefect among them) are imported inside commands so ``--help`` stays fast.
+Leaves out the logic itself (``flows``, ``hub``) and the sub-apps' commands.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ app.command("fleet")(fleet_command)
 app.command("demo")(demo_command)
 console = Console(stderr=True)
 out = Console()
-
 
 
 def _load(root: Path) -> tuple[Params, Paths]:
@@ -156,11 +159,18 @@ def retrain(
     publish: Annotated[
         bool, typer.Option(help="Sign and publish the candidate to the release channel when the gate passes.")
     ] = True,
+    hold: Annotated[
+        float | None,
+        typer.Option(help="Seconds this retrain holds the monitor's automatic triggers (default: "
+                          "loop.monitor.cooldown_s; 0 leaves them free).", min=0),
+    ] = None,
 ) -> None:
-    """Run the Prefect retrain flow: ingest, validate, train, export, evaluate, gate, publish.
+    """Retrain now through the Prefect retrain flow: ingest, validate, train, export, evaluate, gate, publish.
 
-    Uses the Prefect server in PREFECT_API_URL when set, else a temporary local one. Exit code 3 when the
-    gate blocks the candidate.
+    Recorded in the loop log (`edgeloop loop status`) as a manual retrain with its outcome. It is never
+    refused, not even inside the monitor's cooldown, and it then holds the monitor's automatic triggers
+    (the nightly slot included) for the cooldown. Uses the Prefect server in PREFECT_API_URL when set,
+    else a temporary local one. Exit code 3 when the gate blocks the candidate.
     """
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -179,13 +189,17 @@ def retrain(
         listener = _stage_progress(progress, bar)
         add_stage_listener(listener)
         try:
-            state = retrain_flow(root=str(paths.root), publish=publish, return_state=True)
+            state = retrain_flow(root=str(paths.root), publish=publish, source="manual",
+                                 requested_by="edgeloop retrain", hold_s=hold, return_state=True)
         finally:
             remove_stage_listener(listener)
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):
         raise UserError(f"retrain flow {state.name}: {state.message or result}")
     _print_result(paths, result)
+    held = params.loop.monitor.cooldown_s if hold is None else hold
+    console.print(f"recorded in {paths.resolve(params.loop.log)} as a manual retrain; the monitor's automatic "
+                  f"triggers wait {held:.0f} s", soft_wrap=True)
     if not result["passed"]:
         console.print(f"[red]gate blocked the candidate[/]: {state.message}", soft_wrap=True)
         raise typer.Exit(3)
@@ -195,15 +209,17 @@ def retrain(
 @app.command()
 def serve(
     root: RootOption = Path("."),
-    cron: Annotated[str, typer.Option(help="Nightly schedule of the retrain-nightly deployment.")] = "0 2 * * *",
-    timezone: Annotated[str, typer.Option(help="Time zone of the cron schedule.")] = "UTC",
+    timezone: Annotated[str, typer.Option(help="Time zone of the release-refresh cron.")] = "UTC",
 ) -> None:
-    """Serve the retrain deployments (nightly + on-demand) from this process; needs PREFECT_API_URL."""
+    """Serve every deployment from this process: loop-monitor (the one retraining scheduler; the nightly
+    slot is its loop.monitor.nightly_cron trigger), promote-soaked, retrain-on-demand, release-refresh.
+    Needs PREFECT_API_URL."""
     if not os.environ.get("PREFECT_API_URL"):
         raise UserError("set PREFECT_API_URL to a running Prefect server (prefect server start) before serving")
+    _load(root)  # fail fast on bad params
     from flows.orchestration.deployments import serve_deployments
 
-    serve_deployments(Path(root).resolve(), cron=cron, timezone=timezone)
+    serve_deployments(Path(root).resolve(), timezone=timezone)
 
 
 @app.command("check-params")

@@ -19,7 +19,7 @@ from rich.table import Table
 from hub.fleet_view import COLUMNS, OFFLINE, ONLINE, summary_rows
 
 out = Console()
-_STYLE = {ONLINE: "green", OFFLINE: "red"}
+_STYLE: dict[str, str] = {ONLINE: "green", OFFLINE: "red"}
 
 
 def fleet_table(document: dict[str, Any]) -> Table:

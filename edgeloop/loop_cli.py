@@ -1,10 +1,11 @@
 """``edgeloop loop ...``: the closed loop's decision log and a monitor pass on demand (a Typer sub-app).
 
 ``loop status`` prints the newest decisions of the loop log (params.yaml ``loop.log``) as a rich table
-or, with ``--json``, as a JSON list. ``loop monitor --once`` runs the Prefect ``monitor`` flow now (on
-the server in PREFECT_API_URL, else a temporary local one) and prints its decision per trigger. The
-schedule itself is the ``loop-monitor`` deployment (``edgeloop serve``). Imports Prefect only inside
-``monitor`` so ``edgeloop --help`` stays fast.
+or, with ``--json``, as a JSON list: the monitor's, every retrain's (monitor, manual, deployment) with
+its outcome, the promote flow's and manual channel moves. ``loop monitor --once`` runs the Prefect
+``monitor`` flow now (on the server in PREFECT_API_URL, else a temporary local one) and prints its
+decision per trigger. Imports Prefect only inside ``monitor`` so ``edgeloop --help`` stays fast.
+Leaves out the schedule (the ``loop-monitor`` deployment, ``edgeloop serve``) and the rules (``flows.loop``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from edge.contracts.errors import UserError
 from edgeloop.cli_common import RootOption, sub_app
+from flows.loop.retrains import ACTIONS, SOURCES
 
 loop_app = sub_app("The closed loop: its decision log and the monitor (when to retrain).")
 
@@ -29,8 +31,9 @@ def _out() -> Console:
 
 
 err = Console(stderr=True)
-ACTIONS = ("retrain", "none")  # flows.orchestration.monitor.ACTIONS (kept here: importing it imports prefect)
-_HIDDEN = ("last_training", "last_training_source")  # in --json; too long for the table
+LOG_SOURCES = (*SOURCES, "promote")  # who appends to the loop log
+_HIDDEN = ("last_training", "last_training_source", "completed")  # in --json; too long or too obvious for the table
+_ZERO_HIDDEN = ("cooldown_left_s", "overrode_hold_s")  # shown only when something holds
 _STATE_STYLE = {"fired": "bold red", "quiet": "green", "unknown": "yellow"}
 
 
@@ -46,7 +49,7 @@ def _observed(entry: dict[str, Any]) -> str:
     observed = entry.get("observed") or {}
     parts = []
     for key, value in observed.items():
-        if value is None or key in _HIDDEN or (key == "cooldown_left_s" and not value):
+        if value is None or key in _HIDDEN or (key in _ZERO_HIDDEN and not value):
             continue
         parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
     return ", ".join(parts)
@@ -69,13 +72,16 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the decisions as a JSON list.")] = False,
     last: Annotated[int, typer.Option("--last", help="Show only the newest N decisions.", min=1)] = 20,
     source: Annotated[
-        str | None, typer.Option(help="Only decisions of this source: monitor, promote or manual.")
+        str | None, typer.Option(help=f"Only decisions of this source: {', '.join(LOG_SOURCES)}.")
     ] = None,
     root: RootOption = Path("."),
 ) -> None:
-    """Show the loop's decisions (retrain triggers, promotions, rollbacks), newest last."""
+    """Show the loop's decisions (monitor passes, retrains of every source and their outcomes, promotions,
+    rollbacks), newest last."""
     from flows.loop.log import read_decisions
 
+    if source is not None and source not in LOG_SOURCES:
+        raise UserError(f"--source {source!r} is not one of: {', '.join(LOG_SOURCES)}")
     path = _log_path(root)
     entries = read_decisions(path, source=source)[-last:]
     out = _out()
@@ -115,7 +121,7 @@ def monitor(
     """Run the monitor flow once: observe fleet and landing zone, decide, log, retrain when a trigger fires."""
     if not once:
         raise UserError("add --once to run one monitor pass now; the schedule is the loop-monitor deployment "
-                        "(edgeloop serve)")
+                        "(edgeloop serve); to retrain now whatever the triggers say: edgeloop retrain")
     if action not in ACTIONS:
         raise UserError(f"--action {action!r} is not one of: {', '.join(ACTIONS)}")
     _log_path(root)  # fail fast on a bad params.yaml, before Prefect starts

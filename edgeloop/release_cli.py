@@ -1,9 +1,13 @@
 """``edgeloop release ...``: signed releases from the command line (a Typer sub-app).
 
 Thin: each command loads params.yaml's ``release:`` section into a ``ReleaseConfig``, calls
-``flows.releases`` and prints the outcome (rich tables for list/show). User mistakes raise
-``UserError``, which ``edgeloop.cli.main`` prints as one line (exit 2). Imports python-tuf only inside
-commands so ``edgeloop --help`` stays fast.
+``flows.releases`` or ``flows.project_releases`` and prints the outcome (rich tables for list/show).
+``promote``/``rollback`` run as the Prefect ``promote``/``rollback`` flows when PREFECT_API_URL is set
+(so they show in the UI history), else directly; either way the move is recorded in the loop log as
+``manual`` and its user mistakes (an unknown channel without ``--create``, a missing release) are found
+before anything starts. User mistakes raise ``UserError``, which ``edgeloop.cli.main`` prints as one
+line (exit 2). Imports python-tuf and Prefect only inside commands so ``edgeloop --help`` stays fast.
+Leaves out: the release logic itself and deciding promotions (``edgeloop loop``, the promote-soaked flow).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ if TYPE_CHECKING:
 
 release_app = sub_app("Signed, versioned model releases (TUF): publish, promote, roll back, verify.")
 out = Console()
-
 
 
 def _load(root: Path) -> tuple[Params, Paths, ReleaseConfig]:
@@ -65,7 +68,7 @@ def publish_command(
     root: RootOption = Path("."),
 ) -> None:
     """Sign and publish a passed candidate as the next release version and move a channel to it."""
-    from flows.orchestration.release_flows import publish_candidate
+    from flows.project_releases import publish_candidate
 
     params, paths, _ = _load(root)
     folder = candidate or paths.candidate
@@ -107,8 +110,11 @@ def rollback(
 
 
 def _move_channel(root: Path, kind: str, channel: str, version: int | None, create: bool = False) -> SimpleNamespace:
-    """Through the Prefect flow when a server is configured, else directly (same function underneath)."""
+    """Through the Prefect flow when a server is configured, else directly (same functions underneath)."""
+    from flows.project_releases import check_move
+
     params, paths, _ = _load(root)
+    check_move(params, paths, kind, channel, version, create)  # a typo is one line, not a failed flow run
     if os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.orchestration.release_flows import promote_flow, rollback_flow
@@ -118,7 +124,8 @@ def _move_channel(root: Path, kind: str, channel: str, version: int | None, crea
         else:
             result = rollback_flow(root=str(paths.root), channel=channel, to=version)
     else:  # the flows record the move in the loop log themselves
-        from flows.orchestration.release_flows import move_channel, record_manual_move
+        from flows.loop.moves import record_manual_move
+        from flows.project_releases import move_channel
 
         result = move_channel(params, paths, kind, channel, version, create)
         record_manual_move(params, paths, kind, result)

@@ -1,7 +1,9 @@
 """``python -m flows STAGE``: run one pipeline stage from params.yaml in the current folder (DVC's driver).
 
 Prints the stage summary as JSON on stdout. User mistakes end with one line on stderr and exit 2; a
-stage that cannot produce a trustworthy output exits 1 with its reason.
+stage that cannot produce a trustworthy output exits 1 with its reason. Leaves out Prefect (the same
+stages as one flow: ``flows.orchestration.retrain``) and the loop log (``dvc repro`` is a build, not a
+retrain decision).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The cloud side's one client of the hub: where the hub is, which admin token to send, and ``GET /v1/fleet``.
 
-Used by the loop's flows (monitor, promote-soaked), the ``edgeloop`` CLI (``fleet``) and the demo, so
-the URL and token rules live here only:
+Used by the loop (``flows.loop.observe`` for the monitor, ``flows.loop.evidence`` for promote-soaked), the
+``edgeloop`` CLI (``fleet``) and the demo (``edgeloop.demo.run.demo_hub_client``), so the URL and token
+rules live here only:
 
 - URL: the ``url`` argument, else ``$EDGELOOP_HUB_URL``, else params.yaml ``hub:`` host and port as seen
   from this machine (a wildcard listen address means loopback; ``HubSection.local_url``);

@@ -2,7 +2,7 @@
 
 Shared by export (parity with scikit-learn) and evaluate (candidate and champion quality), so that the
 numbers the gate sees come from the artefact that ships, not from the Python estimator. Single
-session, one thread by default; no batching policy, no caching.
+session, one thread by default. Leaves out: a batching policy and caching.
 """
 
 from __future__ import annotations

@@ -43,12 +43,6 @@ def _hashable(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def file_hash(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def git_commit(root: Path) -> str:
     """HEAD of the repository at ``root`` (``-dirty`` if tracked files other than dvc.lock differ).
 

@@ -1,5 +1,7 @@
 """The ``edgeloop`` command as a user runs it (a real process): help everywhere, mistakes in one line
-without a traceback, simulate into the landing zone, and retrain against a running Prefect server."""
+without a traceback, simulate into the landing zone, retrain against a running Prefect server; the command
+modules and the logic they call without a server never load Prefect, and ``serve`` has no retrain schedule
+of its own."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from edge.telemetry import SWITCHES, switch_off
 from edgeloop.testkit.project import override, repo_params_raw
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
-COMMANDS = ["simulate", "stage", "retrain", "serve", "check-params", "release", "hub", "devices", "fleet"]
+COMMANDS = ["simulate", "stage", "retrain", "serve", "check-params", "release", "hub", "devices", "fleet", "loop",
+            "demo"]
 
 
 def edgeloop(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300):
@@ -56,6 +59,30 @@ def test_user_mistakes_are_one_line_without_traceback(tmp_path, args, changes, e
     assert expected in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 2
+
+
+PLAIN_MODULES = [  # what the CLI (and tests) call without a Prefect server
+    "edgeloop.cli", "flows.project_releases", "flows.loop.retrains", "flows.loop.moves", "flows.loop.evidence",
+    "flows.loop.observe", "flows.loop.markdown", "flows.loop.triggers", "flows.loop.promotion", "flows.hub_client",
+]
+
+
+def test_the_cli_and_the_plain_logic_never_load_prefect(tmp_path):
+    code = ("import importlib, sys\n"
+            f"for name in {PLAIN_MODULES!r}:\n"
+            "    importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_serve_has_no_retrain_schedule_of_its_own(tmp_path):
+    done = edgeloop("serve", "--help", cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "--cron" not in done.stdout and "loop-monitor" in done.stdout and "nightly" in done.stdout
+    refused = edgeloop("serve", "--cron", "0 3 * * *", cwd=tmp_path)
+    assert refused.returncode == 2 and "--cron" in refused.stderr
 
 
 def test_no_params_file_is_named(tmp_path):

@@ -43,7 +43,6 @@ SEED = 9
 CHARTS = 5  # accuracy, drift, adoption, bytes, events
 
 
-
 def make_runner(folder: Path, device: str, hub_url: str, token: str, root: bytes, channel: str) -> Runner:
     path = runner_config(folder, hub_url, token, root, releases={"channel": channel})
     path.write_text(path.read_text().replace('device_id = "press-1"', f'device_id = "{device}"'))
@@ -189,7 +188,6 @@ def test_a_tick_of_six_real_runners_takes_well_under_a_second(fleet: Fleet) -> N
             took.append(time.perf_counter() - started)
     assert len(timeline.samples) == 3 * len(DEVICES) and all(s.scored == 200 for s in timeline.samples)
     assert min(took) < 0.6 and max(took) < 1.5, took  # the brief: well under a second on 2 cores
-
 
 
 def test_plant_rejects_bad_settings(fleet: Fleet) -> None:

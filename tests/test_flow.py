@@ -1,6 +1,9 @@
-"""The Prefect retrain flow on a real temporary Prefect server: the stages run as named tasks, the
-gate decision becomes artifacts, a blocked gate fails the run with its reasons, the whole pipeline
-works on a schema unlike the simulator's, and the deployments carry their schedules."""
+"""The Prefect flows on a real temporary Prefect server: the retrain flow's stages run as named tasks, the
+gate decision becomes artifacts, a blocked gate fails the run with its reasons, the whole pipeline works
+on a schema unlike the simulator's; the deployments ``edgeloop serve`` builds hold one retraining
+scheduler (the loop monitor) and no nightly retrain schedule; every entrypoint in flows/prefect.yaml
+names a flow that takes its parameters; channel moves are flow runs, and the ``promote`` flow refuses a
+channel that does not exist unless told to create it."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgeloop.testkit.project import override, repo_params_raw
+from edge.contracts.errors import UserError
+from edgeloop.testkit.project import REPO, override, repo_params_raw
 from edgeloop.testkit.synthetic import second_schema, write_uploads
 from flows.ingest.offline_docs import remote_loads
 from flows.params import parse_params
@@ -90,25 +94,52 @@ def test_second_schema_runs_the_whole_pipeline(prefect_server, tmp_path):
     assert ingest["curated"] == 9 and ingest["quarantined"] == 0
 
 
-def test_deployments_carry_nightly_and_on_demand_schedules(prefect_server, tmp_path):
+def test_serve_builds_one_retraining_scheduler_and_no_nightly_retrain(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.orchestration.deployments import NIGHTLY, ON_DEMAND, REFRESH, REFRESH_CRON, build_deployments
+    from flows.orchestration.deployments import MONITOR, ON_DEMAND, PROMOTE, REFRESH, REFRESH_CRON, build_deployments
 
-    deployments = build_deployments(tmp_path, cron="15 3 * * *", timezone="Europe/Berlin")
-    ids = [d.apply() for d in deployments]
+    root = make_project(tmp_path / "p", {"loop.monitor.interval_s": 120, "loop.promotion.interval_s": 90})
+    deployments = build_deployments(root, timezone="Europe/Berlin")  # what `edgeloop serve` serves
     with get_client(sync_client=True) as client:
-        stored = [client.read_deployment(i) for i in ids]
-    assert [d.name for d in stored] == [NIGHTLY, ON_DEMAND, REFRESH]
-    assert stored[2].schedules[0].schedule.cron == REFRESH_CRON
-    assert stored[0].schedules[0].schedule.cron == "15 3 * * *"
-    assert stored[0].schedules[0].schedule.timezone == "Europe/Berlin"
-    assert stored[1].schedules == []
-    assert stored[0].parameters == {"root": str(tmp_path)}
+        stored = {d.name: d for d in (client.read_deployment(x.apply()) for x in deployments)}
+        flows = {name: client.read_flow(d.flow_id).name for name, d in stored.items()}
+    assert set(stored) == {ON_DEMAND, REFRESH, MONITOR, PROMOTE}
+    assert [name for name, flow in flows.items() if flow == "retrain"] == [ON_DEMAND]  # no retrain-nightly
+    assert stored[ON_DEMAND].schedules == [] and stored[ON_DEMAND].parameters == {"root": str(root),
+                                                                                  "source": "deployment"}
+    crons = {name: [s.schedule.cron for s in d.schedules if hasattr(s.schedule, "cron")] for name, d in stored.items()}
+    assert crons == {ON_DEMAND: [], REFRESH: [REFRESH_CRON], MONITOR: [], PROMOTE: []}  # the nightly slot: a trigger
+    assert stored[REFRESH].schedules[0].schedule.timezone == "Europe/Berlin"
+    assert stored[MONITOR].schedules[0].schedule.interval.total_seconds() == 120
+    assert stored[PROMOTE].schedules[0].schedule.interval.total_seconds() == 90
+    assert all(d.parameters["root"] == str(root) for d in stored.values())
+
+
+def test_every_prefect_yaml_entrypoint_names_a_flow_that_takes_its_parameters(monkeypatch):
+    import inspect
+
+    from prefect import Flow
+    from prefect.flows import load_flow_from_entrypoint
+
+    monkeypatch.chdir(REPO)  # prefect deploy runs from the project root
+    deployments = yaml.safe_load((REPO / "flows/prefect.yaml").read_text())["deployments"]
+    assert {d["name"] for d in deployments} == {"retrain-on-demand", "release-refresh", "loop-monitor",
+                                                "promote-soaked"}
+    for deployment in deployments:
+        path, _, name = deployment["entrypoint"].partition(":")
+        assert (REPO / path).is_file(), deployment["entrypoint"]
+        flow = load_flow_from_entrypoint(deployment["entrypoint"])
+        assert isinstance(flow, Flow) and flow.fn.__name__ == name
+        accepted = inspect.signature(flow.fn).parameters
+        assert set(deployment.get("parameters", {})) <= set(accepted), deployment["name"]
+        if flow.name == "retrain":  # retraining is scheduled by the monitor's triggers only
+            assert not deployment.get("schedules") and deployment["parameters"]["source"] == "deployment"
 
 
 def test_republishing_is_idempotent_and_channel_moves_are_flow_runs(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     from flows.orchestration.release_flows import promote_flow, rollback_flow
 
@@ -127,6 +158,21 @@ def test_republishing_is_idempotent_and_channel_moves_are_flow_runs(prefect_serv
     assert promote_flow(root=str(root), version=1, channel="stable")["to_version"] == 1
     back = rollback_flow(root=str(root), channel="stable")
     assert (back["from_version"], back["to_version"]) == (1, 2)
+    with pytest.raises(UserError, match=r"channel 'stabel' does not exist \(channels: canary, stable\)"):
+        promote_flow(root=str(root), version=2, channel="stabel")
+    made = promote_flow(root=str(root), version=2, channel="stabel", create=True)
+    assert (made["channel"], made["from_version"], made["to_version"]) == ("stabel", None, 2)
+    from flows.loop.log import read_decisions
+
+    manual = [(e["kind"], e["observed"]["channel"], e["observed"]["to_version"])
+              for e in read_decisions(root / "data/loop/decisions.jsonl", source="manual")
+              if e["kind"] in ("promote", "rollback")]
+    assert manual == [("promote", "stable", 2), ("promote", "stable", 1), ("rollback", "stable", 2),
+                      ("promote", "stabel", 2)]  # the refused promote left no trace
     with get_client(sync_client=True) as client:
         names = {client.read_flow(run.flow_id).name for run in client.read_flow_runs()}
+        promote_runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["promote"])))
     assert {"promote", "rollback", "retrain"} <= names
+    stabel = [r for r in promote_runs if r.parameters == {"root": str(root), "version": 2, "channel": "stabel",
+                                                          "create": False}]
+    assert len(stabel) == 1 and stabel[0].state.is_failed()  # the refusal is a failed flow run, on record

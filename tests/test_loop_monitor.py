@@ -6,7 +6,7 @@ flow as a subflow (gate passed, release 1 published, outcome logged); later pass
 their values recorded, including the IPW accuracy of the released model's edge rows; a hub that is
 down makes the fleet trigger "unknown" while the landing zone still fires; the decision log and
 artifacts; ``edgeloop loop status`` (table, --json, --last) and ``loop monitor --once``; the
-``loop-monitor`` deployment's interval.
+``loop-monitor`` deployment's interval. (Retrains of the other sources: tests/test_loop_scheduler.py.)
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def test_drifting_fleet_retrains_once_within_the_cooldown(prefect_server, tmp_pa
         "press-1", "press-2"]
     outcomes = [e for e in log if e["kind"] == "retrain_outcome"]
     assert len(outcomes) == 1 and outcomes[0]["decision_at"] == retrains[0]["at"]
+    assert outcomes[0]["source"] == "monitor" and outcomes[0]["flow_run"]  # written by the retrain subflow itself
     assert outcomes[0]["observed"]["release"] == 1 and "published release 1 to canary" in outcomes[0]["summary"]
 
     with get_client(sync_client=True) as client:
@@ -175,18 +176,18 @@ def test_hub_down_leaves_the_fleet_unknown_and_the_landing_zone_still_fires(pref
 
 def test_loop_cli_user_mistakes_are_one_line(tmp_path):
     from edgeloop import loop_cli
-    from flows.orchestration import monitor
+    from flows.loop import retrains
 
-    assert loop_cli.ACTIONS == monitor.ACTIONS  # the CLI keeps its own copy so --help does not import prefect
+    assert loop_cli.ACTIONS is retrains.ACTIONS  # one definition, in a module that does not load prefect
     root = make_project(tmp_path / "p")
     runner = CliRunner()
     empty = runner.invoke(app, ["loop", "status", "--root", str(root)])
     assert empty.exit_code == 0 and "no decisions yet" in empty.output
-    for args in (["loop", "monitor", "--root", str(root)],
-                 ["loop", "monitor", "--once", "--action", "explode", "--root", str(root)]):
+    for args, expected in ((["loop", "monitor", "--root", str(root)], "--once"),
+                           (["loop", "monitor", "--once", "--action", "explode", "--root", str(root)], "explode"),
+                           (["loop", "status", "--source", "robot", "--root", str(root)], "deployment")):
         result = runner.invoke(app, args)
-        assert result.exit_code != 0
-        assert "--once" in str(result.exception) or "explode" in str(result.exception)
+        assert result.exit_code != 0 and expected in str(result.exception)
 
 
 def test_monitor_deployment_runs_on_the_loop_interval(prefect_server, tmp_path):

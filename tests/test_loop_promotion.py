@@ -209,7 +209,7 @@ def test_release_a_canary_runner_rolled_back_goes_back_on_canary_and_never_reach
 
 def _reported_rollback(loop: Loop, version: int) -> bool:
     from edge.contracts.layout import Paths
-    from flows.orchestration.promote import read_fleet
+    from flows.loop.evidence import read_fleet
     from flows.params import load_params
 
     paths = Paths.at(loop.root)
@@ -326,10 +326,10 @@ def replace_gate(evidence: SoakEvidence, gate: float | None) -> SoakEvidence:
 
 
 def test_promotion_deployment_runs_every_interval_from_params(loop: Loop) -> None:
-    from flows.orchestration.promote import build_promotion_deployment
+    from flows.orchestration.deployments import PROMOTE, build_loop_deployments
 
     loop.rules(interval_s=120)
-    deployment = build_promotion_deployment(loop.root)
+    deployment = next(d for d in build_loop_deployments(loop.root) if d.name == PROMOTE)
     assert (deployment.name, deployment.flow_name) == ("promote-soaked", "promote-soaked")
     assert deployment.parameters == {"root": str(loop.root)}
     assert deployment.schedules[0].schedule.interval == timedelta(seconds=120)

@@ -253,3 +253,46 @@ def test_cli_release_commands(tmp_path) -> None:
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert (tmp_path / params["release"]["repository"] / "metadata" / "timestamp.json").is_file()
     assert os.path.isdir(tmp_path / params["release"]["online_keys"])
+
+
+@pytest.mark.parametrize("through_prefect", [False, True], ids=["direct", "prefect-flow"])
+def test_cli_promote_refuses_an_unknown_channel_unless_created(tmp_path, request, through_prefect) -> None:
+    """`edgeloop release promote N --to stabel` as a user runs it (a real process): refused in one line that
+    lists the channels, exit 2, no traceback, nothing moved; `--create` makes the channel. With
+    PREFECT_API_URL set the move runs as the Prefect ``promote`` flow, and the refusal still comes first."""
+    import subprocess
+    import sys
+
+    from edge.contracts.layout import Paths
+    from flows.loop.log import read_decisions
+    from flows.params import load_params
+    from flows.releases import ReleaseConfig, list_channels
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    paths = Paths.at(tmp_path)
+    config = ReleaseConfig.from_params(load_params(paths.params), paths)
+    init_repository(config)
+    publish(config, candidate(tmp_path, 1), "canary")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    if through_prefect:
+        request.getfixturevalue("prefect_server")
+        from prefect.settings import PREFECT_API_URL
+
+        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+
+    def edgeloop(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / "edgeloop"), "release", "promote", *args, "--root", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    refused = edgeloop("1", "--to", "stabel")
+    assert refused.returncode == 2, refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in refused.stderr + refused.stdout
+    assert "channel 'stabel' does not exist (channels: canary, stable)" in lines[0] and "--create" in lines[0]
+    assert list_channels(config) == {"canary": 1}
+    made = edgeloop("1", "--to", "stabel", "--create")
+    assert made.returncode == 0, made.stderr
+    assert "channel 'stabel': - -> 1" in made.stdout
+    assert list_channels(config) == {"canary": 1, "stabel": 1}
+    logged = read_decisions(tmp_path / "data/loop/decisions.jsonl", source="manual")
+    assert [(e["kind"], e["observed"]["channel"]) for e in logged] == [("promote", "stabel")]

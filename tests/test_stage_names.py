@@ -1,9 +1,12 @@
-"""One name per stage across dvc.yaml, params.yaml, flows/stages/<name>.py and the Prefect task."""
+"""One name per stage across dvc.yaml, params.yaml, flows/stages/<name>.py and the Prefect task; and every
+module of the cloud side and of the command line opens with a docstring that says what it leaves out."""
 
 from __future__ import annotations
 
 import ast
+import re
 
+import pytest
 import yaml
 
 from edgeloop.testkit.project import REPO
@@ -47,3 +50,21 @@ def test_prefect_tasks_carry_the_stage_names():
 
     assert tuple(TASKS) == STAGES
     assert [task.name for task in TASKS.values()] == list(STAGES)
+
+
+CLOUD_MODULES = sorted(
+    [*(REPO / "flows").rglob("*.py"), *(REPO / "edgeloop" / "demo").glob("*.py"),
+     *(REPO / "edgeloop" / name for name in ("cli.py", "loop_cli.py", "release_cli.py", "fleet_cli.py",
+                                             "demo_cli.py"))]
+)
+STALE = ("flows.retrain", "flows.paths", "flows.monitor", "flows.promote", "flows.release_flows", "edgeloop.errors",
+         "hub.fleet_cli", "next issue", "arrive with their issues", "retrain-nightly")
+
+
+@pytest.mark.parametrize("path", CLOUD_MODULES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_module_says_what_it_does_and_what_it_leaves_out(path):
+    docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert len(docstring.split()) >= 8, f"{path.name}: a module docstring saying what it does"
+    assert re.search(r"leaves\s+out|does\s+not", docstring, re.IGNORECASE), f"{path.name}: what it leaves out"
+    stale = [name for name in STALE if re.search(rf"{re.escape(name)}\b", docstring)]
+    assert not stale, f"{path.name} names what is gone: {stale}"

@@ -2,10 +2,14 @@
 
 Steps, in one process (every thread and server it starts is stopped on the way out, Ctrl-C included):
 
-1. A fresh demo project (``edgeloop.demo.workspace``) and the hub on a free loopback port.
+1. A fresh demo project (``edgeloop.demo.workspace``) and the hub on a free loopback port; the cloud
+   side talks to its admin API only through ``flows.hub_client`` (``demo_hub_client``: this hub's URL
+   and admin token file given explicitly, so $EDGELOOP_HUB_URL or $EDGELOOP_HUB_TOKEN_FILE set for a
+   real hub cannot lead the demo's flows astray).
 2. v1: the simulated plant's history, the real ``retrain`` Prefect flow (ingest with Great
-   Expectations, train, export, Evidently, gate, sign and publish to canary), then promoted to stable by
-   hand (recorded in the loop log).
+   Expectations, train, export, Evidently, gate, sign and publish to canary), recorded in the loop log as
+   a manual retrain that holds no trigger (v1 stands for weeks of history, not a reaction to the plant),
+   then promoted to stable by hand (recorded in the loop log too).
 3. Devices registered at the hub; one real in-process edge runner each (``edge.runner.Runner``), a canary
    and a stable group, pulling v1 through python-tuf.
 4. Ticks of the simulated plant (``edgeloop.demo.plant``): each machine's rows are predicted by its
@@ -41,7 +45,7 @@ from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
 from edgeloop.demo.timeline import Timeline
 from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, write_token
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "demo_hub_client", "run_demo"]
 
 log = logging.getLogger("edgeloop.demo")
 
@@ -55,6 +59,15 @@ class DemoResult(dict[str, Any]):
 def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+
+
+def demo_hub_client(workspace: Path, hub: Any) -> Any:
+    """The ``flows.hub_client.HubAdminClient`` of the demo's own hub (a ``hub.embedded.EmbeddedHub``): its
+    URL and admin token file as arguments, which beat the environment's."""
+    from flows.hub_client import HubAdminClient
+
+    return HubAdminClient.for_project(workspace, hub.settings.section, url=hub.url,
+                                      token_file=hub.settings.admin_token_file)
 
 
 def run_demo(project: Path, settings: DemoSettings, say: Say, report_dir: Path | None = None) -> DemoResult:
@@ -97,6 +110,9 @@ class _World:
         self.paths = Paths.at(workspace)
         self.params = load_params(self.paths.params)
         self.hub = hub
+        self.hub_client = demo_hub_client(workspace, hub)
+        self.hub_client.fleet()  # the admin API answers with this token (else one clear line, before any work)
+        self.hub_args = {"hub_url": self.hub_client.url, "hub_token_file": str(self.hub_client.token_file)}
         self.timeline = timeline
         self.say = say
         self.settings = settings
@@ -118,7 +134,8 @@ class _World:
         history = simulate.main(self.params, self.paths)
         self.say(f"simulated history: {history.get('rows', '?')} rows from {self.params.simulate.devices} machines")
         self.say("v1: retrain flow (ingest, train, export, evaluate, gate, publish) ...")
-        outcome = self._retrain(retrain)
+        outcome = self._retrain(retrain, source="manual", requested_by="edgeloop demo: v1 on the simulated history",
+                                hold_s=0)
         if not outcome.get("passed") or outcome.get("release") is None:
             raise RuntimeError(f"v1 did not pass the gate: {outcome.get('reasons')}")
         self.v1 = int(outcome["release"])
@@ -127,8 +144,8 @@ class _World:
         self.timeline.event(0.0, "promote", str(self.v1), "v1 promoted to stable by hand (initial rollout)")
         self.say(f"v1 = release {self.v1}, on canary and stable")
 
-    def _retrain(self, retrain: Callable[..., Any]) -> dict[str, Any]:
-        state = retrain(root=str(self.workspace), return_state=True)
+    def _retrain(self, retrain: Callable[..., Any], **request: Any) -> dict[str, Any]:
+        state = retrain(root=str(self.workspace), return_state=True, **request)
         data = state.result(raise_on_failure=False)
         if isinstance(data, BaseException) or not isinstance(data, dict):
             data = getattr(state, "data", None) or {}
@@ -212,7 +229,7 @@ class _World:
     def _monitor(self) -> None:
         from flows.orchestration.monitor import monitor
 
-        result = monitor(root=str(self.workspace), hub_url=self.hub.url)
+        result = monitor(root=str(self.workspace), **self.hub_args)
         decision = result.get("decision") or {}
         if not decision.get("fired"):
             return
@@ -235,7 +252,7 @@ class _World:
     def _promote(self) -> None:
         from flows.orchestration.promote import promote_soaked
 
-        decision = promote_soaked(root=str(self.workspace), hub_url=self.hub.url)
+        decision = promote_soaked(root=str(self.workspace), **self.hub_args)
         if decision.get("fired"):
             kind = decision.get("kind", "promote")
             version = decision.get("version") or decision.get("to_version") or decision.get("release")
@@ -252,11 +269,11 @@ class _World:
             self.say(f"ingest quarantined {key}: {text}")
 
     def _publish_worse_candidate(self) -> None:
-        from flows.orchestration.release_flows import _config
+        from flows.project_releases import release_config
         from flows.releases import publish
 
         folder = worse_candidate(self.paths, self.params)
-        self.bad = publish(_config(self.params, self.paths), folder, "canary").version
+        self.bad = publish(release_config(self.params, self.paths), folder, "canary").version
         self.timeline.event(self.t_h, "publish", str(self.bad),
                             "a worse candidate (trained on flipped labels) to canary")
         self.say(f"published a worse candidate as release {self.bad} to canary (the devices should refuse it)")
@@ -308,7 +325,7 @@ def worse_candidate(paths: Any, params: Any) -> Path:
     y = 1 - frame[schema.label.name].to_numpy(dtype=np.int64)
     estimator = build_estimator(params.train).fit(x, y)
     model = to_onnx_bytes(estimator, x.shape[1], params.export.opset, {})
-    folder = paths.data / "demo-worse-candidate"
+    folder: Path = paths.data / "demo-worse-candidate"
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(paths.candidate, folder)

@@ -7,4 +7,5 @@
 ``bundle``: the release candidate's manifest and the atomic swap of its folder.
 
 Nothing here imports Prefect or does I/O at import; Evidently and scikit-learn load lazily.
+Leaves out: running the stages (``flows.stages.evaluate`` and ``flows.stages.gate`` wire these).
 """

@@ -25,7 +25,6 @@ from typing import Any
 from edge.atomic import replace_dir as swap_dir
 from edge.contracts.manifest import (
     EdgePolicy,
-    FeatureSpec,
     GateResult,
     GateRule,
     Lineage,
@@ -34,6 +33,7 @@ from edge.contracts.manifest import (
     ReferenceStats,
     model_file,
 )
+from edge.contracts.schema import FeatureSpec
 from flows.params import Params
 
 

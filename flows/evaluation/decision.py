@@ -17,7 +17,7 @@ When evaluate weighted the holdout rows by 1/inclusion probability (its candidat
 the metric is named so wherever it appears (``metric_label``), and decision.md shows the unweighted
 values beside the weighted ones. A missing or malformed metrics file fails the rules that need it, with
 the reason; it never raises.
-Pure functions over already-loaded data: reading files and writing the decision is the gate stage's job.
+Pure functions over already-loaded data. Leaves out: reading files and writing the decision (the gate stage's job).
 """
 
 from __future__ import annotations

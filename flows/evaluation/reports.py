@@ -265,7 +265,3 @@ def _run_quality(
         warnings.simplefilter("ignore", RuntimeWarning)  # Evidently's TPR etc. of a one-class holdout: NaN
         warnings.filterwarnings("ignore", message="The y_prob values do not sum to one")  # float32 rounding
         return Report([preset]).run(current_data=Dataset.from_pandas(frame, data_definition=definition))
-
-
-def empty_html(title: str, text: str) -> str:
-    return _EMPTY_HTML.format(title=title, text=text)

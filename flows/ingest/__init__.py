@@ -2,5 +2,6 @@
 
 ``flows.stages.ingest.main`` wires them together. Nothing here imports Great Expectations at module
 level (it costs seconds); ``flows.ingest.validate`` and ``flows.ingest.suite`` import it inside
-functions. Nothing here does I/O at import.
+functions. Nothing here does I/O at import. Leaves out: the stage's bookkeeping and totals
+(``flows.stages.ingest``).
 """

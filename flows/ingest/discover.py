@@ -4,8 +4,8 @@ Layout: ``<source>/<device_id>/<file>.{parquet,csv}``. Files that cannot be a ba
 device folder, nested deeper, other extensions) are returned with a ``problem`` so the stage can
 quarantine them under ``_unsorted``. ``README*`` files at a source's top level and hidden files or
 folders (names starting with ``.``, e.g. the temp files of an atomic writer that is still writing or
-crashed) are skipped. Reads no file contents and never modifies a source; hashing and reading are the
-caller's job.
+crashed) are skipped. Reads no file contents and never modifies a source. Leaves out: hashing and
+reading (the caller's job).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ vendor bucket: opening them would call out, and offline they lose their layout. 
 page in place: tags that load anything from ``http(s)://`` are removed, a small inline stylesheet
 keeps the tables readable, a banner says what was removed, and the index gets a plain list of every
 page (GX lists them with JavaScript). Plain links (``<a href>``) stay: they
-load nothing until clicked. Interactive parts (sortable tables, Vega charts) do not work offline.
+load nothing until clicked. Leaves out: the interactive parts (sortable tables, Vega charts), which do
+not work offline.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Input is ``result.to_json_dict()["results"]`` (plain dicts), so this is pure and testable without GX.
 Failures are listed in suite order, joined by "; ", e.g. ``torque_nm: 12 values outside [0, 200];
 failure: 3 values not in classes [0, 1] (e.g. 2)``. A missing column is reported once (its other
-expectations could not run); so is a column of the wrong type (its range check could not run). Does
-not decide whether a batch passes: the caller reads the overall ``success``.
+expectations could not run); so is a column of the wrong type (its range check could not run).
+Leaves out: deciding whether a batch passes (the caller reads the overall ``success``).
 """
 
 from __future__ import annotations

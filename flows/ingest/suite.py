@@ -4,7 +4,7 @@ No column name is written here: every name comes from the schema. Per batch, the
 a run-time expectation parameter (``$PARAMETER: device_id``), so one suite serves every device. The
 optional record columns (upload reason, inclusion probability) are checked only when a batch carries
 them, so there is one suite per set of optional columns present (at most four per run). Builds
-expectation objects only; creating the GX context and running it is ``flows.ingest.validate``'s job.
+expectation objects only. Leaves out: creating the GX context and running it (``flows.ingest.validate``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ gives fleet, per-device, per-model-version and per-device-and-version accuracy a
 each with the naive (unweighted) number beside it. ``load_uploads`` reads the landing zone's edge
 batches (rows that carry an inclusion probability); ``write_estimates`` stores the result as
 ``data/loop/estimates.json`` for the hub's fleet page and the loop's flows (``read_estimates`` gives
-None when it is missing or unreadable).
+None when it is missing or unreadable); ``refresh_estimates`` does all three (every monitor pass).
 
 Leaves out: deciding anything on these numbers (flows.loop.triggers, flows.loop.promotion).
 """
@@ -52,6 +52,7 @@ __all__ = [
     "label_shares",
     "load_uploads",
     "read_estimates",
+    "refresh_estimates",
     "wilson",
     "write_estimates",
 ]
@@ -207,3 +208,8 @@ def read_estimates(paths: Paths) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return raw if isinstance(raw, dict) else None
+
+
+def refresh_estimates(paths: Paths, params: Params) -> Path:
+    """Recompute ``data/loop/estimates.json`` from every edge row landed so far; the file written."""
+    return write_estimates(paths, fleet_estimates(load_uploads(paths, params), params))

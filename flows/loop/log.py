@@ -1,12 +1,13 @@
 """The loop's decision log: one JSON object per line in ``params.loop.log`` (``data/loop/decisions.jsonl``).
 
-Every decision of the monitor and promote flows, and every manual ``edgeloop release promote/rollback``,
-is appended as ``{"at", "source", "kind", "fired", "summary", "observed", ...}``: ``source`` is who
-decided (``monitor``, ``promote``, ``manual``), ``kind`` what about (``retrain``, ``promote``,
-``rollback``), ``fired`` whether it acted, ``summary`` one line for people, ``observed`` the numbers
-the decision was made on. Appends are one ``write`` of a whole line to a file opened with O_APPEND,
-then fsync, under an exclusive lock, so concurrent flows never interleave and a crash loses at most the
-line being written (a torn last line is skipped, with a count, when reading).
+Every decision of the monitor and promote flows, every retrain however it was started, and every manual
+``edgeloop release promote/rollback``, is appended as ``{"at", "source", "kind", "fired", "summary",
+"observed", ...}``: ``source`` is who decided (``monitor``, ``promote``, ``manual``, ``deployment``),
+``kind`` what about (``retrain``, ``retrain_outcome``, ``promote``, ``rollback``), ``fired`` whether it
+acted, ``summary`` one line for people, ``observed`` the numbers the decision was made on (what the
+retrain entries carry: ``flows.loop.retrains``). Appends are one ``write`` of a whole line to a file
+opened with O_APPEND, then fsync, under an exclusive lock, so concurrent flows never interleave and a
+crash loses at most the line being written (a torn last line is skipped when reading).
 
 Leaves out: deciding anything, and rotating the file (it grows by a few hundred bytes per decision).
 """
@@ -28,8 +29,8 @@ __all__ = ["Decision", "append_decision", "read_decisions", "last_decision"]
 @dataclass(frozen=True)
 class Decision:
     at: str  # ISO-8601 UTC
-    source: str  # monitor | promote | manual
-    kind: str  # retrain | promote | rollback
+    source: str  # monitor | promote | manual | deployment
+    kind: str  # retrain | retrain_outcome | promote | rollback
     fired: bool
     summary: str
     observed: Mapping[str, Any]

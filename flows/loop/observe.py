@@ -1,6 +1,7 @@
 """Gather what the monitor's triggers look at: the hub's fleet, the landing zone and the releases.
 
-``gather(paths, params, last_fired)`` returns ``flows.loop.triggers.Observations``:
+``gather(paths, params, last_fired)`` (``last_fired``: the newest fired retrain decision, of any source)
+returns ``flows.loop.triggers.Observations``:
 
 - the fleet from the hub's ``GET /v1/fleet`` (``flows.hub_client``: its URL and admin token rules), one
   ``DeviceState`` per device. Hub unreachable, a missing token or a bad answer: ``devices=None`` with
@@ -123,12 +124,15 @@ def model_time(paths: Paths) -> datetime | None:
 
 
 def gather(paths: Paths, params: Params, last_fired: Mapping[str, Any] | None, url: str | None = None,
-           timeout: float = 10.0) -> Observations:
-    """Observe the fleet, the landing zone and the releases once (see the module docstring)."""
+           timeout: float = 10.0, token_file: Path | None = None) -> Observations:
+    """Observe the fleet, the landing zone and the releases once (see the module docstring); ``url`` and
+    ``token_file`` override the hub client's own rules (``flows.hub_client``)."""
     devices: tuple[DeviceState, ...] | None = None
     error = None
     try:
-        devices = fleet_devices(HubAdminClient.for_project(paths.root, params.hub, url=url, timeout_s=timeout))
+        client = HubAdminClient.for_project(paths.root, params.hub, url=url, token_file=token_file,
+                                            timeout_s=timeout)
+        devices = fleet_devices(client)
     except HubUnreachable as exc:
         error = str(exc)
     trained_file = model_time(paths)

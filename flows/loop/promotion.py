@@ -20,7 +20,8 @@ went on canary, so both models are judged on the same period of the plant) when 
 neither, the accuracy check passes with a note. The helpers ``channel_since``, ``devices_running`` and
 ``rejections`` read the release history and the hub's ``GET /v1/fleet`` document.
 
-Leaves out: gathering the evidence and moving channels (``flows.orchestration.promote``).
+Leaves out: gathering the evidence (``flows.loop.evidence``), moving channels and logging
+(``flows.loop.moves``), Prefect (``flows.orchestration.promote``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class Rejection:
 
 @dataclass(frozen=True)
 class SoakEvidence:
-    """What the promote flow saw; every field is plain data (see ``flows.orchestration.promote``)."""
+    """What the promote flow saw; every field is plain data (gathered by ``flows.loop.evidence``)."""
 
     now: datetime
     candidate: int | None  # the release from_channel points at

@@ -12,25 +12,30 @@
   since the last release rests on at least ``min_rows_for_accuracy`` rows and is below ``accuracy_floor``.
 
 A trigger is ``fired``, ``quiet`` or ``unknown`` (its input could not be had: hub unreachable, no
-release yet, a bad cron); unknown never fires. Within ``cooldown_s`` after the last FIRED retrain
-decision nothing fires: the decision says "suppressed by cooldown" with the triggers that would have.
-The last training is the last fired retrain decision, else the model file's time, else never
-(``last_training``).
+release yet, a bad cron); unknown never fires. While a hold runs nothing fires: the decision says
+"suppressed by cooldown" with the triggers that would have and whose retrain holds them. Every FIRED
+retrain decision, whatever its source (the monitor, ``edgeloop retrain``, a deployment run), holds the
+automatic triggers from its time for its recorded ``hold_s`` (``cooldown_s`` when it records none);
+the running hold is the one that ends last (``running_hold``), so a short hold never cuts a longer
+one short. The last training is the last fired retrain decision, else the model file's time, else
+never (``last_training``).
 
-Leaves out: gathering the observations (flows.loop.observe), logging and acting (flows.orchestration.monitor).
+Leaves out: gathering the observations (flows.loop.observe), logging (flows.loop.retrains) and acting
+(flows.orchestration.monitor).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from flows.params import MonitorParams
 
 __all__ = [
     "DeviceState",
+    "Hold",
     "MonitorDecision",
     "Observations",
     "TriggerResult",
@@ -40,11 +45,11 @@ __all__ = [
     "fleet_drift",
     "last_training",
     "parse_time",
+    "running_hold",
     "scheduled",
 ]
 
 TriggerState = Literal["fired", "quiet", "unknown"]
-TRIGGERS = ("scheduled", "data_volume", "fleet_drift", "accuracy_drop")
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class MonitorDecision:
     last_training: datetime | None
     last_training_source: str  # "loop log", "model file" or "never"
     summary: str
+    held_by: str | None = None  # source of the fired retrain whose hold is running (None: no hold)
 
     def observed(self) -> dict[str, Any]:
         """The numbers the decision was made on, for the loop log."""
@@ -113,15 +119,28 @@ class MonitorDecision:
             "last_training": _iso(self.last_training),
             "last_training_source": self.last_training_source,
             "cooldown_left_s": round(self.cooldown_left_s, 1),
+            "held_by": self.held_by,
         }
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "fired": self.fired, "summary": self.summary, "would_fire": list(self.would_fire),
-            "suppressed": self.suppressed, "cooldown_left_s": self.cooldown_left_s,
+            "suppressed": self.suppressed, "cooldown_left_s": self.cooldown_left_s, "held_by": self.held_by,
             "last_training": _iso(self.last_training), "last_training_source": self.last_training_source,
             "triggers": [t.as_dict() for t in self.triggers],
         }
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A fired retrain holding the automatic triggers: from ``at`` until ``until``."""
+
+    at: datetime
+    until: datetime
+    source: str  # who started that retrain: monitor, manual, deployment
+
+    def left_s(self, now: datetime) -> float:
+        return max(0.0, (self.until - now).total_seconds())
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -137,6 +156,22 @@ def parse_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def running_hold(fired: Iterable[Mapping[str, Any]], cooldown_s: float) -> Hold | None:
+    """The hold that ends last among fired retrain decisions (``{"at", "source", "hold_s"?}``): each holds
+    for its own ``hold_s`` when it recorded one, else ``cooldown_s``. None when there is none."""
+    longest: Hold | None = None
+    for entry in fired:
+        at = parse_time(entry.get("at"))
+        if at is None:
+            continue
+        hold = entry.get("hold_s")
+        seconds = float(hold) if isinstance(hold, int | float) and hold >= 0 else cooldown_s
+        candidate = Hold(at, at + timedelta(seconds=seconds), str(entry.get("source") or "monitor"))
+        if longest is None or candidate.until > longest.until:
+            longest = candidate
+    return longest
 
 
 def last_training(last_fired: Mapping[str, Any] | None, model_time: datetime | None) -> tuple[datetime | None, str]:
@@ -205,8 +240,11 @@ NEEDS_FRESH_ROWS = ("fleet_drift", "accuracy_drop")  # triggers that mean "the p
 
 
 def decide(observations: Observations, params: MonitorParams, now: datetime,
-           last_fired: Mapping[str, Any] | None) -> MonitorDecision:
-    """Evaluate every trigger, then the cooldown since ``last_fired`` (the last fired retrain decision)."""
+           last_fired: Mapping[str, Any] | None, fired: Iterable[Mapping[str, Any]] | None = None
+           ) -> MonitorDecision:
+    """Evaluate every trigger, then the hold: of every fired retrain decision in ``fired`` (any source;
+    default: ``last_fired`` alone), the one that ends last. ``last_fired`` (the newest) dates the last
+    training."""
     trained, source = last_training(last_fired, observations.model_time)
     results = (
         scheduled(params.nightly_cron, trained, now),
@@ -219,15 +257,18 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
     starved = [name for name in would if name in NEEDS_FRESH_ROWS] if (fresh or 0) < params.min_fresh_rows else []
     if starved:  # retraining now would learn nothing new: wait for ground truth from the changed plant
         would = tuple(name for name in would if name not in starved)
-    fired_at = parse_time(last_fired.get("at")) if last_fired else None
-    left = 0.0 if fired_at is None else max(0.0, params.cooldown_s - (now - fired_at).total_seconds())
+    hold = running_hold(([last_fired] if last_fired else []) if fired is None else fired, params.cooldown_s)
+    left = 0.0 if hold is None else hold.left_s(now)
+    held_by = hold.source if hold is not None and left > 0 else None
     suppressed = bool(would) and left > 0
-    fired = bool(would) and not suppressed
+    fires = bool(would) and not suppressed
     unknown = [t.name for t in results if t.state == "unknown"]
-    if fired:
+    if fires:
         summary = f"retrain: {', '.join(would)} fired"
     elif suppressed:
-        summary = f"suppressed by cooldown ({left:.0f} s left): {', '.join(would)} would fire"
+        assert hold is not None
+        summary = (f"suppressed by cooldown ({left:.0f} s left of the hold of the {held_by} retrain at "
+                   f"{hold.at.isoformat(timespec='seconds')}): {', '.join(would)} would fire")
     else:
         summary = "no trigger fired"
     if starved:
@@ -235,4 +276,4 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
                     f"{params.min_fresh_rows} labelled rows since the last training)")
     if unknown:
         summary += f" (unknown: {', '.join(unknown)})"
-    return MonitorDecision(fired, results, would, suppressed, left, trained, source, summary)
+    return MonitorDecision(fires, results, would, suppressed, left, trained, source, summary, held_by)

@@ -1,11 +1,14 @@
 """The Prefect side of the pipeline: flows, tasks, artifacts and deployments. The only place Prefect is imported.
 
-- ``retrain``: the pipeline stages as tasks, the gate decision as artifacts, publish when it passes;
-- ``release_flows``: promote, roll back, publish and refresh as flows (so they show in the UI history);
-- ``monitor``: the loop's monitor flow (observe, decide, record, retrain when a trigger fires);
+- ``retrain``: every retrain (its decision and outcome in the loop log, whatever its source), the
+  pipeline stages as tasks, the gate decision as artifacts, publish when it passes;
+- ``monitor``: the one retraining scheduler (observe, decide with the triggers and the cooldown,
+  record, start ``retrain`` when a trigger fires);
 - ``promote``: the ``promote-soaked`` flow (canary soak -> promote, roll back or wait);
-- ``deployments``: schedules for ``edgeloop serve`` (``flows/prefect.yaml`` declares the same for workers).
+- ``release_flows``: publish, promote, roll back and refresh as flows (so they show in the UI history);
+- ``deployments``: what ``edgeloop serve`` schedules (``flows/prefect.yaml`` declares the same for workers).
 
-The logic these flows run lives in plain modules (``flows.stages``, ``flows.releases``, ``flows.loop``)
-that never import Prefect, so the same logic runs under ``dvc repro`` and in tests without a server.
+Leaves out the logic these flows run: it lives in plain modules (``flows.stages``, ``flows.loop``,
+``flows.project_releases``, ``flows.releases``) that never import Prefect, so the CLI, ``dvc repro``
+and tests use it without a server, and importing them never loads Prefect.
 """

@@ -1,23 +1,25 @@
-"""The Prefect ``monitor`` flow: observe, decide, record, and retrain when a trigger fires.
+"""The Prefect ``monitor`` flow: the one retraining scheduler. Observe, decide, record, retrain when a trigger fires.
 
-One run: gather observations (flows.loop.observe), decide with the triggers and the cooldown
-(flows.loop.triggers, judged against the last FIRED retrain decision in the loop log), append the
-decision to the loop log (fired or not, every trigger's state, value and threshold) and create the
-``monitor-decision`` markdown artifact. When it fired and ``action == "retrain"``, it runs the existing
-``retrain`` flow as a subflow and records its outcome (gate passed or blocked, the published release)
-as a second log entry (kind ``retrain_outcome``) and the ``monitor-retrain-outcome`` artifact.
+One run: gather observations (``flows.loop.observe``: the hub's fleet through ``flows.hub_client``, the
+landing zone, the releases), refresh the IPW fleet estimates, decide with the triggers (the nightly
+slot of ``loop.monitor.nightly_cron`` is one of them) and the hold of the last fired retrains of any
+source (``flows.loop.triggers``: a manual or deployment retrain holds the automatic triggers too),
+append the decision to the loop log (fired or not, every trigger's state, value and threshold) and
+create the ``monitor-decision`` artifact. When it fired and ``action == "retrain"``, it starts the
+``retrain`` flow as a subflow with ``source="monitor"`` and the decision's time; that flow appends the
+outcome (kind ``retrain_outcome``), and the monitor adds the ``monitor-retrain-outcome`` artifact.
 
 The decision is logged BEFORE the retrain runs, so a monitor run that starts while a long retrain is
 still going sees the fired decision and is held by the cooldown (no storm), and a crash during the
 retrain still leaves the decision on record. ``action="none"`` records the decision without running
-anything (for callers that retrain themselves).
-
-Leaves out: promotion (flows.loop.promotion), the schedule (flows.orchestration.deployments).
+anything. Leaves out: the rules (``flows.loop``), promotion (``flows.orchestration.promote``) and the
+schedule (``flows.orchestration.deployments``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from edge.telemetry import switch_off
@@ -28,90 +30,36 @@ from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from edge.contracts.layout import Paths  # noqa: E402
-from flows.loop.log import append_decision, last_decision  # noqa: E402
+from flows.loop.estimates import refresh_estimates  # noqa: E402
+from flows.loop.markdown import decision_markdown, outcome_markdown  # noqa: E402
 from flows.loop.observe import gather  # noqa: E402
-from flows.loop.triggers import MonitorDecision, decide  # noqa: E402
-from flows.params import Params, load_params  # noqa: E402
+from flows.loop.retrains import ACTIONS, fired_retrains, outcome_of_state, outcome_summary, record_automatic  # noqa: E402
+from flows.loop.triggers import decide  # noqa: E402
+from flows.params import load_params  # noqa: E402
 
-__all__ = ["ACTIONS", "decision_markdown", "monitor", "retrain_outcome"]
-
-ACTIONS = ("retrain", "none")
-SOURCE = "monitor"
+__all__ = ["monitor"]
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
-
-
-def decision_markdown(decision: MonitorDecision) -> str:
-    """The decision as a markdown page: the verdict, then one table row per trigger."""
-    verdict = "**FIRED**" if decision.fired else ("suppressed" if decision.suppressed else "quiet")
-    lines = [
-        f"# Monitor decision: {verdict}", "", decision.summary, "",
-        f"Last training: {decision.last_training or 'never'} ({decision.last_training_source}); "
-        f"cooldown left: {decision.cooldown_left_s:.0f} s", "",
-        "| trigger | state | observed | threshold | detail |", "|---|---|---|---|---|",
-    ]
-    for t in decision.triggers:
-        lines.append(f"| {t.name} | {t.state} | {_cell(t.value)} | {_cell(t.threshold)} | {_cell(t.detail)} |")
-    return "\n".join(lines) + "\n"
-
-
-def retrain_outcome(state: Any) -> dict[str, Any]:
-    """What the retrain subflow did: ran, gate passed, candidate and published release, message."""
-    result = state.result(raise_on_failure=False)
-    if not isinstance(result, dict):  # the flow crashed before a gate decision
-        return {"state": state.name, "completed": False, "passed": None, "candidate": None, "release": None,
-                "message": state.message or str(result)}
-    release = result.get("release") or {}
-    return {
-        "state": state.name, "completed": bool(state.is_completed()), "passed": bool(result.get("passed")),
-        "candidate": result.get("version"), "release": release.get("version"), "channel": release.get("channel"),
-        "message": state.message,
-    }
-
-
-def _outcome_summary(outcome: dict[str, Any]) -> str:
-    if outcome["passed"] is None:
-        return f"retrain {outcome['state']}: {outcome['message']}"
-    if not outcome["passed"]:
-        return f"gate blocked candidate {outcome['candidate']}: {outcome['message']}"
-    if outcome["release"] is not None:
-        return f"gate passed; published release {outcome['release']} to {outcome['channel']}"
-    return f"gate passed candidate {outcome['candidate']} (not published)"
-
-
-def refresh_estimates(paths: Paths, params: Params) -> None:
-    """Recompute the IPW fleet estimates (data/loop/estimates.json) from every edge row landed so far."""
-    from flows.loop.estimates import fleet_estimates, load_uploads, write_estimates
-
-    write_estimates(paths, fleet_estimates(load_uploads(paths, params), params))
-
-
-@flow(name="monitor", description="Decide from fleet drift, accuracy, data volume and schedule whether to retrain.")
-def monitor(root: str = ".", hub_url: str | None = None, action: str = "retrain") -> dict[str, Any]:
+@flow(name="monitor", description="Decide from fleet drift, accuracy, data volume and the nightly slot whether "
+                                  "to retrain; one retrain per cooldown, whatever started the last one.")
+def monitor(root: str = ".", hub_url: str | None = None, action: str = "retrain",
+            hub_token_file: str | None = None) -> dict[str, Any]:
     """One monitor pass for the project at ``root``; ``action`` is ``retrain`` (run the retrain flow
-    when fired) or ``none`` (record only). Returns the decision (and the retrain outcome)."""
+    when fired) or ``none`` (record only); ``hub_url``/``hub_token_file`` override the hub client's
+    rules. Returns the decision (and the retrain outcome)."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     logger = get_run_logger()
     paths = Paths.at(root)
     params = load_params(paths.params)
     log = paths.resolve(params.loop.log)
-    last_fired = last_decision(log, kind="retrain", fired=True)
-    observations = gather(paths, params, last_fired, hub_url)
+    fired = fired_retrains(log)
+    last_fired = fired[-1] if fired else None
+    token_file = Path(hub_token_file) if hub_token_file else None
+    observations = gather(paths, params, last_fired, hub_url, token_file=token_file)
     refresh_estimates(paths, params)  # the fleet page and the promote flow read the same numbers
-    decision = decide(observations, params.loop.monitor, datetime.now(UTC), last_fired)
-    entry = append_decision(
-        log, SOURCE, "retrain", decision.fired, decision.summary, decision.observed(),
-        triggers=[t.as_dict() for t in decision.triggers], suppressed=decision.suppressed,
-        would_fire=list(decision.would_fire), action=action if decision.fired else None,
-        fleet_error=observations.fleet_error,
-    )
+    decision = decide(observations, params.loop.monitor, datetime.now(UTC), last_fired, fired)
+    entry = record_automatic(log, decision, action, observations.fleet_error)
     create_markdown_artifact(markdown=decision_markdown(decision), key="monitor-decision",
                              description=decision.summary)
     logger.info("monitor: %s", decision.summary)
@@ -120,10 +68,9 @@ def monitor(root: str = ".", hub_url: str | None = None, action: str = "retrain"
         return result
     from flows.orchestration.retrain import retrain
 
-    outcome = retrain_outcome(retrain(root=str(paths.root), return_state=True))
-    summary = _outcome_summary(outcome)
-    append_decision(log, SOURCE, "retrain_outcome", bool(outcome["passed"]), summary, outcome, decision_at=entry.at)
-    create_markdown_artifact(markdown=f"# Retrain outcome\n\n{summary}\n", key="monitor-retrain-outcome",
-                             description=summary)
-    logger.info("monitor: %s", summary)
+    state = retrain(root=str(paths.root), source="monitor", decision_at=entry.at, return_state=True)
+    outcome = outcome_of_state(state)
+    create_markdown_artifact(markdown=outcome_markdown(outcome), key="monitor-retrain-outcome",
+                             description=outcome_summary(outcome))
+    logger.info("monitor: %s", outcome_summary(outcome))
     return result | {"outcome": outcome}

@@ -1,10 +1,19 @@
-"""The Prefect ``retrain`` flow: the pipeline stages as tasks, then the gate decision as artifacts.
+"""The Prefect ``retrain`` flow: every retrain, whoever started it, runs here and is in the loop log.
 
-Each task calls the same ``flows.stages.<name>.main`` that ``dvc repro`` runs through
-``python -m flows``; the flow adds orchestration only (retries on the I/O stages, timing, artifacts,
-a Failed state with the reasons when the gate blocks) and finally records ``dvc.lock`` with
-``dvc commit`` so a later ``dvc repro`` sees the flow's outputs as up to date. It does not publish
-releases (next issue) and does not run stages in parallel (they form a chain).
+One run: the decision (``flows.loop.retrains``: an explicit request from ``manual`` or ``deployment``
+is appended as a fired ``retrain`` decision with its source; the ``monitor`` appends its own decision
+before it starts this flow as a subflow and passes ``decision_at``), then the pipeline stages as tasks
+(each the same ``flows.stages.<name>.main`` that ``dvc repro`` runs through ``python -m flows``;
+retries on the I/O stages, timings), ``dvc commit`` so a later ``dvc repro`` sees the flow's outputs
+as up to date, the gate decision as artifacts, the candidate signed and published to
+``release.channel`` when the gate passed (``publish_task``), and finally the outcome appended to the
+loop log (gate passed or blocked, the release, or why the run failed) with the same source. The run
+ends Failed, with the reasons, when the gate blocks.
+
+The source defaults to ``deployment`` inside a deployment run and ``manual`` otherwise
+(``edgeloop retrain``, a direct call). How a request relates to the monitor's cooldown:
+``flows.loop.retrains``. Leaves out: deciding automatic retrains (``flows.orchestration.monitor``) and
+running stages in parallel (they form a chain).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from prefect.client.schemas.objects import State  # noqa: E402
 from prefect.states import Completed, Failed  # noqa: E402
 
 from edge.contracts.layout import Paths  # noqa: E402
+from flows.loop.retrains import EXPLICIT, SOURCES, outcome_of, record_outcome, record_request  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
 from flows.stages import STAGES, run_stage  # noqa: E402
 
@@ -96,15 +106,38 @@ def _publish_artifacts(paths: Paths, summaries: dict[str, dict[str, Any]]) -> No
     create_table_artifact(table=rows, key="retrain-metrics", description="Stage timings, gate values, reports")
 
 
-@flow(name="retrain", description="Ingest, validate, train, export, evaluate, gate and publish a new model.")
-def retrain(root: str = ".", publish: bool = True) -> State:
-    """Run every stage for the project at ``root``, then sign and publish the candidate when the gate
-    passed (``publish``). Failed (with the reasons) when the gate blocks."""
+def _source(source: str | None) -> str:
+    """The given source, else ``deployment`` inside a deployment run, else ``manual``."""
+    if source is None:
+        from prefect.runtime import deployment
+
+        return "deployment" if deployment.id else "manual"
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    return source
+
+
+def _flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def _requested_by(source: str) -> str:
+    if source == "deployment":
+        from prefect.runtime import deployment
+
+        name = deployment.name or deployment.id
+        return f"deployment {name}" if name else "a deployment run"
+    return "a direct call of the retrain flow"
+
+
+def run_pipeline(params: Params, paths: Paths, publish: bool) -> State:
+    """Every stage as a task, dvc.lock recorded, the gate's artifacts, publish when it passed: Completed
+    with the result, or Failed with the gate's reasons."""
     from flows.orchestration.release_flows import publish_task
 
     logger = get_run_logger()
-    paths = Paths.at(root)
-    params = load_params(paths.params)
     summaries: dict[str, dict[str, Any]] = {}
     for name in STAGES:
         if name == "gate":
@@ -125,3 +158,36 @@ def retrain(root: str = ".", publish: bool = True) -> State:
     release = result.get("release")
     published = f"; published release {release['version']} to {release['channel']}" if release else ""
     return Completed(message=f"candidate {gate.get('version')} passed the gate{published}", data=result)
+
+
+@flow(name="retrain", description="Ingest, validate, train, export, evaluate, gate and publish a new model; "
+                                  "every run is a decision in the loop log with its source and outcome.")
+def retrain(root: str = ".", publish: bool = True, source: str | None = None, requested_by: str | None = None,
+            hold_s: float | None = None, decision_at: str | None = None) -> State:
+    """Retrain the project at ``root``: record the request (unless the monitor already recorded its
+    decision at ``decision_at``), run every stage, publish when the gate passed (``publish``), record the
+    outcome. ``source``: monitor, manual or deployment (default: see the module docstring); ``hold_s``:
+    how long an explicit request holds the monitor's automatic triggers (default ``loop.monitor.cooldown_s``).
+    Failed (with the reasons) when the gate blocks."""
+    logger = get_run_logger()
+    paths = Paths.at(root)
+    params = load_params(paths.params)
+    log = paths.resolve(params.loop.log)
+    who = _source(source)
+    run_id = _flow_run_id()
+    if decision_at is None:
+        if who not in EXPLICIT:
+            raise ValueError(f"a {who} retrain is started by its own decision: pass decision_at")
+        entry = record_request(log, who, requested_by or _requested_by(who), params.loop.monitor.cooldown_s,
+                               hold_s, flow_run=run_id)
+        decision_at = entry.at
+        logger.info("%s", entry.summary)
+    try:
+        state = run_pipeline(params, paths, publish)
+    except Exception as exc:  # the run fails; its outcome is still on record
+        record_outcome(log, who, outcome_of(None, "Failed", False, f"{type(exc).__name__}: {exc}"), decision_at,
+                       flow_run=run_id)
+        raise
+    outcome = outcome_of(state.data, str(state.name), state.is_completed(), state.message)
+    logger.info("%s", record_outcome(log, who, outcome, decision_at, flow_run=run_id).summary)
+    return state

@@ -2,8 +2,9 @@
 
 Public API (each in its own small module): ``ReleaseConfig``; ``init_repository``, ``refresh`` and
 ``rotate_key`` (maintenance); ``publish``; ``promote`` and ``rollback`` (channels); ``list_channels``,
-``list_releases`` and ``show_release`` (catalog); ``verify_repository`` (verify, like a device). Importing this package
-imports python-tuf but does no I/O.
+``list_releases`` and ``show_release`` (catalog); ``verify_repository`` (verify, like a device). Importing
+this package imports python-tuf but does no I/O. Leaves out: params.yaml, the champion and Prefect (a
+project's releases driven by its params.yaml: ``flows.project_releases``).
 """
 
 from __future__ import annotations

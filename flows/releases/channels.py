@@ -34,10 +34,6 @@ class ChannelMove:
     to_version: int
 
 
-
-
-
-
 def store_pointer(repo: LocalRepository, channel: str, version: int) -> TargetFile:
     """Write the pointer file for ``channel`` -> ``version``; its TargetFile (not yet in metadata)."""
     return repo.store_target(

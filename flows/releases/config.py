@@ -1,7 +1,8 @@
 """Where the release repository and its keys live, and how long each role's metadata stays valid.
 
 ``ReleaseConfig`` is the one argument every release operation takes: a frozen view of params.yaml's
-``release:`` section with paths resolved against the project root. Creates and reads nothing.
+``release:`` section with paths resolved against the project root. Leaves out: creating or reading
+anything (the other ``flows.releases`` modules do).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
+
+
 @dataclass(frozen=True)
 class Expiry:
     """Days each role's metadata stays valid after it is signed."""

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from securesystemslib.signer import Signer  # type: ignore[attr-defined]
 
 
-
 class NotInitialised(UserError):
     """There is no release repository at the configured path."""
 

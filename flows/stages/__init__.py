@@ -3,6 +3,8 @@
 Stage modules never import Prefect: ``dvc.yaml`` drives them through ``python -m flows STAGE`` and the
 Prefect ``retrain`` flow drives the very same ``main`` functions as tasks. One name per stage across
 dvc.yaml, params.yaml, the module and the Prefect task (tests/test_stage_names.py checks it).
+Leaves out: orchestration (``flows.orchestration.retrain``) and the stages' helpers (``flows.ingest``,
+``flows.evaluation``).
 """
 
 from __future__ import annotations
