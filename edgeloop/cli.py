@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.contracts.errors import UserError
+from edge.contracts.release_layout import MODEL_FILE
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption
 from edgeloop.demo_cli import demo as demo_command
@@ -142,7 +143,7 @@ def _print_result(paths: Any, result: dict[str, Any]) -> None:
         verdict = "[green]pass[/]" if rule.get("passed") else "[red]FAIL[/]"
         table.add_row(str(rule.get("name")), _number(rule.get("threshold")), _number(rule.get("observed")), verdict)
     out.print(table)
-    out.print(f"model        {paths.model / 'model.onnx'}")
+    out.print(f"model        {paths.model / MODEL_FILE}")
     out.print(f"overview     {paths.candidate / 'index.html'}  (open in a browser; works offline)")
     out.print(f"candidate    {paths.candidate}  (decision.md, manifest.json when passed)")
     out.print(f"reports      {paths.reports}  (ingest/data_docs, evaluate/*.html)")

@@ -1,7 +1,7 @@
 """What every ``edgeloop`` sub-command shares: the ``--root`` option and how a sub-app is made.
 
 Kept apart from ``edgeloop.cli`` so that the release, hub and device command modules can use it without
-importing the top-level app (which imports them). Imports only typer.
+importing the top-level app (which imports them). Imports only typer. Leaves out every command.
 """
 
 from __future__ import annotations

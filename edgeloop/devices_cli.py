@@ -4,6 +4,7 @@ Works directly on the hub database named in params.yaml (``hub.database``, or ED
 so it needs no running hub and a revocation is seen by a running hub on its next request. ``add`` prints
 the device token once, to stdout alone on its line (easy to pipe into a provisioning step); only its
 salted hash is stored. ``list`` never shows secrets. Mistakes raise ``UserError`` (one line, exit 2).
+Leaves out the hub server and its HTTP API (``hub``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Prints where the admin token file is (never the token). Graceful shutdown: on SIGTERM/SIGINT uvicorn
 stops accepting connections and lets in-flight requests (uploads) finish, up to ``--grace`` seconds.
-Request logs are one ``key=value`` line per request, without headers or bodies.
+Request logs are one ``key=value`` line per request, without headers or bodies. Leaves out the hub's
+routes and settings (``hub.app``, ``hub.settings``).
 """
 
 from __future__ import annotations

@@ -65,14 +65,17 @@ def publish_command(
     channel: Annotated[
         str | None, typer.Option(help="Channel to point at the new release (default: release.channel).")
     ] = None,
+    create: Annotated[bool, typer.Option("--create", help="Make the channel if it does not exist yet.")] = False,
     root: RootOption = Path("."),
 ) -> None:
-    """Sign and publish a passed candidate as the next release version and move a channel to it."""
+    """Sign and publish a passed candidate as the next release version and move a channel to it.
+
+    A channel that does not exist yet (and is not named in params.yaml) is refused unless --create."""
     from flows.project_releases import publish_candidate
 
     params, paths, _ = _load(root)
     folder = candidate or paths.candidate
-    result = publish_candidate(params, paths, channel, folder, initialise=False)
+    result = publish_candidate(params, paths, channel, folder, initialise=False, create=create)
     if result["already_published"]:
         out.print(f"{folder} is already release {result['version']}; channel '{result['channel']}' points at it")
         return

@@ -25,7 +25,7 @@ from typing import Any
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edge.contracts.names import check_known_channel
-from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
+from edge.contracts.release_layout import LINEAGE_FILES, MANIFEST_FILE, MODEL_FILE
 from flows.champion_sync import model_digest, sync_champion
 from flows.params import Params
 from flows.releases import (
@@ -40,7 +40,6 @@ from flows.releases import (
 )
 
 __all__ = [
-    "LINEAGE_FILES",
     "already_published",
     "check_move",
     "ensure_repository",
@@ -49,7 +48,6 @@ __all__ = [
     "release_config",
 ]
 
-LINEAGE_FILES = ("dvc.lock", "params.yaml")  # the files the gate hashed into a candidate's lineage
 MOVES = ("promote", "rollback")
 
 
@@ -66,22 +64,30 @@ def ensure_repository(params: Params, paths: Paths) -> bool:
     return True
 
 
+def declared_channels(params: Params) -> set[str]:
+    """The channels params.yaml names (release.channel, loop.promotion's from and to): they may be created."""
+    promotion = params.loop.promotion
+    return {params.release.channel, promotion.from_channel, promotion.to_channel}
+
+
 def publish_candidate(params: Params, paths: Paths, channel: str | None = None, candidate: Path | None = None,
-                      initialise: bool = True) -> dict[str, Any]:
+                      initialise: bool = True, create: bool = False) -> dict[str, Any]:
     """Sign and publish a candidate folder (default ``data/candidate``) to ``channel`` (default
-    ``release.channel``), then bring the champion in step. ``initialise`` creates a missing repository."""
+    ``release.channel``), then bring the champion in step. ``initialise`` creates a missing repository. A
+    channel that neither exists nor is declared in params.yaml is refused unless ``create``."""
     initialised = ensure_repository(params, paths) if initialise else False
     folder = candidate or paths.candidate
     channel = channel or params.release.channel
+    create = create or channel in declared_channels(params)
     earlier = already_published(params, paths, folder)
     if earlier is not None:  # publishing is idempotent: the same candidate never becomes two releases
-        move = move_channel(params, paths, "promote", channel, earlier, create=True)
+        move = move_channel(params, paths, "promote", channel, earlier, create=create)
         return {"version": earlier, "channel": channel, "targets": [], "seconds": 0.0,
                 "repository_initialised": initialised, "already_published": True, "champion": move["champion"]}
     lineage_dir = folder / "lineage"  # the exact files the gate hashed into the manifest's lineage
     lineage = {name: lineage_dir / name for name in LINEAGE_FILES if (lineage_dir / name).is_file()}
     config = release_config(params, paths)
-    result = publish(config, folder, channel, lineage)
+    result = publish(config, folder, channel, lineage, create)
     summary = {**asdict(result), "repository_initialised": initialised, "already_published": False}
     summary["champion"] = sync_champion(config, params, paths)
     return summary

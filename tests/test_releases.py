@@ -93,6 +93,10 @@ def test_user_mistakes_are_one_line_errors(repo, tmp_path) -> None:
         publish(config, tmp_path / "nowhere", "canary")
     with pytest.raises(UserError, match="channel"):
         publish(config, candidate(tmp_path, 1), "Not A Channel")
+    with pytest.raises(UserError, match=r"channel 'stabel' does not exist \(channels: canary, stable\)"):
+        publish(config, candidate(tmp_path, 1), "stabel")  # a typo never makes a channel no device follows
+    assert not (config.repository / "history.jsonl").exists() or "stabel" not in (
+        config.repository / "history.jsonl").read_text()
     with pytest.raises(UserError, match="no release 7"):
         promote(config, 7, "stable")
     with pytest.raises(UserError, match="no release to roll back"):
@@ -296,3 +300,30 @@ def test_cli_promote_refuses_an_unknown_channel_unless_created(tmp_path, request
     assert list_channels(config) == {"canary": 1, "stabel": 1}
     logged = read_decisions(tmp_path / "data/loop/decisions.jsonl", source="manual")
     assert [(e["kind"], e["observed"]["channel"]) for e in logged] == [("promote", "stabel")]
+
+
+def test_cli_publish_to_an_unknown_channel_needs_create(tmp_path) -> None:
+    """`release publish --channel stabel` is refused (one line, exit 2, nothing published); `--create` makes
+    it; channels params.yaml names (release.channel, the promotion's) never need it."""
+    from edge.contracts.layout import Paths
+    from edgeloop.cli import app
+    from flows.params import load_params
+    from flows.releases import ReleaseConfig, list_channels, list_releases
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    paths = Paths.at(tmp_path)
+    config = ReleaseConfig.from_params(load_params(paths.params), paths)
+    init_repository(config)
+    folder = candidate(tmp_path, 1)
+    runner = CliRunner()
+
+    def run(*args: str) -> object:
+        return runner.invoke(app, ["release", "publish", str(folder), *args, "--root", str(tmp_path)])
+
+    refused = run("--channel", "stabel")
+    assert refused.exit_code != 0 and "channel 'stabel' does not exist" in str(refused.exception)
+    assert list_releases(config) == [] and list_channels(config) == {}
+    assert run("--channel", "stabel", "--create").exit_code == 0
+    assert list_channels(config) == {"stabel": 1}
+    assert run("--channel", "stable").exit_code == 0  # declared in params.yaml (loop.promotion.to_channel)
+    assert list_channels(config) == {"stabel": 1, "stable": 1}

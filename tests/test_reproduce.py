@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from edge.contracts.errors import UserError
-from flows.releases.reproduce import BUNDLE_FILES, locate_release_files, reproduce_bundle, reproduce_release
+from flows.releases.reproduce import REPRODUCE_FILES, locate_release_files, reproduce_bundle, reproduce_release
 from tests.projects import GIT_USER, make_git_project, run
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def write_repository(repo: Path, version: int, bundle: Path) -> None:
     folder = repo / "targets" / "bundles" / str(version)
     folder.mkdir(parents=True)
     signed = {}
-    for name in BUNDLE_FILES:
+    for name in REPRODUCE_FILES:
         digest = sha256(bundle / name)
         shutil.copy2(bundle / name, folder / f"{digest}.{name}")
         signed[f"bundles/{version}/{name}"] = {"length": (bundle / name).stat().st_size, "hashes": {"sha256": digest}}
@@ -138,7 +138,7 @@ def write_repository(repo: Path, version: int, bundle: Path) -> None:
 def test_locate_release_files_follows_the_newest_targets_metadata(released: SimpleNamespace, tmp_path: Path) -> None:
     write_repository(tmp_path / "repo", 3, released.bundle)
     files = locate_release_files(tmp_path / "repo", 3)
-    for name in BUNDLE_FILES:
+    for name in REPRODUCE_FILES:
         assert files[name].read_bytes() == (released.bundle / name).read_bytes(), name
     with pytest.raises(UserError, match="release 4"):
         locate_release_files(tmp_path / "repo", 4)

@@ -21,6 +21,7 @@ __all__ = [
     "DEVICE_ID_PATTERN",
     "DEVICE_ID_RULE",
     "RUNNER_VERSION_PATTERN",
+    "SAFE_NAME_PATTERN",
     "SHA256_PATTERN",
     "VERSION_PATTERN",
     "ChannelError",
@@ -30,7 +31,8 @@ __all__ = [
     "is_valid_device_id",
 ]
 
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SAFE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # one path component, never hidden
+DEVICE_ID_PATTERN = SAFE_NAME_PATTERN  # device ids become folder names (landing zone, summaries)
 DEVICE_ID_RULE = "1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"
 CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 CHANNEL_RULE = "1-32 of a-z 0-9 _ - (starting with a letter or digit)"

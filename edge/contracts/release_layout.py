@@ -15,12 +15,13 @@ import json
 import re
 from typing import Any
 
-from edge.contracts.names import CHANNEL_PATTERN
+from edge.contracts.names import CHANNEL_PATTERN, SHA256_PATTERN
 
 __all__ = [
     "BUNDLE_FILES",
     "BUNDLE_TARGET_PATTERN",
     "CHANNEL_TARGET_PATTERN",
+    "HASHED_TARGET_PATTERN",
     "LINEAGE_FILES",
     "MANIFEST_FILE",
     "METADATA_PATH",
@@ -40,6 +41,8 @@ METADATA_PATH = "/releases/metadata/"  # under a hub's base URL
 TARGETS_PATH = "/releases/targets/"
 BUNDLE_TARGET_PATTERN = re.compile(r"^bundles/([1-9][0-9]*)/([^/]+)$")
 CHANNEL_TARGET_PATTERN = re.compile(r"^channels/(" + CHANNEL_PATTERN.pattern.strip("^$") + r")\.json$")
+# With consistent snapshots a target is stored as <sha256>.<name>: (sha256, name) of a stored file name
+HASHED_TARGET_PATTERN = re.compile(r"^(" + SHA256_PATTERN.pattern.strip("^$") + r")\.(.+)$")
 
 
 def bundle_target(version: int, name: str) -> str:

@@ -26,13 +26,14 @@ from typing import Any
 from edge.contracts.layout import Paths
 from edge.contracts.record import BATCH_EXTENSIONS
 from edge.contracts.release_layout import MODEL_FILE
+from edge.contracts.wire import DEVICE_STATUSES
 from flows.hub_client import HubAdminClient, HubUnreachable
 from flows.loop.triggers import DeviceState, Observations, last_training, parse_time
 from flows.params import Params
 
 __all__ = ["count_labelled_rows", "current_accuracy", "fleet_devices", "gather", "model_time"]
 
-ONLINE = "online"  # a device status in the hub's fleet document
+_, ONLINE, _ = DEVICE_STATUSES  # never seen, online, offline: a device status in the fleet document
 
 
 def fleet_devices(client: HubAdminClient) -> tuple[DeviceState, ...]:

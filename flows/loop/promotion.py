@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from edge.contracts.wire import DEVICE_STATUSES
 from flows.loop.estimates import Estimate
 from flows.params import PromotionParams
 
@@ -48,6 +49,8 @@ __all__ = [
 REJECTION_KINDS = ("blocked", "rolled_back", "watch_failed")  # heartbeat event kinds that condemn a release
 NO_ROWS = Estimate(None, None, None, None, 0, 0.0)
 Action = Literal["promote", "rollback", "wait"]
+
+_, ONLINE, _ = DEVICE_STATUSES  # a device status in the fleet document
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ def devices_running(fleet: Mapping[str, Any], channel: str, version: int) -> tup
     """Online, unrevoked devices of ``channel`` whose last heartbeat runs ``version``."""
     return tuple(sorted(
         str(d["device_id"]) for d in fleet.get("devices", [])
-        if d.get("channel") == channel and d.get("status") == "online" and not d.get("revoked")
+        if d.get("channel") == channel and d.get("status") == ONLINE and not d.get("revoked")
         and str(_state(d).get("model_version")) == str(version)
     ))
 

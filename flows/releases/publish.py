@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,12 @@ from tuf.api.metadata import TargetFile  # type: ignore[attr-defined]
 
 from edge.contracts.errors import UserError
 from edge.contracts.manifest import Manifest, ManifestError
-from edge.contracts.names import check_channel
+from edge.contracts.names import SAFE_NAME_PATTERN, check_channel, check_known_channel
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, bundle_target
 from flows.releases.channels import store_pointer
 from flows.releases.config import ReleaseConfig
 from flows.releases.history import append_event, reconcile
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers, repository_lock
-
-LINEAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def _sha256(path: Path) -> tuple[str, int]:
 
 def _check_lineage(files: dict[str, Path]) -> dict[str, Path]:
     for name, path in files.items():
-        if not LINEAGE_NAME.match(name) or name in (MODEL_FILE, MANIFEST_FILE):
+        if not SAFE_NAME_PATTERN.match(name) or name in (MODEL_FILE, MANIFEST_FILE):
             raise UserError(f"lineage file name {name!r} is not allowed")
         if not path.is_file():
             raise UserError(f"lineage file {path} not found")
@@ -101,7 +98,8 @@ def next_version(config: ReleaseConfig, repo: LocalRepository) -> int:
 
 
 def publish(
-    config: ReleaseConfig, candidate_dir: Path, channel: str, lineage_files: dict[str, Path] | None = None
+    config: ReleaseConfig, candidate_dir: Path, channel: str, lineage_files: dict[str, Path] | None = None,
+    create: bool = False,
 ) -> PublishResult:
     """Sign and publish the candidate in ``candidate_dir`` as the next release on ``channel``."""
     started = time.perf_counter()
@@ -112,6 +110,7 @@ def publish(
         repo = LocalRepository(config)
         repo.prepare_signers("targets", "snapshot", "timestamp")
         pointers = channel_pointers(repo.targets())
+        check_known_channel(channel, pointers, create)  # a typo must not make a channel no device follows
         reconcile(config, pointers, repo.targets().version)
         version = next_version(config, repo)
         infos = _store_bundle(repo, candidate, version, lineage)

@@ -40,16 +40,15 @@ import yaml
 from edge.contracts.errors import UserError
 from edge.contracts.manifest import Manifest, ManifestError, verify_model
 from edge.contracts.release_layout import BUNDLE_FILES as RELEASE_FILES
-from edge.contracts.release_layout import LINEAGE_FILES, MANIFEST_FILE, MODEL_FILE
+from edge.contracts.release_layout import HASHED_TARGET_PATTERN, LINEAGE_FILES, MANIFEST_FILE, MODEL_FILE, bundle_target
 
-__all__ = ["BUNDLE_FILES", "locate_release_files", "reproduce_bundle", "reproduce_release"]
+__all__ = ["REPRODUCE_FILES", "locate_release_files", "reproduce_bundle", "reproduce_release"]
 
 DVC_LOCK, PARAMS = LINEAGE_FILES
-BUNDLE_FILES = (*RELEASE_FILES, *LINEAGE_FILES)
+REPRODUCE_FILES = (*RELEASE_FILES, *LINEAGE_FILES)
 STAGES = ("split", "train", "export")  # what turns the curated snapshot into model.onnx
 CURATED = "data/curated"  # edge.contracts.layout.Paths.curated, relative to the project root
 SUBPROCESS_TIMEOUT_S = 900
-_HASHED_NAME = re.compile(r"^([0-9a-f]{64})\.(.+)$")
 _TARGETS_METADATA = re.compile(r"^([0-9]+)\.targets\.json$")
 
 
@@ -80,7 +79,7 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"{path}: not found (a release bundle holds {', '.join(BUNDLE_FILES)})") from None
+        raise UserError(f"{path}: not found (a release bundle holds {', '.join(REPRODUCE_FILES)})") from None
 
 
 def check_lock(manifest: Manifest, dvc_lock: bytes, source: str) -> None:
@@ -99,7 +98,7 @@ def check_lock(manifest: Manifest, dvc_lock: bytes, source: str) -> None:
 
 def load_bundle(files: Mapping[str, Path], source: str) -> Bundle:
     """Read and cross-check a bundle: model digest vs manifest, dvc.lock hash vs manifest."""
-    raw = {name: _read(files[name]) for name in BUNDLE_FILES}
+    raw = {name: _read(files[name]) for name in REPRODUCE_FILES}
     try:
         manifest = Manifest.from_json(raw[MANIFEST_FILE])
         verify_model(manifest, raw[MODEL_FILE])
@@ -402,7 +401,7 @@ def reproduce_bundle(bundle_dir: Path, project_root: Path, workdir: Path | None 
     removed. Raises UserError for a bundle that does not hold together or a snapshot that cannot be found.
     """
     bundle_dir = Path(bundle_dir)
-    bundle = load_bundle({name: bundle_dir / name for name in BUNDLE_FILES}, str(bundle_dir))
+    bundle = load_bundle({name: bundle_dir / name for name in REPRODUCE_FILES}, str(bundle_dir))
     return _reproduce(bundle, project_root, workdir)
 
 
@@ -424,7 +423,7 @@ def _hashed_copies(folder: Path, name: str) -> dict[str, Path]:
     """``<sha256>.<name>`` files in ``folder`` whose content really has that sha256."""
     found = {}
     for path in folder.glob(f"*.{name}"):
-        match = _HASHED_NAME.match(path.name)
+        match = HASHED_TARGET_PATTERN.match(path.name)
         if match and match.group(2) == name and _sha256(path.read_bytes()) == match.group(1):
             found[match.group(1)] = path
     return found
@@ -451,7 +450,7 @@ def locate_release_files(repository: Path, version: int) -> dict[str, Path]:
     if not folder.is_dir():
         raise UserError(f"release {version}: {folder} not found (`edgeloop release list` shows the releases)")
     targets = _latest_targets(Path(repository)) or {}
-    return {name: _pick(folder, name, targets.get(f"bundles/{version}/{name}")) for name in BUNDLE_FILES}
+    return {name: _pick(folder, name, targets.get(bundle_target(version, name))) for name in REPRODUCE_FILES}
 
 
 def reproduce_release(config: HasRepository, version: int, project_root: Path) -> dict[str, Any]:

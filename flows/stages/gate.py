@@ -28,7 +28,7 @@ from typing import Any
 from edge.atomic import write_bytes_atomic, write_text_atomic
 from edge.contracts.layout import Paths
 from edge.contracts.manifest import GateRule, Lineage, ManifestError
-from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
+from edge.contracts.release_layout import LINEAGE_FILES, MANIFEST_FILE, MODEL_FILE
 from flows.evaluation.bundle import (
     build_manifest,
     gate_result,
@@ -76,7 +76,6 @@ def gather_artifacts(paths: Paths) -> Artifacts:
     )
 
 
-LINEAGE_FILES = ("dvc.lock", "params.yaml")
 
 
 def snapshot_lineage_files(paths: Paths) -> dict[str, bytes]:

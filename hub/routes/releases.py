@@ -20,8 +20,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from edge.contracts.names import SHA256_PATTERN
-from edge.contracts.release_layout import METADATA_PATH, TARGETS_PATH
+from edge.contracts.release_layout import HASHED_TARGET_PATTERN, METADATA_PATH, TARGETS_PATH
 from edge.contracts.wire import JSON
 from hub.store.release_files import MEMORY_FILE_BYTES, FileCache, hash_large, locate, read_small, stat_key
 
@@ -31,7 +30,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
 OCTET_STREAM = "application/octet-stream"  # TUF targets are opaque bytes to HTTP
 _VERSIONED_METADATA = re.compile(r"^[1-9][0-9]*\.[A-Za-z0-9_-]+\.json$")
-_HASHED_TARGET = re.compile(SHA256_PATTERN.pattern.removesuffix("$") + r"\..+$")
 FILE_RESPONSES: dict[int | str, dict[str, str]] = {
     200: {"description": "the file"}, 304: {"description": "not modified"}, 404: {},
 }
@@ -39,7 +37,7 @@ FILE_RESPONSES: dict[int | str, dict[str, str]] = {
 
 def cache_control(kind: str, name: str) -> str:
     """Immutable for consistent-snapshot names, no-cache for everything else (timestamp.json, root.json)."""
-    pattern = _VERSIONED_METADATA if kind == "metadata" else _HASHED_TARGET
+    pattern = _VERSIONED_METADATA if kind == "metadata" else HASHED_TARGET_PATTERN
     return IMMUTABLE if pattern.match(name) else NO_CACHE
 
 
