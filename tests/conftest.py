@@ -31,3 +31,11 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that needs the Prefect server is slow (the fast lane, ``-m "not slow"``, never starts it);
+    other slow tests (other servers, processes, the demo, kill -9 loops) carry ``pytest.mark.slow`` themselves."""
+    for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from edgeloop.testkit.project import REPO
+
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 

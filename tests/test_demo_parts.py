@@ -33,6 +33,8 @@ from flows.releases import promote
 from hub.registry import add_device
 from simulator.plant import OFFSET_AMOUNT, SENSOR_COLUMNS
 
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
+
 ROWS_PER_TICK = 200
 MINUTES_PER_ROW = 5.0  # a tick is 16.7 simulated hours
 TICKS, DRIFT_TICK = 9, 5  # a window is scored from 1000 rows on (edge.drift); then the sensor drifts

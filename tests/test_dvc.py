@@ -11,7 +11,7 @@ import yaml
 
 from tests.projects import make_git_project, run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory) -> Path:

@@ -23,6 +23,8 @@ from edgeloop.testkit.hub import running_hub
 from hub import tokens
 from hub.db import Device
 
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
+
 DEVICE = "fuzz-dev"
 EXAMPLES_PER_OPERATION = 60
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from edge.contracts.layout import Paths
@@ -31,6 +32,8 @@ from hub.db import make_engine, make_sessions
 from hub.registry import add_device
 from hub.settings import HubSettings
 from simulator.batches import encode_batch
+
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
 
 DEADLINE_S = 30.0
 

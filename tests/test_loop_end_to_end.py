@@ -21,6 +21,8 @@ from edgeloop.demo.workspace import DemoSettings
 from edgeloop.testkit.project import REPO
 from flows.loop.log import read_decisions
 
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:

@@ -13,12 +13,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from edgeloop.testkit.project import REPO
 from edgeloop.testkit.releases import config_json, fetch, make_candidate, release_config, tamper_server, tiny_onnx
 from flows.releases import init_repository, publish, verify_repository
 from flows.releases.config import ReleaseConfig
 from flows.releases.history import read_events
 from flows.releases.repository import LocalRepository, bundle_versions, channel_pointers
+
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
 
 TRIALS = 30
 

@@ -259,7 +259,9 @@ def test_cli_release_commands(tmp_path) -> None:
     assert os.path.isdir(tmp_path / params["release"]["online_keys"])
 
 
-@pytest.mark.parametrize("through_prefect", [False, True], ids=["direct", "prefect-flow"])
+@pytest.mark.parametrize(
+    "through_prefect", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["direct", "prefect-flow"]
+)
 def test_cli_promote_refuses_an_unknown_channel_unless_created(tmp_path, request, through_prefect) -> None:
     """`edgeloop release promote N --to stabel` as a user runs it (a real process): refused in one line that
     lists the channels, exit 2, no traceback, nothing moved; `--create` makes the channel. With

@@ -25,7 +25,7 @@ from edge.contracts.errors import UserError
 from flows.releases.reproduce import REPRODUCE_FILES, locate_release_files, reproduce_bundle, reproduce_release
 from tests.projects import GIT_USER, make_git_project, run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "-m", "dvc", *args], cwd)

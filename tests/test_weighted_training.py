@@ -180,6 +180,7 @@ def failed(summary: dict[str, object]) -> set[str]:
     return {rule["name"] for rule in summary["rules"] if not rule["passed"]}  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # a whole pipeline twice
 def test_gate_passes_on_a_filtered_holdout_what_the_unweighted_gate_blocked(tmp_path) -> None:
     params = make_params({
         "simulate.devices": 2, "simulate.rows_per_device": 6000, "ingest.data_docs": False,
