@@ -1,11 +1,12 @@
 """Edge runner benchmark (issue 5): publish -> activation, cold start, RSS, stream mode, install size.
 
+The in-process hot path (``Runner.predict_one`` beside raw onnxruntime, over a million calls) is
+bench/edge_steady_state.py's; the local HTTP API's latency is bench/edge_http.py's.
+
 Everything real: a hub on 127.0.0.1 (uvicorn, in this process) serving a python-tuf repository, the
 default model (params.yaml's HistGradientBoosting on 4 x 10,000 simulator rows, exported by the
 pipeline's own exporter), and ``edge-runner`` as a separate process where a gateway would run it.
 
-- the runner's in-process hot path: ``Runner.predict_one`` p50/p99 over 20,000 simulator rows (the
-  model call plus the drift ring, the pending-feedback map and the counters), one thread.
 - publish -> activation: ``flows.releases.publish`` of a new release until the running runner serves it
   (poll interval 1 s, no jitter, published at a random moment of the poll cycle: on average half a
   second is waiting for the next poll, the rest is work);
@@ -84,21 +85,6 @@ def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str, folder:
         x, y = site_data(300, 21)
         for row, label in zip(_rows(x), y.tolist(), strict=True):  # labelled rows: the shadow check runs
             runner.feedback(runner.predict_one(row).event_id, label)
-        rows = _rows(site_data(20_000, 24)[0])
-        for row in rows[:2000]:
-            runner.predict_one(row)
-        clock = time.perf_counter_ns
-        p50s, p99s = [], []
-        for _ in range(RUNS):
-            samples = []
-            for row in rows:
-                t0 = clock()
-                runner.predict_one(row)
-                samples.append(clock() - t0)
-            samples.sort()
-            p50s.append(samples[len(samples) // 2] / 1000)
-            p99s.append(samples[int(len(samples) * 0.99)] / 1000)
-        hot = {"p50_us": statistics.median(p50s), "p99_us": statistics.median(p99s)}
         walls, works = [], []
         rng = random.Random(0)
         for i in range(RUNS):
@@ -109,12 +95,12 @@ def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str, folder:
             published = time.perf_counter()
             _wait(lambda b=before: runner.model_version != b)
             walls.append(time.perf_counter() - started)
-            works.append(float((runner._last_poll or {}).get("seconds", float("nan"))))
+            works.append(float((runner.updates.last_poll or {}).get("seconds", float("nan"))))
             print(f"  release {runner.model_version}: publish {published - started:.3f} s, "
                   f"publish->active {walls[-1]:.3f} s, update work {works[-1]:.3f} s", file=sys.stderr)
     finally:
         runner.stop()
-    return {"wall_s": statistics.median(walls), "work_s": statistics.median(works)} | hot
+    return {"wall_s": statistics.median(walls), "work_s": statistics.median(works)}
 
 
 def _post(port: int, body: bytes) -> int:
@@ -216,8 +202,6 @@ def main() -> None:
     print()
     print("| measure | value | target |")
     print("|---|---|---|")
-    print(f"| `Runner.predict_one` in process (predict + drift ring + pending map + counters), p50 / p99 "
-          f"(20,000 rows) | {updates['p50_us']:.1f} / {updates['p99_us']:.1f} µs | p50 <= 20, p99 <= 60 µs |")
     print(f"| publish -> active on one runner (poll every 1 s) | {updates['wall_s'] * 1000:.0f} ms | - |")
     print(f"| of which the update itself (TUF + download + verify + shadow on 300 rows + activate) | "
           f"{updates['work_s'] * 1000:.0f} ms | - |")

@@ -1,6 +1,8 @@
-"""edgeloop's device side: formats shared with the cloud, and (later) the edge runner.
+"""edgeloop's device side: the edge runner (``edge.runner``, the ``edge-runner`` command) and the formats and
+limits it shares with the cloud (``edge.contracts``).
 
-This package may import only the standard library, numpy, onnxruntime and tuf: gateways are small.
+This package may import only the standard library, numpy, onnxruntime, tuf (urllib3 through tuf) and
+cryptography: gateways are small.
 """
 
 __all__ = ["__version__"]

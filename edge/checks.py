@@ -3,7 +3,7 @@
 ``check_context`` accepts a few named scalars (text, numbers, null) whose names are not upload columns;
 ``as_class`` turns a label into one of the manifest's classes (``"1"`` is accepted for class ``1``).
 Both raise ``edge.inference.InputError`` naming the field. Leaves out the features (edge.inference
-checks them) and what is done with the row (edge.runner).
+checks them) and what is done with the row (edge.serving, edge.feedback).
 """
 
 from __future__ import annotations

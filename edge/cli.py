@@ -1,7 +1,9 @@
 """The ``edge-runner`` command: ``run``, ``status``, ``predict`` (stream mode) and ``rollback``.
 
 argparse, not Typer: the edge installs without the cloud extras. User mistakes (a bad config key, no
-model yet, a runner already running) print one line to stderr and exit 2, without a traceback.
+model yet, a runner already running) print one line to stderr and exit 2, without a traceback. ``run``
+freezes the objects that exist once the runner is built (``gc.freeze()``) before it starts serving, so
+garbage collections never walk the modules, the model or the stores.
 Telemetry is switched off before anything that could import onnxruntime. Heavy modules are imported
 inside the commands, so ``--help`` stays fast.
 
@@ -12,6 +14,7 @@ Leaves out: the runner itself (edge.runner), stream parsing (edge.stream) and st
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -109,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         runner = Runner(config)
+        gc.collect()
+        gc.freeze()  # start-up objects (modules, the model, the stores) leave the collector's scans for good
         runner.start()
     except RunnerError as exc:
         raise UsageProblem(str(exc)) from None

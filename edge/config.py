@@ -5,6 +5,13 @@ every problem is a ``ConfigError`` whose message names the key (``upload.random_
 between 0 and 1, got 1.5``). Unknown keys and sections are errors too, so a typo never silently falls
 back to a default.
 
+One table: each key is one dataclass field below, declared with ``setting(default, reader)``; the field
+is the key's only default and its reader the key's only check (``REQUIRED`` keys have no default).
+Other modules take their defaults from these fields (``ReleasesConfig.max_bundle_bytes`` is also
+``edge.releases.ClientLimits``' default, ``UploadConfig.batch_rows`` the uploader's, and so on).
+Limits the hub enforces come from ``edge.contracts.wire`` (``upload.max_batch_bytes`` cannot exceed
+``UPLOAD_MAX_BYTES``). Rules between keys are checked by the section's ``__post_init__``.
+
 Environment overrides: ``EDGE_RUNNER__<SECTION>__<KEY>=value`` (double underscores; top-level keys as
 ``EDGE_RUNNER__DEVICE_ID``). A value is read as a TOML value when it parses as one (``30``, ``true``,
 ``["a", "b"]``), else as a string. The device token comes from ``EDGE_RUNNER_TOKEN`` when set, else from
@@ -23,15 +30,17 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
+from edge.contracts.wire import UPLOAD_MAX_BYTES
 
 __all__ = [
     "ENV_PREFIX",
+    "REQUIRED",
     "TOKEN_ENV",
     "ApiConfig",
     "ColumnsConfig",
@@ -43,11 +52,14 @@ __all__ = [
     "RunnerConfig",
     "Secret",
     "UploadConfig",
+    "keys_of",
     "load_config",
+    "sections",
 ]
 
 ENV_PREFIX = "EDGE_RUNNER__"
 TOKEN_ENV = "EDGE_RUNNER_TOKEN"
+MIB = 1024 * 1024
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -73,86 +85,6 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
-
-
-@dataclass(frozen=True)
-class HubConfig:
-    url: str  # base URL of the hub, e.g. http://hub.plant.local:8700
-    token: Secret = field(repr=False)
-    timeout_s: float = 10.0  # seconds per request (connect and each read)
-    heartbeat_interval_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class ReleasesConfig:
-    trusted_root: Path  # the root.json this device trusts on first use (from the release repository)
-    metadata_url: str  # TUF metadata base URL (default: <hub>/releases/metadata/)
-    targets_url: str  # TUF targets base URL (default: <hub>/releases/targets/)
-    channel: str = "canary"
-    poll_interval_s: float = 60.0
-    poll_jitter: float = 0.2  # each wait is poll_interval_s * (1 ± jitter), so a fleet does not poll in step
-    max_bundle_bytes: int = 256 * 1024 * 1024
-    download_deadline_s: float = 300.0  # whole poll, metadata and files (python-tuf only bounds each read)
-    read_timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8765
-    unix_socket: Path | None = None  # serve on this socket instead of TCP
-    max_body_bytes: int = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class UploadConfig:
-    mode: str = "rows"  # "rows": filtered labelled rows; "aggregates": summaries only, no rows
-    uncertain_margin: float = 0.1
-    random_rate: float = 0.02
-    anomalies: bool = True
-    batch_rows: int = 500
-    max_batch_bytes: int = 1024 * 1024
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 300.0
-    summary_interval_s: float = 300.0
-    spool_quota_bytes: int = 256 * 1024 * 1024
-    local_only: tuple[str, ...] = ()  # feature or context names that never leave the device
-
-
-@dataclass(frozen=True)
-class FeedbackConfig:
-    pending_events: int = 100_000  # predictions kept in memory awaiting a label
-    recent_labelled: int = 5_000  # labelled rows kept on disk for on-device validation
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    window_rows: int = 5000  # recent rows the PSI is computed on
-    min_rows: int = 1000  # no drift score before the window holds this many (slow sensors look drifted)
-
-
-@dataclass(frozen=True)
-class ColumnsConfig:
-    """Upload column names, used when a release's manifest does not name them."""
-
-    event_id: str = "event_id"
-    device_id: str = "device_id"
-    event_time: str = "event_time"
-
-
-@dataclass(frozen=True)
-class RunnerConfig:
-    source: Path  # the config file
-    device_id: str
-    state_dir: Path
-    hub: HubConfig
-    releases: ReleasesConfig
-    api: ApiConfig
-    upload: UploadConfig
-    feedback: FeedbackConfig
-    columns: ColumnsConfig
-    drift: DriftConfig = field(default_factory=DriftConfig)
 
 
 # --- readers: each takes (value, key) and returns the typed value or raises ConfigError ----------------
@@ -208,6 +140,10 @@ def _url(value: Any, key: str) -> str:
     return value
 
 
+def _base_url(value: Any, key: str) -> str:
+    return _url(value, key).rstrip("/")
+
+
 def _names(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise _fail(key, "a list of names", value)
@@ -222,68 +158,133 @@ def _choice(*options: str) -> Reader:
     return read
 
 
-# --- the schema: section -> key -> (reader, default); default _REQUIRED means the key must be given ---
+def _device_id(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not is_valid_device_id(value):
+        raise _fail(key, "letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)", value)
+    return value
 
-_REQUIRED = object()
+
 _PATH = _string(what="a path")
+_COLUMN_NAME = _string(_COLUMN, "a column name")
 
-_TOP: dict[str, tuple[Reader, Any]] = {
-    "device_id": (_string(what="a device id"), _REQUIRED),
-    "state_dir": (_PATH, _REQUIRED),
-}
-_SECTIONS: dict[str, dict[str, tuple[Reader, Any]]] = {
-    "hub": {
-        "url": (_url, _REQUIRED),
-        "token_file": (_PATH, None),
-        "timeout_s": (_number(0, 600, low_open=True), 10.0),
-        "heartbeat_interval_s": (_number(1, 86_400), 60.0),
-    },
-    "releases": {
-        "trusted_root": (_PATH, _REQUIRED),
-        "metadata_url": (_url, None),
-        "targets_url": (_url, None),
-        "channel": (_string(CHANNEL_PATTERN, f"a channel name ({CHANNEL_RULE})"), "canary"),
-        "poll_interval_s": (_number(1, 7 * 86_400), 60.0),
-        "poll_jitter": (_number(0, 0.9), 0.2),
-        "max_bundle_bytes": (_integer(1024), 256 * 1024 * 1024),
-        "download_deadline_s": (_number(1, 86_400), 300.0),
-        "read_timeout_s": (_number(0.1, 3600), 30.0),
-    },
-    "api": {
-        "enabled": (_boolean, True),
-        "host": (_string(), "127.0.0.1"),
-        "port": (_integer(0, 65535), 8765),
-        "unix_socket": (_PATH, None),
-        "max_body_bytes": (_integer(1024, 64 * 1024 * 1024), 1024 * 1024),
-    },
-    "upload": {
-        "mode": (_choice("rows", "aggregates"), "rows"),
-        "uncertain_margin": (_number(0, 1), 0.1),
-        "random_rate": (_number(0, 1), 0.02),
-        "anomalies": (_boolean, True),
-        "batch_rows": (_integer(1, 1_000_000), 500),
-        "max_batch_bytes": (_integer(1024), 1024 * 1024),
-        "backoff_initial_s": (_number(0.01, 3600), 1.0),
-        "backoff_max_s": (_number(0.01, 86_400), 300.0),
-        "summary_interval_s": (_number(1, 86_400), 300.0),
-        "spool_quota_bytes": (_integer(64 * 1024), 256 * 1024 * 1024),
-        "local_only": (_names, ()),
-    },
-    "feedback": {
-        "pending_events": (_integer(1, 10_000_000), 100_000),
-        "recent_labelled": (_integer(1, 1_000_000), 5_000),
-    },
-    "drift": {
-        "window_rows": (_integer(10, 10_000_000), 5000),
-        "min_rows": (_integer(1, 10_000_000), 1000),
-    },
-    "columns": {
-        "event_id": (_string(_COLUMN, "a column name"), "event_id"),
-        "device_id": (_string(_COLUMN, "a column name"), "device_id"),
-        "event_time": (_string(_COLUMN, "a column name"), "event_time"),
-    },
-}
 
+# --- the table: one dataclass field per key -------------------------------------------------------------
+
+REQUIRED: Any = MISSING  # a key that must be given: it has no default
+
+
+def setting(default: Any, read: Reader, *, path: bool = False) -> Any:
+    """One configuration key: its default (``REQUIRED`` for none) and its reader; ``path``: a file path
+    resolved against the config file's folder."""
+    metadata = {"read": read, "path": path}
+    if default is REQUIRED:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    token: Secret = field(repr=False)  # not a key: from EDGE_RUNNER_TOKEN or token_file
+    url: str = setting(REQUIRED, _base_url)  # base URL of the hub, e.g. http://hub.plant.local:8700
+    token_file: Path | None = setting(None, _PATH, path=True)  # mode 0600; printed once by `edgeloop devices add`
+    timeout_s: float = setting(10.0, _number(0, 600, low_open=True))  # seconds per request (connect, each read)
+    heartbeat_interval_s: float = setting(60.0, _number(1, 86_400))
+
+
+@dataclass(frozen=True)
+class ReleasesConfig:
+    trusted_root: Path = setting(REQUIRED, _PATH, path=True)  # the root.json this device trusts on first use
+    metadata_url: str = setting("", _url)  # TUF metadata base URL ("": <hub.url>/releases/metadata/)
+    targets_url: str = setting("", _url)  # TUF targets base URL ("": <hub.url>/releases/targets/)
+    channel: str = setting("canary", _string(CHANNEL_PATTERN, f"a channel name ({CHANNEL_RULE})"))
+    poll_interval_s: float = setting(60.0, _number(1, 7 * 86_400))
+    poll_jitter: float = setting(0.2, _number(0, 0.9))  # each wait is poll_interval_s * (1 ± jitter)
+    max_bundle_bytes: int = setting(256 * MIB, _integer(1024))  # pointer + manifest + model of one release
+    download_deadline_s: float = setting(300.0, _number(1, 86_400))  # the whole poll (python-tuf bounds each read)
+    read_timeout_s: float = setting(30.0, _number(0.1, 3600))  # connecting, and the longest gap between bytes
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    enabled: bool = setting(True, _boolean)
+    host: str = setting("127.0.0.1", _string())
+    port: int = setting(8765, _integer(0, 65535))
+    unix_socket: Path | None = setting(None, _PATH, path=True)  # serve on this socket instead of TCP
+    max_body_bytes: int = setting(1 * MIB, _integer(1024, 64 * MIB))
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    mode: str = setting("rows", _choice("rows", "aggregates"))  # "aggregates": summaries only, no rows
+    uncertain_margin: float = setting(0.1, _number(0, 1))
+    random_rate: float = setting(0.02, _number(0, 1))
+    anomalies: bool = setting(True, _boolean)
+    batch_rows: int = setting(500, _integer(1, 1_000_000))
+    max_batch_bytes: int = setting(1 * MIB, _integer(1024, UPLOAD_MAX_BYTES))  # the hub refuses larger batches
+    backoff_initial_s: float = setting(1.0, _number(0.01, 3600))
+    backoff_max_s: float = setting(300.0, _number(0.01, 86_400))
+    summary_interval_s: float = setting(300.0, _number(1, 86_400))  # aggregates mode: one summary per interval
+    spool_quota_bytes: int = setting(256 * MIB, _integer(64 * 1024))
+    local_only: tuple[str, ...] = setting((), _names)  # feature or context names that never leave the device
+
+    def __post_init__(self) -> None:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError(f"upload.backoff_max_s: must be >= upload.backoff_initial_s "
+                              f"({self.backoff_initial_s:g})")
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    pending_events: int = setting(100_000, _integer(1, 10_000_000))  # predictions kept in memory awaiting a label
+    recent_labelled: int = setting(5_000, _integer(1, 1_000_000))  # labelled rows kept for on-device validation
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    window_rows: int = setting(5000, _integer(10, 10_000_000))  # recent rows the PSI is computed on
+    min_rows: int = setting(1000, _integer(1, 10_000_000))  # no score before the window holds this many
+
+    def __post_init__(self) -> None:
+        if self.min_rows > self.window_rows:
+            raise ConfigError(f"drift.min_rows: must be <= drift.window_rows ({self.window_rows})")
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    """Upload column names, used when a release's manifest does not name them."""
+
+    event_id: str = setting("event_id", _COLUMN_NAME)
+    device_id: str = setting("device_id", _COLUMN_NAME)
+    event_time: str = setting("event_time", _COLUMN_NAME)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    source: Path  # the config file (not a key)
+    device_id: str = setting(REQUIRED, _device_id)
+    state_dir: Path = setting(REQUIRED, _PATH, path=True)
+    hub: HubConfig = field(default=REQUIRED)
+    releases: ReleasesConfig = field(default=REQUIRED)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+def sections() -> dict[str, type]:
+    """Section name -> its dataclass, in file order (from ``RunnerConfig``'s fields)."""
+    hints = get_type_hints(RunnerConfig)
+    return {f.name: hints[f.name] for f in fields(RunnerConfig) if isinstance(hints[f.name], type)
+            and hasattr(hints[f.name], "__dataclass_fields__")}
+
+
+def keys_of(cls: type) -> dict[str, Field[Any]]:
+    """The configuration keys of a section dataclass (or of ``RunnerConfig``'s top level)."""
+    return {f.name: f for f in fields(cls) if "read" in f.metadata}
+
+
+# --- loading ----------------------------------------------------------------------------------------------
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> RunnerConfig:
     """Read, override and validate the runner configuration at ``path``."""
@@ -298,8 +299,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> RunnerC
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     _apply_environment(raw, environ)
-    values = _validate(raw)
-    return _build(path, values, environ)
+    return _build(path, raw, environ)
 
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -325,68 +325,46 @@ def _env_value(text: str) -> Any:
         return text
 
 
-def _validate(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    known = set(_TOP) | set(_SECTIONS)
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{key}: unknown key (expected one of {sorted(known)})")
-    values: dict[str, dict[str, Any]] = {"": _section(raw, _TOP, "")}
-    for name, spec in _SECTIONS.items():
-        table = raw.get(name, {})
-        if not isinstance(table, dict):
-            raise ConfigError(f"{name}: expected a table ([{name}]), got {table!r}")
-        values[name] = _section(table, spec, f"{name}.")
-    return values
-
-
-def _section(table: Mapping[str, Any], spec: dict[str, tuple[Reader, Any]], prefix: str) -> dict[str, Any]:
+def _read(cls: type, table: Mapping[str, Any], prefix: str, base: Path) -> dict[str, Any]:
+    """Every key of ``cls`` from ``table``: read and checked, or its default; unknown keys are errors."""
+    keys = keys_of(cls)
+    if prefix:
+        for name in table:
+            if name not in keys:
+                raise ConfigError(f"{prefix}{name}: unknown key (expected one of {sorted(keys)})")
     out: dict[str, Any] = {}
-    for key in table:
-        if prefix and key not in spec:
-            raise ConfigError(f"{prefix}{key}: unknown key (expected one of {sorted(spec)})")
-    for key, (read, default) in spec.items():
-        if key in table:
-            out[key] = read(table[key], f"{prefix}{key}")
-        elif default is _REQUIRED:
-            raise ConfigError(f"{prefix}{key}: required key is missing")
+    for name, spec in keys.items():
+        if name in table:
+            value = spec.metadata["read"](table[name], f"{prefix}{name}")
+            out[name] = _resolve(base, value) if spec.metadata["path"] else value
+        elif spec.default is REQUIRED:
+            raise ConfigError(f"{prefix}{name}: required key is missing")
         else:
-            out[key] = default
+            out[name] = spec.default
     return out
 
 
-def _build(source: Path, v: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> RunnerConfig:
+def _build(source: Path, raw: dict[str, Any], environ: Mapping[str, str]) -> RunnerConfig:
     base = source.resolve().parent
-    top, hub, rel, api, up = v[""], v["hub"], v["releases"], v["api"], v["upload"]
-    if not is_valid_device_id(top["device_id"]):
-        raise _fail("device_id", "letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)",
-                    top["device_id"])
-    if v["drift"]["min_rows"] > v["drift"]["window_rows"]:
-        raise ConfigError(f"drift.min_rows: must be <= drift.window_rows ({v['drift']['window_rows']})")
-    if up["backoff_max_s"] < up["backoff_initial_s"]:
-        raise ConfigError(f"upload.backoff_max_s: must be >= upload.backoff_initial_s ({up['backoff_initial_s']:g})")
-    hub_url = hub["url"].rstrip("/")
-    return RunnerConfig(
-        source=source,
-        device_id=top["device_id"],
-        state_dir=_resolve(base, top["state_dir"]),
-        hub=HubConfig(hub_url, _token(base, hub["token_file"], environ), hub["timeout_s"],
-                      hub["heartbeat_interval_s"]),
-        releases=ReleasesConfig(
-            trusted_root=_resolve(base, rel["trusted_root"]),
-            metadata_url=rel["metadata_url"] or f"{hub_url}/releases/metadata/",
-            targets_url=rel["targets_url"] or f"{hub_url}/releases/targets/",
-            channel=rel["channel"], poll_interval_s=rel["poll_interval_s"], poll_jitter=rel["poll_jitter"],
-            max_bundle_bytes=rel["max_bundle_bytes"], download_deadline_s=rel["download_deadline_s"],
-            read_timeout_s=rel["read_timeout_s"],
-        ),
-        api=ApiConfig(api["enabled"], api["host"], api["port"],
-                      None if api["unix_socket"] is None else _resolve(base, api["unix_socket"]),
-                      api["max_body_bytes"]),
-        upload=UploadConfig(**up),
-        feedback=FeedbackConfig(**v["feedback"]),
-        columns=ColumnsConfig(**v["columns"]),
-        drift=DriftConfig(**v["drift"]),
-    )
+    known = sections()
+    for name in raw:
+        if name not in keys_of(RunnerConfig) and name not in known:
+            raise ConfigError(f"{name}: unknown key (expected one of {sorted([*keys_of(RunnerConfig), *known])})")
+    top = _read(RunnerConfig, raw, "", base)
+    values: dict[str, Any] = {}
+    for name, cls in known.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: expected a table ([{name}]), got {table!r}")
+        read = _read(cls, table, f"{name}.", base)
+        if cls is HubConfig:
+            read["token"] = _token(read["token_file"], environ)
+        values[name] = cls(**read)
+    hub_url = values["hub"].url
+    releases = values["releases"]
+    values["releases"] = replace(releases, metadata_url=releases.metadata_url or f"{hub_url}/releases/metadata/",
+                                 targets_url=releases.targets_url or f"{hub_url}/releases/targets/")
+    return RunnerConfig(source=source, **top, **values)
 
 
 def _resolve(base: Path, text: str) -> Path:
@@ -394,21 +372,20 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _token(base: Path, token_file: str | None, environ: Mapping[str, str]) -> Secret:
+def _token(token_file: Path | None, environ: Mapping[str, str]) -> Secret:
     from_env = environ.get(TOKEN_ENV, "").strip()
     if from_env:
         return Secret(from_env)
     if token_file is None:
         raise ConfigError(f"hub.token_file: required key is missing (or set {TOKEN_ENV})")
-    path = _resolve(base, token_file)
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
+        mode = token_file.stat().st_mode
+        text = token_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"hub.token_file: cannot read {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"hub.token_file: cannot read {token_file}: {exc.strerror or exc}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"hub.token_file: {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                          f"run: chmod 600 {path}")
+        raise ConfigError(f"hub.token_file: {token_file} is readable by others (mode {stat.S_IMODE(mode):o}); "
+                          f"run: chmod 600 {token_file}")
     if not text:
-        raise ConfigError(f"hub.token_file: {path} is empty")
+        raise ConfigError(f"hub.token_file: {token_file} is empty")
     return Secret(text)

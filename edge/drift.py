@@ -1,33 +1,35 @@
-"""On-device input drift: PSI of the last window of rows against the release manifest's reference statistics.
+"""On-device input drift: PSI of a window of rows against the release manifest's reference statistics.
 
-``DriftMonitor(manifest)`` keeps the last ``window_rows`` input rows (manifest feature order, missing as
-None or NaN) in a preallocated numpy ring. ``observe(row)`` is the hot-path call made once per prediction:
-one lock, one row copy into the ring (well under a microsecond); ``observe_batch`` does the same for a
-2-D block. Nothing is binned or counted per call: ``scores()`` copies the window under the lock and bins
-it with numpy outside it, so a scrape or heartbeat never stalls predictions for long.
+``DriftMonitor(manifest, window_rows, min_rows)`` holds one manifest's reference (bin edges and expected
+shares per feature); ``scores(rows)`` bins the last ``window_rows`` of ``rows`` (``[rows, features]`` in
+manifest feature order, NaN for missing, oldest first) with numpy. The rows themselves are kept
+elsewhere: the runner's recent-predictions ring (edge.pending) is the window, so a prediction costs drift
+nothing but its row write there.
 
 PSI per feature, binned exactly as ``edge.contracts.manifest`` documents: value ``x`` falls in bin
-``numpy.searchsorted(edges, x, side="right")`` of ``len(edges) + 1`` bins, and "missing" (None/NaN) is one
+``numpy.searchsorted(edges, x, side="right")`` of ``len(edges) + 1`` bins, and "missing" (NaN) is one
 more bin. Expected shares are ``proportions[i] * (1 - missing_fraction)`` for the value bins and
 ``missing_fraction`` for the missing bin; actual shares are the window's counts over all its rows. Then
 ``PSI = sum((a - e) * ln(a / e))`` over the bins, where every share is first clipped from below at
 ``EPSILON`` (1e-4) so an empty bin gives a large but finite term; a bin empty on both sides adds exactly 0,
 and identical shares give exactly 0. A feature whose reference has no values at all (empty ``edges`` and
 ``proportions``, ``missing_fraction`` 1.0) has one value bin with expected share 0: its PSI grows with the
-share of rows that now carry a value. Levels: below 0.1 "none", below 0.25 "moderate", else "major".
+share of rows that now carry a value. A window of fewer than ``min_rows`` rows has no score (PSI of a few
+hours of slowly varying sensors is large without any drift). Levels: below 0.1 "none", below 0.25
+"moderate", else "major".
 
-Leaves out: deciding what to do about drift (the runner reports it in heartbeats and metrics), drift
-of predictions or labels, and persistence (a restart starts an empty window). numpy and stdlib only.
+Leaves out: keeping the rows (edge.pending), deciding what to do about drift (the runner reports it in
+heartbeats and metrics), drift of predictions or labels. numpy and stdlib only.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 
+from edge.config import DriftConfig
 from edge.contracts.manifest import Manifest
 
 __all__ = ["EPSILON", "MAJOR", "MODERATE", "DriftMonitor", "psi"]
@@ -44,19 +46,17 @@ def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.nda
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-DEFAULT_MIN_ROWS = 1000  # rows a window needs before it is scored
-
-
 class DriftMonitor:
-    """Rolling window of input rows for one manifest; PSI per feature on demand. Thread-safe."""
+    """PSI per feature of a window of rows against one manifest's reference. Immutable, thread safe."""
 
-    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int | None = None) -> None:
+    def __init__(self, manifest: Manifest, window_rows: int = DriftConfig.window_rows,
+                 min_rows: int | None = None) -> None:
         if window_rows < 1:
             raise ValueError(f"window_rows: expected a positive number of rows, got {window_rows}")
-        min_rows = min(DEFAULT_MIN_ROWS, window_rows) if min_rows is None else min_rows
+        min_rows = min(DriftConfig.min_rows, window_rows) if min_rows is None else min_rows
         if not 1 <= min_rows <= window_rows:
             raise ValueError(f"min_rows: expected 1..window_rows ({window_rows}), got {min_rows}")
-        self.min_rows = min_rows  # fewer rows in the window: no score (a short window of slow signals is not drift)
+        self.min_rows = min_rows
         self.version = manifest.version
         self.window_rows = window_rows
         self._names = tuple(manifest.feature_names)
@@ -68,58 +68,18 @@ class DriftMonitor:
             shares = [p * (1.0 - ref.missing_fraction) for p in proportions] + [ref.missing_fraction]
             self._edges.append(np.asarray(ref.edges, dtype=np.float64))
             self._expected.append(np.asarray(shares, dtype=np.float64))
-        self._ring = np.full((window_rows, len(self._names)), np.nan, dtype=np.float64)
-        self._next = 0  # ring slot the next row goes to
-        self._seen = 0  # rows observed since start (not capped by the window)
-        self._lock = threading.Lock()
 
-    @property
-    def rows_seen(self) -> int:
-        """Rows observed since this monitor was created."""
-        return self._seen
-
-    @property
-    def rows_in_window(self) -> int:
-        return min(self._seen, self.window_rows)
-
-    def observe(self, values: Sequence[float | None]) -> None:
-        """Record one input row in manifest feature order (None or NaN = missing). Hot path: O(features)."""
-        with self._lock:
-            self._ring[self._next] = values
-            self._next = (self._next + 1) % self.window_rows
-            self._seen += 1
-
-    def observe_batch(self, rows: np.ndarray | Sequence[Sequence[float | None]]) -> None:
-        """Record many rows (shape [rows, features]); only the last ``window_rows`` stay in the window."""
-        block = np.asarray(rows, dtype=np.float64)
-        if block.ndim != 2 or block.shape[1] != len(self._names):
-            raise ValueError(f"rows: expected shape [rows, {len(self._names)}], got {block.shape}")
-        count = block.shape[0]
-        kept = block[-self.window_rows:]
-        with self._lock:
-            slots = (self._next + (count - len(kept)) + np.arange(len(kept))) % self.window_rows
-            self._ring[slots] = kept
-            self._next = (self._next + count) % self.window_rows
-            self._seen += count
-
-    def window(self) -> np.ndarray:
-        """A copy of the rows now in the window, oldest first."""
-        with self._lock:
-            ring, start, filled = self._ring.copy(), self._next, min(self._seen, self.window_rows)
-        if filled < self.window_rows:
-            return ring[:filled]
-        return np.concatenate([ring[start:], ring[:start]])
-
-    def scores(self) -> dict[str, float]:
-        """PSI per feature of the current window vs the reference; empty until the window holds
-        ``min_rows`` rows (PSI of a few hours of slowly varying sensors is large without any drift)."""
-        rows = self.window()
-        if len(rows) < self.min_rows:
+    def scores(self, rows: np.ndarray) -> dict[str, float]:
+        """PSI per feature of the last ``window_rows`` of ``rows``; empty below ``min_rows`` rows."""
+        window = np.asarray(rows, dtype=np.float64)[-self.window_rows:]
+        if window.ndim != 2 or window.shape[1] != len(self._names):
+            raise ValueError(f"rows: expected shape [rows, {len(self._names)}], got {window.shape}")
+        if len(window) < self.min_rows:
             return {}
-        total = float(len(rows))
+        total = float(len(window))
         result: dict[str, float] = {}
         for j, name in enumerate(self._names):
-            column = rows[:, j]
+            column = window[:, j]
             missing = np.isnan(column)
             edges = self._edges[j]
             bins = np.searchsorted(edges, column[~missing], side="right")
@@ -128,9 +88,9 @@ class DriftMonitor:
             result[name] = psi(self._expected[j], actual)
         return result
 
-    def max_score(self) -> float | None:
-        """The largest feature PSI, or None before the first row."""
-        values = self.scores().values()
+    def max_score(self, rows: np.ndarray) -> float | None:
+        """The largest feature PSI of ``rows``, or None when they are too few to score."""
+        values = self.scores(rows).values()
         return max(values) if values else None
 
     @staticmethod

@@ -1,8 +1,9 @@
 """Runner health: rolling accuracy from feedback, error counters, the status word, and the post-activation watch.
 
-``HealthMonitor`` counts predictions, model errors (the model failed on valid input), input errors (the
-caller sent a row the schema refuses) and feedback, and keeps the last ``window`` feedback outcomes for
-``rolling_accuracy()``. ``status(...)`` gives the word the hub heartbeat accepts:
+``HealthMonitor`` counts model errors (the model failed on valid input), input errors (the caller sent
+a row the schema refuses) and feedback, and keeps the last ``window`` feedback outcomes for
+``rolling_accuracy()``; ``model_ok()`` says a model call succeeded (predictions themselves are counted
+where they are kept, edge.pending). ``status(...)`` gives the word the hub heartbeat accepts:
 
 * "error": no model is loaded, or the most recent model call failed (no success since the last model error);
 * "degraded": a model error within the last ``error_memory_s`` seconds, rolling accuracy below a given
@@ -21,8 +22,8 @@ manifest's edge policy; the runner maps one onto the other.
 All times are seconds on one clock (``time.time`` by default; pass ``clock`` to use another). A watch
 rebuilt after a restart counts only what it sees after it is rebuilt.
 
-Leaves out: performing the rollback (the runner swaps releases), persistence of counters, and drift
-(edge.drift). Standard library only.
+Leaves out: performing the rollback (edge.update_loop), counting predictions (edge.pending), persistence
+of counters, and drift (edge.drift). Standard library only.
 """
 
 from __future__ import annotations
@@ -145,7 +146,6 @@ class HealthMonitor:
         self._clock = clock
         self._outcomes: deque[bool] = deque(maxlen=window)
         self._rolling_correct = 0
-        self._predictions = 0
         self._model_errors = 0
         self._input_errors = 0
         self._feedback = 0
@@ -157,11 +157,11 @@ class HealthMonitor:
 
     # -- events --
 
-    def prediction(self, count: int = 1) -> None:
-        """``count`` rows were predicted successfully."""
-        with self._lock:
-            self._predictions += count
-            self._failing = False
+    def model_ok(self) -> None:
+        """A model call succeeded. Hot path: a flag read unless the previous call failed."""
+        if self._failing:
+            with self._lock:
+                self._failing = False
 
     def model_error(self) -> None:
         """The model failed on input the schema accepted."""
@@ -224,7 +224,6 @@ class HealthMonitor:
     def counters(self) -> dict[str, int]:
         with self._lock:
             return {
-                "predictions": self._predictions,
                 "model_errors": self._model_errors,
                 "input_errors": self._input_errors,
                 "feedback": self._feedback,

@@ -2,19 +2,35 @@
 
 ``heartbeat_body(report, events)`` keeps the hub's fields (version, previous version, channel, health,
 drift, rolling accuracy, backlog, counters, evictions), turns state-dir events into the hub's
-``{kind, version, at, detail}`` and stamps the device clock. Leaves out sending it (edge.hub_client) and
-gathering the report (edge.runner).
+``{kind, version, at, detail}`` and stamps the device clock, within the limits ``edge.contracts.wire``
+gives both sides: at most ``HEARTBEAT_EVENTS_MAX`` events (the newest), kinds and details cut to
+``HEARTBEAT_EVENT_KIND_MAX`` / ``HEARTBEAT_EVENT_DETAIL_MAX`` characters, drift and counters maps of at most
+``HEARTBEAT_MAP_MAX`` entries whose names match ``HEARTBEAT_NAME_PATTERN`` (others are left out, so one
+odd feature name cannot get every heartbeat refused), counts within ``MAX_JSON_INT``.
+
+Leaves out sending it (edge.hub_client) and gathering the report (edge.reporting).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.contracts.wire import HEARTBEAT_EVENT_DETAIL_MAX, HEARTBEAT_EVENT_KIND_MAX
+from edge.contracts.wire import (
+    HEARTBEAT_EVENT_DETAIL_MAX,
+    HEARTBEAT_EVENT_KIND_MAX,
+    HEARTBEAT_EVENTS_MAX,
+    HEARTBEAT_MAP_MAX,
+    HEARTBEAT_NAME_PATTERN,
+    MAX_JSON_INT,
+)
 
 __all__ = ["heartbeat_body", "utc_now"]
+
+_NAME = re.compile(HEARTBEAT_NAME_PATTERN)
 
 
 def utc_now() -> str:
@@ -22,24 +38,36 @@ def utc_now() -> str:
 
 
 def heartbeat_body(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    counters = {k: int(v) for k, v in report["counters"].items() if isinstance(v, int) and v >= 0}
+    counters = {k: min(int(v), MAX_JSON_INT) for k, v in report["counters"].items() if isinstance(v, int) and v >= 0}
+    drift = {k: float(v) for k, v in report["drift"].items() if math.isfinite(v)}
     return {
         "model_version": report["model_version"],
         "previous_version": report["previous_version"],
         "channel": report["channel"],
         "health": report["health"],
-        "drift": report["drift"],
+        "drift": _named(drift),
         "rolling_accuracy": report["rolling_accuracy"],
         "spool_backlog": report["spool_backlog"],
-        "counters": counters,
+        "counters": _named(counters),
         "evictions": dict(report["evictions"]),
         "events": [
             {"kind": str(e.get("event", "event"))[:HEARTBEAT_EVENT_KIND_MAX], "version": e.get("version"),
              "at": _aware(str(e.get("at", ""))), "detail": str(e.get("detail", ""))[:HEARTBEAT_EVENT_DETAIL_MAX]}
-            for e in events
+            for e in events[-HEARTBEAT_EVENTS_MAX:]
         ],
         "clock": utc_now(),
     }
+
+
+def _named(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The first ``HEARTBEAT_MAP_MAX`` entries whose names the hub accepts."""
+    kept: dict[str, Any] = {}
+    for name, value in values.items():
+        if len(kept) == HEARTBEAT_MAP_MAX:
+            break
+        if _NAME.match(name):
+            kept[name] = value
+    return kept
 
 
 def _aware(text: str) -> str:

@@ -49,6 +49,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol, cast
 
+from edge.config import ApiConfig
 from edge.inference import InputError
 from edge.metrics import Registry
 
@@ -64,7 +65,7 @@ __all__ = [
     "serve",
 ]
 
-DEFAULT_MAX_BODY_BYTES = 1 << 20  # 1 MiB
+DEFAULT_MAX_BODY_BYTES = ApiConfig.max_body_bytes
 DEFAULT_IDLE_TIMEOUT_S = 30.0  # an idle keep-alive connection is closed after this
 LINGER_S = 1.0  # after refusing an unread body: how long to drain it before closing
 JSON_TYPE = "application/json"

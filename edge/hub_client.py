@@ -23,13 +23,13 @@ from typing import Any
 
 import urllib3
 
+from edge.config import HubConfig
 from edge.contracts.names import is_valid_device_id
+from edge.contracts.wire import CSV, IDEMPOTENCY_KEY, JSON
 
 __all__ = ["HubClient", "HubError", "HubRefused", "HubUnavailable", "RETRY_LATER"]
 
 RETRY_LATER = frozenset({408, 425, 429})  # 4xx statuses that mean "not now" rather than "never"
-CSV = "text/csv"
-JSON = "application/json"
 
 
 class HubError(Exception):
@@ -52,7 +52,7 @@ class HubRefused(HubError):
 class HubClient:
     """Talks to one hub as one device. Thread safe (urllib3's pool is)."""
 
-    def __init__(self, base_url: str, device_id: str, token: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str, device_id: str, token: str, timeout_s: float = HubConfig.timeout_s) -> None:
         if not is_valid_device_id(device_id):
             raise ValueError(f"device_id: {device_id!r} is not a valid device id")
         if not base_url.startswith(("http://", "https://")):
@@ -72,7 +72,7 @@ class HubClient:
     def upload(self, body: bytes, key: str, content_type: str = CSV, compress: bool = True) -> dict[str, Any]:
         """Send one ground-truth batch; ``key`` is sha256(body) (the Idempotency-Key). The body travels
         gzip-compressed (``Content-Encoding: gzip``, deterministic bytes); the hub stores it decoded."""
-        headers = {"Content-Type": content_type, "Idempotency-Key": key}
+        headers = {"Content-Type": content_type, IDEMPOTENCY_KEY: key}
         if compress:
             body = gzip.compress(body, compresslevel=6, mtime=0)
             headers["Content-Encoding"] = "gzip"
@@ -81,7 +81,7 @@ class HubClient:
 
     def summary(self, body: bytes, key: str) -> dict[str, Any]:
         """Send one summary document (JSON bytes); ``key`` is sha256(body)."""
-        return self._post("summaries", body, {"Content-Type": JSON, "Idempotency-Key": key})
+        return self._post("summaries", body, {"Content-Type": JSON, IDEMPOTENCY_KEY: key})
 
     def heartbeat(self, state: Mapping[str, Any]) -> dict[str, Any]:
         """Report the runner's state (the hub's HeartbeatBody fields)."""

@@ -4,7 +4,8 @@
 gets the ``edgeloop_runner_`` prefix (added unless already there) and must match the Prometheus name
 pattern, counters must end in ``_total``, and a name is registered once. ``counter.inc(*labels, amount=1)``
 and ``gauge.set(value, *labels)`` take label values positionally in the declared order (``labels(...)``
-returns a bound child for hot paths). Unlabelled families start with one sample at 0; labelled ones have
+returns a bound child); ``replace`` sets every series at once (a counter's totals from a count kept
+elsewhere, read on scrape). Unlabelled families start with one sample at 0; labelled ones have
 no samples until first used. ``Registry.on_render(fn)`` registers a callback run before each render, for
 gauges that are read on scrape (drift scores, rolling accuracy).
 
@@ -76,6 +77,11 @@ class _Family:
         with self._lock:
             self._values[key] = float(value)
 
+    def _replace(self, values: dict[tuple[str, ...], float]) -> None:
+        keys = {self._key(k): float(v) for k, v in values.items()}
+        with self._lock:
+            self._values = keys if self.labelnames else {(): keys.get((), 0.0)}
+
     def value(self, *labels: object) -> float:
         """The current value of one series (0 when it has not been used)."""
         with self._lock:
@@ -123,6 +129,11 @@ class Counter(_Family):
     def labels(self, *labels: object) -> _Child:
         return _Child(self, self._key(labels))
 
+    def replace(self, totals: dict[tuple[str, ...], float]) -> None:
+        """Take the totals from a count kept elsewhere (e.g. predictions per model version, counted where
+        they are recorded, read on scrape); that count must only go up."""
+        self._replace(totals)
+
 
 class Gauge(_Family):
     kind = "gauge"
@@ -138,9 +149,7 @@ class Gauge(_Family):
 
     def replace(self, values: dict[tuple[str, ...], float]) -> None:
         """Swap in a whole new set of series (e.g. drift per feature after a model change)."""
-        keys = {self._key(k): float(v) for k, v in values.items()}
-        with self._lock:
-            self._values = keys if self.labelnames else {(): keys.get((), 0.0)}
+        self._replace(values)
 
 
 class Registry:

@@ -49,6 +49,7 @@ from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
 from edge.atomic import fsync_dir, replace_dir
+from edge.config import ReleasesConfig
 from edge.contracts.manifest import Manifest, ManifestError
 from edge.contracts.names import is_valid_channel
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, channel_target
@@ -71,11 +72,11 @@ USER_AGENT = "edgeloop-runner"
 
 @dataclass(frozen=True)
 class ClientLimits:
-    """Bounds on one ``fetch_release`` call."""
+    """Bounds on one ``fetch_release`` call (defaults: the runner configuration's, edge.config)."""
 
-    max_bundle_bytes: int = 512 * 1024 * 1024  # bytes: pointer + manifest + model of one release
-    deadline_seconds: float = 300.0  # seconds: the whole call, metadata and files together
-    read_timeout_seconds: float = 30.0  # seconds: connecting, and the longest gap between bytes
+    max_bundle_bytes: int = ReleasesConfig.max_bundle_bytes  # bytes: pointer + manifest + model of one release
+    deadline_seconds: float = ReleasesConfig.download_deadline_s  # seconds: the whole call, metadata and files
+    read_timeout_seconds: float = ReleasesConfig.read_timeout_s  # seconds: connecting, the longest gap between bytes
     chunk_bytes: int = 64 * 1024  # bytes per read; the deadline is checked between reads
 
 

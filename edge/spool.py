@@ -43,6 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edge.config import FeedbackConfig
+
 __all__ = [
     "PRIORITIES",
     "RecentLabelled",
@@ -320,7 +322,7 @@ def _sealed(found: tuple[Any, ...]) -> SealedBatch:
 class RecentLabelled:
     """The newest ``capacity`` labelled rows (features as float64, NaN for missing), durable."""
 
-    def __init__(self, path: Path, capacity: int = 5000) -> None:
+    def __init__(self, path: Path, capacity: int = FeedbackConfig.recent_labelled) -> None:
         if capacity < 1:
             raise ValueError(f"capacity: expected a positive count, got {capacity}")
         self.path = path

@@ -10,6 +10,8 @@ Layout of ``StateDir(path)``::
     quarantine/             anything found broken: moved here, never deleted
     state.json              {activation: {version, activated_at, previous}, blocked: {version: reason}, events}
     runner.lock             exclusive flock held by the one runner using this directory
+    spool.db, recent.db     the upload spool and the recent labelled rows (edge.spool; ``SPOOL_FILE``, ``RECENT_FILE``)
+    status.json             what the running daemon last reported (edge.reporting; ``STATUS_FILE``)
 
 The links are the truth about what runs; ``state.json`` (written atomically) records when and why. A
 link is swapped by creating a temporary link beside it and ``os.replace``-ing it over, then fsyncing the
@@ -39,7 +41,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -51,11 +52,15 @@ from typing import Any
 
 from edge.atomic import fsync_dir, write_text_atomic
 from edge.contracts.manifest import Manifest, ManifestError
+from edge.contracts.names import VERSION_PATTERN
 from edge.contracts.release_layout import MANIFEST_FILE
 
 __all__ = [
     "KEEP_RELEASES",
     "MAX_EVENTS",
+    "RECENT_FILE",
+    "SPOOL_FILE",
+    "STATUS_FILE",
     "Activation",
     "StateDir",
     "StateError",
@@ -64,9 +69,11 @@ __all__ = [
     "release_problem",
 ]
 
+SPOOL_FILE = "spool.db"
+RECENT_FILE = "recent.db"
+STATUS_FILE = "status.json"
 KEEP_RELEASES = 3  # newest release folders kept besides current and previous
 MAX_EVENTS = 100  # newest events kept in state.json
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _PARTIAL = ".partial-"
 _REMOVING = ".removing-"
 _LINKS = ("current", "previous")
@@ -175,7 +182,7 @@ class StateDir:
     # -- reading --
 
     def release_folder(self, version: str) -> Path:
-        if not _VERSION.match(version) or _PARTIAL in version or _REMOVING in version:
+        if not VERSION_PATTERN.match(version) or _PARTIAL in version or _REMOVING in version:
             raise StateError(f"{version!r} is not a release version")
         return self.releases_dir / version
 
@@ -206,7 +213,7 @@ class StateDir:
         """Versions with a release folder (complete ones, once ``recover`` ran), oldest first."""
         if not self.releases_dir.is_dir():
             return []
-        names = [p.name for p in self.releases_dir.iterdir() if p.is_dir() and _VERSION.match(p.name)
+        names = [p.name for p in self.releases_dir.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)
                  and _PARTIAL not in p.name and _REMOVING not in p.name]
         return sorted(names, key=_version_key)
 

@@ -15,15 +15,13 @@ import json
 from typing import Any
 
 from edge.config import RunnerConfig
-from edge.state import StateDir, StateError
+from edge.spool import Spool
+from edge.state import SPOOL_FILE, STATUS_FILE, StateDir, StateError
 
 __all__ = ["format_status", "read_status"]
 
 
 def read_status(config: RunnerConfig) -> dict[str, Any]:
-    from edge.runner import SPOOL_FILE, STATUS_FILE
-    from edge.spool import Spool
-
     state = StateDir(config.state_dir)
     report: dict[str, Any] = {
         "device_id": config.device_id, "state_dir": str(config.state_dir), "channel": config.releases.channel,

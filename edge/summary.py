@@ -6,8 +6,8 @@ matrix (prediction -> label -> count), accuracy, rows per would-be upload reason
 missing, mean, min and max. Features named local-only get counts only (no values). Drift scores are
 added by the caller. No row, event id or context value is kept.
 
-Leaves out: storing and sending the document (edge.spool, edge.uploader) and unlabelled predictions
-(counted by the runner's metrics).
+Leaves out: when a document is made and stored (edge.upload_loop: every ``upload.summary_interval_s``),
+sending it (edge.uploader), and unlabelled predictions (counted by edge.pending).
 """
 
 from __future__ import annotations

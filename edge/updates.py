@@ -13,12 +13,13 @@
    candidate manifest's policy. A version older than the active one is a rollback the cloud ordered
    through the signed channel: it is not shadow-compared. Any refusal -> ``rejected``: the version is
    blocked (an event names the reason, for the next heartbeat) and the staged bundle is quarantined.
-3. ``StateDir.install`` + ``activate``, then ``on_activate(predictor)`` (the runner swaps its
-   ``ModelSlot``); the staged copy is removed. -> ``activated``.
+3. ``StateDir.install`` + ``activate``, then ``on_activate(predictor)`` (the runner puts it in its
+   inference slot, edge.serving); the staged copy is removed. -> ``activated``.
 
 ``rollback(reason)`` builds the previous release's Predictor, swaps the links back (the bad version
-becomes blocked), and calls ``on_activate``. ``load_current(state)`` loads the active release from disk
-with no network and no TUF: expired metadata never stops a model that is already active.
+becomes blocked), and calls ``on_rollback`` (``on_activate`` when none is given). ``load_current(state)``
+loads the active release from disk with no network and no TUF: expired metadata never stops a model
+that is already active.
 
 Leaves out: scheduling polls, the watch that decides a rollback (edge.health), and HTTP. Standard
 library, numpy, onnxruntime and tuf (through edge.releases).
@@ -94,7 +95,8 @@ class ReleaseUpdater:
     """Polls one channel for this device and activates what passes validation (see the module docstring).
 
     ``labelled()`` returns the device's labelled rows (2-D array in feature order, labels); called once
-    per candidate. ``on_activate(predictor)`` is called after every activation and rollback. ``current``
+    per candidate. ``on_activate(predictor)`` is called after every activation, ``on_rollback(predictor)``
+    after every rollback (default: ``on_activate``). ``current``
     returns the Predictor in service (default: the one this updater last activated, else loaded from
     ``state``); ``feature_names`` is checked against a candidate when nothing is active yet.
     """
@@ -112,6 +114,7 @@ class ReleaseUpdater:
         *,
         current: Callable[[], Predictor | None] | None = None,
         feature_names: Sequence[str] | None = None,
+        on_rollback: Callable[[Predictor], None] | None = None,
     ) -> None:
         self.state = state
         self.metadata_url = metadata_url
@@ -121,6 +124,7 @@ class ReleaseUpdater:
         self.limits = limits
         self._labelled = labelled
         self._on_activate = on_activate
+        self._on_rollback = on_rollback or on_activate
         self._current = current
         self._feature_names = None if feature_names is None else list(feature_names)
         self._serving: Predictor | None = None
@@ -224,5 +228,5 @@ class ReleaseUpdater:
             predictor = Predictor.from_folder(folder)
             version = self.state.rollback(reason)
             self._serving = predictor
-            self._on_activate(predictor)
+            self._on_rollback(predictor)
             return version

@@ -17,8 +17,8 @@ Reasons, in precedence order (the first that applies wins):
 a deterministic reason applies, else ``random_rate``; the cloud weighs rows by ``1 / p``.
 
 Leaves out: building the uploaded row and privacy (edge.ground_truth), the aggregates-only mode
-itself (``policy.mode`` is read by the runner, which sends summaries instead of rows; ``select``
-answers the same either way) and any I/O. Standard library only.
+itself (``policy.mode`` is read by edge.feedback, which feeds summaries instead of spooling rows;
+``select`` answers the same either way) and any I/O. Standard library only.
 """
 
 from __future__ import annotations

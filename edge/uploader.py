@@ -17,7 +17,8 @@ hub deduplicates it; a quarantine interrupted before the acknowledgement is simp
 ``run(stop)`` sends while there is backlog, waits ``idle_s`` when there is none, and after a failure
 waits a full-jitter exponential backoff: ``uniform(0, min(backoff_max_s, backoff_initial_s * 2**n))``
 for the n-th failure in a row (reset by a success). It waits on ``stop``, so it returns promptly.
-Leaves out sealing policy (edge.spool), the HTTP details (edge.hub_client) and heartbeats.
+Defaults (batch size and bytes, backoff) are the runner configuration's (edge.config). Leaves out
+sealing policy (edge.spool), the HTTP details (edge.hub_client) and heartbeats.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections import deque
 from pathlib import Path
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
+from edge.config import UploadConfig
 from edge.ground_truth import encode_rows
 from edge.hub_client import HubClient, HubRefused, HubUnavailable
 from edge.spool import SealedBatch, Spool
@@ -48,10 +50,10 @@ class Uploader:
         spool: Spool,
         client: HubClient,
         quarantine_dir: Path,
-        batch_rows: int = 500,
-        max_batch_bytes: int = 1_000_000,
-        backoff_initial_s: float = 1.0,
-        backoff_max_s: float = 300.0,
+        batch_rows: int = UploadConfig.batch_rows,
+        max_batch_bytes: int = UploadConfig.max_batch_bytes,
+        backoff_initial_s: float = UploadConfig.backoff_initial_s,
+        backoff_max_s: float = UploadConfig.backoff_max_s,
         rng: random.Random | None = None,
         idle_s: float = 5.0,
     ) -> None:

@@ -114,3 +114,73 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "device_id = "), environ={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+def test_every_key_has_exactly_one_default_and_the_runner_parts_use_it(tmp_path: Path) -> None:
+    import inspect
+    from dataclasses import MISSING
+
+    from edge.config import REQUIRED, RunnerConfig, keys_of, sections
+    from edge.drift import DriftMonitor
+    from edge.http_api import DEFAULT_MAX_BODY_BYTES
+    from edge.hub_client import HubClient
+    from edge.releases import ClientLimits
+    from edge.spool import RecentLabelled
+    from edge.uploader import Uploader
+
+    config = load_config(_write(tmp_path, MINIMAL), environ={})
+    derived = {("hub", "token_file"), ("releases", "metadata_url"), ("releases", "targets_url")}
+    required = []
+    for section, cls in {"": RunnerConfig, **sections()}.items():
+        for key, spec in keys_of(cls).items():
+            assert callable(spec.metadata["read"]), key  # one reader per key, in the same place as its default
+            if spec.default is REQUIRED:
+                required.append(f"{section}.{key}".lstrip("."))
+            elif (section, key) not in derived:  # a key left out of the file gets the field's default, no other
+                assert getattr(getattr(config, section) if section else config, key) == spec.default, key
+            assert spec.default_factory is MISSING  # type: ignore[misc]  # no second way to write a default
+    assert sorted(required) == ["device_id", "hub.url", "releases.trusted_root", "state_dir"]
+
+    def default(function: object, name: str) -> object:
+        return inspect.signature(function).parameters[name].default  # type: ignore[arg-type]
+
+    releases, upload = sections()["releases"], sections()["upload"]
+    assert ClientLimits() == ClientLimits(releases.max_bundle_bytes, releases.download_deadline_s,
+                                          releases.read_timeout_s) and ClientLimits().max_bundle_bytes == 256 << 20
+    assert [default(Uploader, k) for k in ("batch_rows", "max_batch_bytes", "backoff_initial_s", "backoff_max_s")] \
+        == [upload.batch_rows, upload.max_batch_bytes, upload.backoff_initial_s, upload.backoff_max_s]
+    assert default(DriftMonitor, "window_rows") == sections()["drift"].window_rows
+    assert default(RecentLabelled, "capacity") == sections()["feedback"].recent_labelled
+    assert default(HubClient, "timeout_s") == sections()["hub"].timeout_s
+    assert sections()["api"].max_body_bytes == DEFAULT_MAX_BODY_BYTES
+
+
+def test_the_example_config_documents_every_key_once_with_its_default() -> None:
+    import tomllib
+
+    from edge.config import REQUIRED, keys_of, sections
+
+    example = tomllib.loads((REPO / "docs" / "edge-runner.example.toml").read_text())
+    text = (REPO / "docs" / "edge-runner.example.toml").read_text()
+    set_by_the_operator = {"device_id", "state_dir", "hub.url", "hub.token_file", "releases.trusted_root"}
+    for section, cls in sections().items():
+        for key, spec in keys_of(cls).items():
+            name = f"{section}.{key}"
+            lines = [line for line in text.splitlines() if line.lstrip("# ").startswith(f"{key} ")]
+            assert lines, f"{name} is not in the example"
+            if name in set_by_the_operator or key not in example.get(section, {}):
+                continue
+            value = example[section][key]
+            expected = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            assert spec.default is not REQUIRED and value == expected, name
+
+
+def test_upload_batches_stay_within_what_the_hub_accepts(tmp_path: Path) -> None:
+    from edge.contracts.wire import UPLOAD_MAX_BYTES
+
+    key = "EDGE_RUNNER__UPLOAD__MAX_BATCH_BYTES"
+    fits = load_config(_write(tmp_path, MINIMAL), environ={key: str(UPLOAD_MAX_BYTES)})
+    assert fits.upload.max_batch_bytes == UPLOAD_MAX_BYTES
+    refused = rf"upload\.max_batch_bytes: expected an integer >= 1024 and <= {UPLOAD_MAX_BYTES}"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(_write(tmp_path, MINIMAL), environ={key: str(UPLOAD_MAX_BYTES + 1)})

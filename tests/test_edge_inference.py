@@ -4,6 +4,7 @@ hot swap under load, and refusal of a model that is not the one the manifest nam
 from __future__ import annotations
 
 import functools
+import json
 import math
 import threading
 from dataclasses import replace
@@ -15,7 +16,10 @@ import pytest
 from edge.contracts.decision import decide_many as decide
 from edge.contracts.manifest import Manifest, ManifestError, ReferenceStats, model_file
 from edge.contracts.schema import FeatureSpec
-from edge.inference import InputError, ModelSlot, Predictor
+from edge.health import HealthMonitor
+from edge.inference import InputError, Predictor
+from edge.pending import PendingPredictions
+from edge.serving import InferenceSlot
 from edgeloop.testkit.releases import make_manifest
 from flows.inference import score
 
@@ -105,6 +109,18 @@ def test_mapping_sequence_and_batch_forms_agree(predictor: Predictor) -> None:
     assert set(a.probabilities) == {0, 1} and math.isclose(sum(a.probabilities.values()), 1.0, rel_tol=1e-5)
 
 
+def test_the_single_row_fast_path_answers_like_the_batch_path(predictor: Predictor) -> None:
+    # in range (the fast check), near and past the bounds, an int, a missing value, and a finite value
+    # beyond float32 (the model sees an infinity, as numpy's conversion gives it)
+    rows = [[42.0, 3.5, 7.0], [0.0, 10.0, 50.0], [100.5, -0.1, 7], [None, 3.5, 7], [3.5e38 * 10, 3.5, 7]]
+    for row in rows:
+        with np.errstate(over="ignore"):  # numpy says so when it makes the last one an infinity
+            one, [many] = predictor.predict(row), predictor.predict_batch([row])
+        assert json.dumps(one.probabilities) == json.dumps(many.probabilities) and one.label == many.label
+        assert one.out_of_range == many.out_of_range
+    assert predictor.predict(rows[2]).out_of_range == ("temp", "load")
+
+
 @pytest.mark.parametrize(("features", "named", "text"), [
     ([1.0, 2.0], None, "expected 3 values"),
     ([1.0, 2.0, 3, 4.0], None, "expected 3 values"),
@@ -189,9 +205,11 @@ def test_event_ids_are_unique_and_increasing_across_threads(predictor: Predictor
     assert [p.event_id for p in predictor.predict_batch([[1.0, 2.0, 3]] * 2, event_ids=[5, 6])] == [5, 6]
 
 
-def test_model_slot_swaps_under_concurrent_predictions(tmp_path: Path, predictor: Predictor) -> None:
+def test_inference_slot_swaps_under_concurrent_predictions(tmp_path: Path, predictor: Predictor) -> None:
     new = Predictor.from_folder(_release(tmp_path / "v2", "v2", seed=1))
-    slot = ModelSlot(predictor)
+    pending = PendingPredictions(10_000)
+    slot = InferenceSlot(pending, HealthMonitor())
+    assert slot.serve(predictor) is None
     errors: list[BaseException] = []
     seen: list[set[str]] = [set() for _ in range(4)]
     stop = threading.Event()
@@ -199,7 +217,7 @@ def test_model_slot_swaps_under_concurrent_predictions(tmp_path: Path, predictor
     def work(versions: set[str]) -> None:
         try:
             while not stop.is_set():
-                versions.add(slot.predict([1.0, 2.0, 3]).model_version)
+                versions.add(slot.predict_one([1.0, 2.0, 3]).model_version)
                 versions.update(p.model_version for p in slot.predict_batch([[5.0, 1.0, 2]] * 3))
         except BaseException as exc:  # noqa: BLE001 - any failure in a worker fails the test
             errors.append(exc)
@@ -209,17 +227,21 @@ def test_model_slot_swaps_under_concurrent_predictions(tmp_path: Path, predictor
         t.start()
     current, other = predictor, new
     for _ in range(200):  # swap back and forth while the workers predict
-        assert slot.swap(other) is current
+        replaced = slot.serve(other)
+        assert replaced is not None and replaced.predictor is current
         current, other = other, current
-    if slot.current is not new:
-        slot.swap(new)
-    after = slot.predict([1.0, 2.0, 3])
+    if slot.predictor is not new:
+        slot.serve(new)
+    after = slot.predict_one([1.0, 2.0, 3])
     stop.set()
     for t in threads:
         t.join()
     assert errors == []
-    assert after.model_version == "v2" and slot.current is new
+    assert after.model_version == "v2" and slot.predictor is new
     assert set().union(*seen) <= {"v1", "v2"} and all(seen)
+    counted = pending.predicted()  # every answer was kept for its label and counted under its version
+    assert sum(counted.values()) == pending.sequence == len(pending) + pending.dropped
+    assert set(counted) == {"v1", "v2"}
 
 
 def test_manifest_that_does_not_match_the_model_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""edge.drift (PSI against manifest reference statistics), edge.health (rolling accuracy, status, the
+"""edge.drift (PSI against manifest reference statistics; the window itself is edge.pending's, tested in
+tests/test_edge_pending.py), edge.health (rolling accuracy, status, the
 post-activation watch) and edge.metrics (Prometheus text format 0.0.4, checked with a strict parser)."""
 
 from __future__ import annotations
@@ -47,10 +48,9 @@ def _reference_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 def test_no_score_until_the_window_holds_min_rows() -> None:
     rng = np.random.default_rng(1)
     monitor = DriftMonitor(_manifest(), window_rows=5000, min_rows=300)
-    monitor.observe_batch(_reference_rows(rng, 299))
-    assert monitor.scores() == {} and monitor.max_score() is None
-    monitor.observe_batch(_reference_rows(rng, 1))
-    assert set(monitor.scores()) == {"a", "b"}
+    rows = _reference_rows(rng, 300)
+    assert monitor.scores(rows[:299]) == {} and monitor.max_score(rows[:299]) is None
+    assert set(monitor.scores(rows)) == {"a", "b"}
     assert DriftMonitor(_manifest(), window_rows=50).min_rows == 50  # default: min(1000, window)
     with pytest.raises(ValueError, match="min_rows"):
         DriftMonitor(_manifest(), window_rows=50, min_rows=51)
@@ -59,93 +59,56 @@ def test_no_score_until_the_window_holds_min_rows() -> None:
 def test_psi_is_near_zero_on_reference_draws_and_large_when_shifted() -> None:
     rng = np.random.default_rng(0)
     monitor = DriftMonitor(_manifest(), window_rows=5000)
-    for row in _reference_rows(rng, 5000).tolist():
-        monitor.observe([None if math.isnan(v) else v for v in row])
-    calm = monitor.scores()
+    reference = _reference_rows(rng, 5000)
+    calm = monitor.scores(reference)
     assert set(calm) == {"a", "b"}
     assert all(0.0 <= v < 0.01 for v in calm.values()), calm
     assert {DriftMonitor.level(v) for v in calm.values()} == {"none"}
 
     shifted = _reference_rows(rng, 5000)
     shifted[:, 0] += 1.5
-    monitor.observe_batch(shifted)
-    drifted = monitor.scores()
+    drifted = monitor.scores(np.concatenate([reference, shifted]))  # only the last window_rows count
+    assert drifted == monitor.scores(shifted)
     assert drifted["a"] > 0.25 and DriftMonitor.level(drifted["a"]) == "major"
     assert drifted["b"] < 0.01  # untouched feature stays calm
-    assert monitor.rows_seen == 10_000 and monitor.rows_in_window == 5000
 
 
 def test_psi_matches_a_hand_computed_value() -> None:
     monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=10, min_rows=1)
-    for value in (-1.0, 0.0, 1.0, 1.0):  # 0.0 sits on the edge: side="right" puts it in the upper bin
-        monitor.observe([value])
+    rows = np.array([[-1.0], [0.0], [1.0], [1.0]])  # 0.0 sits on the edge: side="right" puts it in the upper bin
     # actual (0.25, 0.75, missing 0) vs expected (0.5, 0.5, 0): the empty missing bin adds exactly 0
     expected = (0.25 - 0.5) * math.log(0.25 / 0.5) + (0.75 - 0.5) * math.log(0.75 / 0.5)
-    assert monitor.scores()["x"] == pytest.approx(expected, rel=1e-12)
+    assert monitor.scores(rows)["x"] == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(0.25 * math.log(3.0))
     assert psi([0.2, 0.8], [0.2, 0.8]) == 0.0
 
 
 def test_missing_values_are_one_more_bin() -> None:
     monitor = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.2)), window_rows=10, min_rows=1)
-    for value in (None, math.nan, -1.0, 1.0, 1.0):
-        monitor.observe([value])
+    rows = np.array([[None], [math.nan], [-1.0], [1.0], [1.0]], dtype=np.float64)
     actual = [1 / 5, 2 / 5, 2 / 5]
     reference = [0.5 * 0.8, 0.5 * 0.8, 0.2]
     expected = sum((a - e) * math.log(a / e) for a, e in zip(actual, reference, strict=True))
-    assert monitor.scores()["x"] == pytest.approx(expected, rel=1e-12)
+    assert monitor.scores(rows)["x"] == pytest.approx(expected, rel=1e-12)
 
     never_missing = DriftMonitor(_manifest(x=ReferenceStats((0.0,), (0.5, 0.5), 0.0)), window_rows=4, min_rows=1)
-    for _ in range(4):
-        never_missing.observe([None])  # every value missing where training had none: epsilon-clipped
+    # every value missing where training had none: epsilon-clipped
     a, e = (EPSILON, EPSILON, 1.0), (0.5, 0.5, EPSILON)
     clipped = sum((x - y) * math.log(x / y) for x, y in zip(a, e, strict=True))
-    assert never_missing.scores()["x"] == pytest.approx(clipped, rel=1e-12)
+    assert never_missing.scores(np.full((4, 1), np.nan))["x"] == pytest.approx(clipped, rel=1e-12)
     assert math.isfinite(clipped) and clipped > 5
 
 
 def test_feature_with_empty_reference() -> None:
     monitor = DriftMonitor(_manifest(x=ReferenceStats((), (), 1.0)), window_rows=100, min_rows=1)
-    monitor.observe_batch(np.full((50, 1), np.nan))
-    assert monitor.scores()["x"] == 0.0  # still all missing, as in training
-    monitor.observe_batch(np.ones((50, 1)))
-    assert monitor.scores()["x"] > 1.0  # half the rows now carry a value training never saw
+    assert monitor.scores(np.full((50, 1), np.nan))["x"] == 0.0  # still all missing, as in training
+    half = np.concatenate([np.full((50, 1), np.nan), np.ones((50, 1))])
+    assert monitor.scores(half)["x"] > 1.0  # half the rows now carry a value training never saw
 
 
-def test_window_keeps_only_the_last_rows_and_batch_equals_singles() -> None:
-    one, many = DriftMonitor(_manifest(), window_rows=7), DriftMonitor(_manifest(), window_rows=7)
-    rows = np.arange(40, dtype=np.float64).reshape(20, 2)
-    for row in rows.tolist():
-        one.observe(row)
-    many.observe_batch(rows[:3])
-    many.observe_batch(rows[3:15])  # more rows than the window in one call
-    many.observe_batch(rows[15:])
-    assert np.array_equal(one.window(), rows[-7:]) and np.array_equal(many.window(), rows[-7:])
-    assert one.scores() == many.scores() and one.rows_seen == many.rows_seen == 20
-    assert DriftMonitor(_manifest()).scores() == {} and DriftMonitor(_manifest()).max_score() is None
+def test_rows_of_the_wrong_width_are_refused() -> None:
     with pytest.raises(ValueError, match=r"rows: expected shape \[rows, 2\]"):
-        many.observe_batch(np.zeros((3, 3)))
-
-
-def test_observe_loses_no_rows_under_threads() -> None:
-    threads, per_thread = 8, 2000
-    monitor = DriftMonitor(_manifest(), window_rows=threads * per_thread)
-
-    def worker(k: int) -> None:
-        row = [float(k), float(-k)]
-        for _ in range(per_thread):
-            monitor.observe(row)
-
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    window = monitor.window()
-    assert monitor.rows_seen == threads * per_thread == len(window)
-    values, counts = np.unique(window[:, 0], return_counts=True)
-    assert values.tolist() == [float(k) for k in range(threads)] and set(counts.tolist()) == {per_thread}
-    assert np.array_equal(window[:, 1], -window[:, 0])  # no torn rows
+        DriftMonitor(_manifest()).scores(np.zeros((3, 3)))
 
 
 @pytest.mark.parametrize(("score", "level"), [
@@ -174,10 +137,9 @@ def test_rolling_accuracy_and_counters() -> None:
     for correct in (True, True, False, False, False):
         health.feedback(correct)
     assert health.rolling_accuracy() == 0.25  # the last four: T F F F
-    health.prediction(3)
+    health.model_ok()
     health.input_error()
-    assert health.counters() == {"predictions": 3, "model_errors": 0, "input_errors": 1, "feedback": 5,
-                                 "feedback_correct": 2}
+    assert health.counters() == {"model_errors": 0, "input_errors": 1, "feedback": 5, "feedback_correct": 2}
 
 
 def test_watch_rolls_back_below_floor_only_with_enough_feedback_and_inside_the_window() -> None:
@@ -231,7 +193,7 @@ def test_status_words() -> None:
     assert health.status() == "ok"
     health.model_error()
     assert health.status() == "error"  # the last model call failed
-    health.prediction()
+    health.model_ok()
     assert health.status() == "degraded"  # recovered, but an error within error_memory_s
     clock.now = 1061.0
     assert health.status() == "ok"

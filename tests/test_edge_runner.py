@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -31,6 +32,8 @@ from edge.runner import Runner
 from edgeloop.testkit.hub import HubHandle, free_port, running_hub
 from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, params, runner_config, site_data, wait_for
 from hub.registry import add_device
+
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
 
 EDGE_RUNNER = str(Path(sys.executable).parent / "edge-runner")
 
@@ -154,10 +157,11 @@ def test_new_release_is_activated_without_dropping_concurrent_predictions(world,
         threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.3)
+        wait_for(lambda: all(len(versions) >= 20 for versions in seen), what="every client answered before")
         second = w.publish(2)
         wait_for(lambda: runner.model_version == str(second), what="second activation")
-        time.sleep(0.3)
+        wait_for(lambda: all(versions.count(str(second)) >= 20 for versions in seen),
+                 what="every client answered by the new release")
         stop.set()
         for t in threads:
             t.join()
@@ -166,6 +170,17 @@ def test_new_release_is_activated_without_dropping_concurrent_predictions(world,
             switch = versions.index(str(second))
             assert set(versions[:switch]) == {str(first)} and set(versions[switch:]) == {str(second)}
         assert runner.state.previous_version() == str(first)
+
+
+def counted(runner: Runner, family: str, outcome: str) -> int:
+    """The runner's counter ``edgeloop_runner_<family>{outcome=...}`` now (0 before its first count)."""
+    found = re.search(rf'edgeloop_runner_{family}{{outcome="{outcome}"}} (\d+)', runner.metrics_text())
+    return 0 if found is None else int(found.group(1))
+
+
+def polls(runner: Runner, outcome: str) -> int:
+    """Release polls with ``outcome`` so far."""
+    return counted(runner, "update_polls_total", outcome)
 
 
 def _feed(runner: Runner, x: np.ndarray, y: np.ndarray) -> list[bool]:
@@ -200,8 +215,9 @@ def test_bad_live_model_is_rolled_back_by_the_watch_window(world, tmp_path: Path
         wait_for(lambda: runner.model_version == str(good), what="automatic rollback")
         assert str(bad) in runner.state.blocked_versions()
         assert "automatic" in runner.state.blocked_versions()[str(bad)]
-        time.sleep(2.5)  # two more polls: the channel still points at the bad version
-        assert runner.model_version == str(good)
+        blocked = polls(runner, "blocked")
+        wait_for(lambda: polls(runner, "blocked") >= blocked + 2, what="two more polls of the bad version")
+        assert runner.model_version == str(good)  # the channel still points at the bad version: not re-installed
         assert runner.predict_one(rows_of(x)[0]).model_version == str(good)
         newer = w.publish(2)  # a newer release is installed again
         wait_for(lambda: runner.model_version == str(newer), what="newer release")
@@ -308,26 +324,60 @@ def test_local_only_fields_never_leave_the_device(world, tmp_path: Path) -> None
         assert secret.encode() not in path.read_bytes(), path
 
 
-def test_aggregates_mode_sends_summaries_and_no_rows(world, tmp_path: Path) -> None:
+def _summaries(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def test_aggregates_mode_sends_a_summary_every_interval_and_no_rows(world, tmp_path: Path) -> None:
     w, hub, token = world
     version = w.publish(1)
     runner = start_runner(tmp_path, hub.url, token, w.root_bytes,
-                          upload={"mode": "aggregates", "random_rate": 1.0}, hub={"heartbeat_interval_s": 3600})
+                          upload={"mode": "aggregates", "random_rate": 1.0, "summary_interval_s": 1},
+                          hub={"heartbeat_interval_s": 3600})
+    folder = hub.root / "data" / "hub" / "summaries" / "press-1"
     try:
         wait_for(lambda: runner.model_version == str(version), what="first activation")
         x, y = site_data(150, 18)
         correct = _feed(runner, x, y)
-        assert runner.heartbeat_now()
-        folder = hub.root / "data" / "hub" / "summaries" / "press-1"
-        summaries = wait_for(lambda: list(folder.glob("*.json")), what="summary at the hub")
+        # one heartbeat went at start and the next is an hour away: the summaries come on their own interval
+        docs = wait_for(lambda: (found := _summaries(folder)) and sum(d["labelled_rows"] for d in found) == 150
+                        and found, what="summaries of all 150 labelled rows at the hub")
+        assert counted(runner, "heartbeats_total", "sent") == 1
     finally:
         runner.stop()
-    doc = json.loads(summaries[0].read_text())
-    assert doc["labelled_rows"] == 150 and doc["accuracy"] == pytest.approx(sum(correct) / 150)
-    assert sum(sum(row.values()) for row in doc["confusion"].values()) == 150
-    assert doc["features"]["torque_nm"]["count"] + doc["features"]["torque_nm"]["missing"] == 150
+    assert sum(d["accuracy"] * d["labelled_rows"] for d in docs) == pytest.approx(sum(correct))
+    assert sum(sum(row.values()) for d in docs for row in d["confusion"].values()) == 150
+    torque = [d["features"]["torque_nm"] for d in docs]
+    assert sum(t["count"] + t["missing"] for t in torque) == 150
     assert not (hub.root / "data" / "uploads" / "press-1").exists() or not any(
         (hub.root / "data" / "uploads" / "press-1").iterdir())
+
+
+def test_heartbeats_carry_no_summary_and_a_clean_stop_spools_the_last_one(world, tmp_path: Path) -> None:
+    from edge.ground_truth import encode_rows
+    from edge.spool import Spool
+
+    w, hub, token = world
+    version = w.publish(1)
+    runner = start_runner(tmp_path, hub.url, token, w.root_bytes,
+                          upload={"mode": "aggregates", "random_rate": 1.0, "summary_interval_s": 3600},
+                          hub={"heartbeat_interval_s": 1})
+    try:
+        wait_for(lambda: runner.model_version == str(version), what="first activation")
+        x, y = site_data(60, 20)
+        _feed(runner, x, y)
+        beats = counted(runner, "heartbeats_total", "sent")
+        wait_for(lambda: counted(runner, "heartbeats_total", "sent") >= beats + 2, what="two more heartbeats")
+        assert runner.spool.backlog_batches() == 0 and runner.uploader.counters["summaries_uploaded"] == 0
+        assert not (hub.root / "data" / "hub" / "summaries" / "press-1").exists()
+    finally:
+        runner.stop()
+    spool = Spool(runner.config.state_dir / "spool.db", runner.config.upload.spool_quota_bytes)
+    try:
+        batch = spool.seal(100, 1 << 20, encode_rows)
+    finally:
+        spool.close()
+    assert batch is not None and batch.kind == "summary" and json.loads(batch.body)["labelled_rows"] == 60
 
 
 def test_kill_9_of_the_runner_while_uploading_loses_and_duplicates_nothing(world, tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from edge.state import StateDir, release_problem
 from edgeloop.testkit.project import REPO
 from edgeloop.testkit.releases import make_manifest, tiny_onnx
 
+pytestmark = pytest.mark.slow  # servers, processes or kill -9 loops: not in the fast lane
+
 KILLS = 60
 PAD = 24 * 1024 * 1024  # bytes of padding in each model: makes the copy long enough to be hit
 

@@ -39,6 +39,7 @@ from edge.uploader import Uploader
 from edgeloop.testkit.hub import HubHandle, free_port, running_hub
 from edgeloop.testkit.project import REPO
 from edgeloop.testkit.releases import make_manifest
+from edgeloop.testkit.runner_world import wait_for
 from edgeloop.testkit.synthetic import make_rows
 from flows.ingest.normalise import normalise
 from flows.ingest.reader import read_batch
@@ -196,6 +197,7 @@ def _start_child(spool: Path, rows: Path, hub: HubHandle, device: str, token: st
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, TOKEN_ENV: token})
 
 
+@pytest.mark.slow  # a kill -9 loop
 def test_kill_9_while_uploading_loses_and_duplicates_nothing(tmp_path: Path, kit: Kit, hub: HubHandle) -> None:
     device, total = "gt-crash", 1200
     token = register(hub, device)
@@ -320,6 +322,25 @@ def test_heartbeat_carries_model_events_and_evictions(hub: HubHandle) -> None:
         assert refused.value.status == 422
 
 
+def test_a_heartbeat_body_stays_within_the_wire_limits_whatever_the_report(hub: HubHandle) -> None:
+    from edge.contracts.wire import HEARTBEAT_EVENTS_MAX, HEARTBEAT_MAP_MAX, MAX_JSON_INT
+    from edge.heartbeat import heartbeat_body
+
+    token = register(hub, "gt-limits")
+    drift = {f"sensor_{i}": 0.01 * i for i in range(HEARTBEAT_MAP_MAX + 40)} | {"bad name/with slash": 0.5}
+    report = {"model_version": "8", "previous_version": None, "channel": "canary", "health": "ok", "drift": drift,
+              "rolling_accuracy": 0.9, "spool_backlog": 0, "evictions": {"random": 2},
+              "counters": {"predictions": MAX_JSON_INT + 10, "évictions": 3, "feedback": 7}}
+    events = [{"event": "activated", "version": "8", "at": "2026-03-01T00:00:00Z", "detail": "x" * 900, "seq": i}
+              for i in range(HEARTBEAT_EVENTS_MAX + 30)]
+    body = heartbeat_body(report, events)
+    assert len(body["drift"]) == HEARTBEAT_MAP_MAX and "bad name/with slash" not in body["drift"]
+    assert body["counters"] == {"predictions": MAX_JSON_INT, "feedback": 7}
+    assert len(body["events"]) == HEARTBEAT_EVENTS_MAX  # the newest
+    answer = HubClient(hub.url, "gt-limits", token).heartbeat(body)  # the hub takes it whole
+    assert len(answer["state"]["events"]) == HEARTBEAT_EVENTS_MAX and len(answer["state"]["drift"]) == HEARTBEAT_MAP_MAX
+
+
 def test_unreachable_hub_backs_off_then_every_row_arrives_once(tmp_path: Path, kit: Kit) -> None:
     port = free_port()
     rows = labelled_rows(kit, "gt-late", 400, UploadPolicy(random_rate=0.3), seed=9)
@@ -332,9 +353,9 @@ def test_unreachable_hub_backs_off_then_every_row_arrives_once(tmp_path: Path, k
     stop = threading.Event()
     thread = threading.Thread(target=uploader.run, args=(stop,), daemon=True)
     thread.start()
-    time.sleep(1.5)
+    wait_for(lambda: len(uploader.recent_waits) >= 8, timeout=30, what="eight backoff waits")
     waits = list(uploader.recent_waits)
-    assert len(waits) >= 5 and uploader.counters["upload_failures"] >= len(waits)
+    assert len(waits) >= 8 and uploader.counters["upload_failures"] >= len(waits)
     ceilings = [min(0.3, 0.02 * 2**i) for i in range(len(waits))]
     assert all(0.0 <= w <= c for w, c in zip(waits, ceilings, strict=True))  # full jitter under a growing cap
     assert max(waits[4:]) > 0.02 * 2 and len(set(waits)) == len(waits)
@@ -342,10 +363,7 @@ def test_unreachable_hub_backs_off_then_every_row_arrives_once(tmp_path: Path, k
     with running_hub(tmp_path / "hub", port) as hub:
         token = register(hub, "gt-late")
         uploader.client = HubClient(hub.url, "gt-late", token)  # the device gets its real token (was: 401s)
-        deadline = time.monotonic() + 30
-        while spool.has_backlog():
-            assert time.monotonic() < deadline, "rows did not arrive"
-            time.sleep(0.05)
+        wait_for(lambda: not spool.has_backlog(), timeout=30, what="every row at the hub")
         stop.set()
         thread.join(timeout=5)
         assert not thread.is_alive()

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edge.contracts.manifest import GateResult, GateRule, Lineage, Manifest, ReferenceStats, model_file
+from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
 from edge.contracts.schema import FeatureSpec
 from edge.releases import ClientLimits, FetchedRelease, fetch_release
 from flows.releases import Expiry, ReleaseConfig
@@ -78,8 +79,8 @@ def make_candidate(folder: Path, model: bytes, candidate: str = "cand-0123456789
     (folder / "decision.md").write_text("PASSED\n" if passed else "BLOCKED\n")
     (folder / "index.html").write_text("<html></html>")
     if passed:
-        (folder / "model.onnx").write_bytes(model)
-        (folder / "manifest.json").write_text(make_manifest(model, candidate).to_json())
+        (folder / MODEL_FILE).write_bytes(model)
+        (folder / MANIFEST_FILE).write_text(make_manifest(model, candidate).to_json())
         (folder / "reports").mkdir(exist_ok=True)
         (folder / "reports" / "drift.html").write_text("<html></html>")
     return folder

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from edge.contracts.manifest import EdgePolicy
+from edge.contracts.release_layout import MANIFEST_FILE
 from edgeloop.testkit.project import REPO, override, repo_params_raw
 from edgeloop.testkit.releases import make_candidate, make_manifest, release_config
 from flows.params import Params, load_params
@@ -77,7 +78,7 @@ def write_candidate(folder: Path, seed: int, flip: bool = False, policy: EdgePol
     reference = reference_from_json(reference_stats(frame, params().schema, 10))
     template = make_manifest(model, name)
     manifest = build_manifest(params(), name, model, reference, template.gate, template.lineage)
-    (folder / "manifest.json").write_text(replace(manifest, policy=policy).to_json())
+    (folder / MANIFEST_FILE).write_text(replace(manifest, policy=policy).to_json())
     return folder
 
 

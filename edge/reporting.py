@@ -1,0 +1,166 @@
+"""Health and status of a running runner: ``/health``, the state report, heartbeats, status.json, gauges.
+
+``StatusBoard`` reads the other parts and says how the device is: ``health_status()`` is the word the hub
+accepts (edge.health's rules: no model or a failing one -> "error"; recent model errors, low accuracy
+or "major" drift -> "degraded"; else "ok"); ``health()`` is ``GET /health``; ``state_report()`` is
+everything the heartbeat and ``edge-runner status`` show (versions, health, drift, accuracy, backlog,
+evictions, counters, blocked versions, last poll / sync / heartbeat). ``heartbeat_now()`` sends the
+report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub and writes
+``status.json`` (``write_status``; it also carries the newest event sequence number sent, read back at
+start). The metrics registry's gauges (drift, accuracy, backlog, evictions, uploader counters, health)
+and the predictions counter are refreshed from the same report on every scrape.
+
+Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them),
+the heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from edge.atomic import write_text_atomic
+from edge.config import RunnerConfig
+from edge.contracts.wire import HEARTBEAT_EVENTS_SENT
+from edge.drift import DriftMonitor
+from edge.health import HealthMonitor
+from edge.heartbeat import heartbeat_body, utc_now
+from edge.hub_client import HubClient, HubError
+from edge.metrics import Registry
+from edge.pending import PendingPredictions
+from edge.serving import InferenceSlot
+from edge.spool import Spool
+from edge.state import STATUS_FILE, StateDir
+from edge.update_loop import UpdateLoop
+from edge.uploader import Uploader
+
+__all__ = ["StatusBoard"]
+
+log = logging.getLogger("edge.runner")
+
+
+class StatusBoard:
+    """See the module docstring."""
+
+    def __init__(self, config: RunnerConfig, state: StateDir, slot: InferenceSlot, pending: PendingPredictions,
+                 monitor: HealthMonitor, spool: Spool, uploader: Uploader, updates: UpdateLoop, client: HubClient,
+                 metrics: Registry, api_url: Callable[[], str | None]) -> None:
+        self._config, self._state, self._slot, self._pending, self._monitor = config, state, slot, pending, monitor
+        self._spool, self._uploader, self._updates, self._client = spool, uploader, updates, client
+        self._api_url = api_url
+        self._started_at = time.time()
+        self._last_heartbeat: str | None = None
+        self._sent_seq = int(self._read_status().get("sent_event_seq", 0))
+        self._heartbeats = metrics.counter("heartbeats_total", "Heartbeats sent", ("outcome",))
+        self._predictions = metrics.counter("predictions_total", "Predictions answered", ("model_version",))
+        self._gauges = {
+            "drift": metrics.gauge("drift_psi", "PSI of the recent window vs training", ("feature",)),
+            "accuracy": metrics.gauge("rolling_accuracy", "Accuracy on the recent labels"),
+            "backlog": metrics.gauge("spool_backlog_rows", "Labelled rows waiting for upload"),
+            "backlog_bytes": metrics.gauge("spool_backlog_bytes", "Bytes of the spool"),
+            "evictions": metrics.gauge("spool_evictions", "Rows evicted from the full spool", ("reason",)),
+            "uploads": metrics.gauge("uploader", "Uploader counters", ("counter",)),
+            "health": metrics.gauge("health", "1 for the current health status", ("status",)),
+        }
+        metrics.on_render(self._refresh_gauges)
+
+    # -- readings --
+
+    @property
+    def last_sync(self) -> str | None:
+        """The last time the hub answered (a poll that reached the repository, or a heartbeat)."""
+        return max((t for t in (self._updates.last_sync, self._last_heartbeat) if t is not None), default=None)
+
+    def health_status(self, drift: dict[str, float] | None = None) -> str:
+        model = self._slot.current
+        if model is None:
+            return self._monitor.status(model_loaded=False)
+        scores = self._slot.drift_scores() if drift is None else drift
+        level = DriftMonitor.level(max(scores.values(), default=0.0))
+        return self._monitor.status(accuracy_floor=model.manifest.edge_policy.accuracy_floor, drift_level=level)
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: status plus what an operator needs at a glance."""
+        return {
+            "status": self.health_status(),
+            "model_version": self._slot.version,
+            "rolling_accuracy": self._monitor.rolling_accuracy(),
+            "spool_backlog": self._spool.backlog_rows(),
+            "last_sync": self.last_sync,
+        }
+
+    def state_report(self) -> dict[str, Any]:
+        """Everything the heartbeat and ``status`` show."""
+        drift = {k: round(v, 6) for k, v in self._slot.drift_scores().items()}
+        predicted = self._pending.predicted()
+        counters = {"predictions": sum(predicted.values())} | self._monitor.counters() | self._uploader.counters
+        counters["pending_dropped"] = self._pending.dropped
+        return {
+            "device_id": self._config.device_id,
+            "model_version": self._slot.version,
+            "previous_version": self._state.previous_version(),
+            "channel": self._config.releases.channel,
+            "health": self.health_status(drift),
+            "drift": drift,
+            "rolling_accuracy": self._monitor.rolling_accuracy(),
+            "spool_backlog": self._spool.backlog_rows(),
+            "spool_bytes": self._spool.backlog_bytes(),
+            "evictions": self._spool.evictions(),
+            "counters": counters,
+            "blocked": self._state.blocked_versions(),
+            "last_poll": self._updates.last_poll,
+            "last_sync": self.last_sync,
+            "last_heartbeat": self._last_heartbeat,
+            "started_at": datetime.fromtimestamp(self._started_at, UTC).isoformat(),
+        }
+
+    # -- the hub and status.json --
+
+    def heartbeat_now(self) -> bool:
+        """Send the heartbeat, write status.json. True when the hub took it."""
+        report = self.state_report()
+        events = self._state.events()[-HEARTBEAT_EVENTS_SENT:]  # the newest, every time: the hub keeps one heartbeat
+        sent = False
+        try:
+            self._client.heartbeat(heartbeat_body(report, events))
+            sent = True
+            self._last_heartbeat = utc_now()
+            if events:
+                self._sent_seq = max(int(e.get("seq", 0)) for e in events)
+            self._heartbeats.inc("sent")
+        except HubError as exc:
+            self._heartbeats.inc("failed")
+            log.info("heartbeat not sent: %s", exc)
+        self.write_status(report)
+        return sent
+
+    def write_status(self, report: dict[str, Any] | None = None) -> None:
+        """status.json: the state report, when it was written, the newest event sent and the API's URL."""
+        report = (report or self.state_report()) | {"written_at": utc_now(), "sent_event_seq": self._sent_seq,
+                                                     "api": self._api_url()}
+        write_text_atomic(self._config.state_dir / STATUS_FILE, json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+    def _read_status(self) -> dict[str, Any]:
+        try:
+            raw = json.loads((self._config.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    # -- metrics --
+
+    def _refresh_gauges(self) -> None:
+        report = self.state_report()
+        self._predictions.replace({(version,): float(n) for version, n in self._pending.predicted().items()})
+        self._gauges["drift"].replace({(k,): v for k, v in report["drift"].items()})
+        accuracy = report["rolling_accuracy"]
+        self._gauges["accuracy"].set(float("nan") if accuracy is None else accuracy)
+        self._gauges["backlog"].set(report["spool_backlog"])
+        self._gauges["backlog_bytes"].set(report["spool_bytes"])
+        self._gauges["evictions"].replace({(k,): float(v) for k, v in report["evictions"].items()})
+        self._gauges["uploads"].replace({(k,): float(v) for k, v in self._uploader.counters.items()})
+        self._gauges["health"].replace({(s,): float(s == report["health"]) for s in ("ok", "degraded", "error")})

@@ -1,0 +1,59 @@
+"""The runner's upload loop: the uploader draining the spool to the hub, and summaries in aggregates mode.
+
+``UploadLoop(config, spool, client, summary, drift)`` builds the ``Uploader`` (edge.uploader) with the
+configured batch size, batch bytes and backoff; ``start(loops)`` runs it until the runner stops (it
+restarts a second after an unexpected error). In aggregates mode (``upload.mode = "aggregates"``) it
+also spools the labelled rows' summary every ``upload.summary_interval_s`` (``summarize_now``: the
+interval's ``SummaryAccumulator`` document with the drift scores of the model in service, nothing when
+no labelled row came in), and once more when the runner stops, so a clean stop loses no interval.
+
+Leaves out: what is summarised (edge.feedback feeds the accumulator), sealing and sending batches
+(edge.spool, edge.uploader), heartbeats (edge.reporting).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.config import RunnerConfig
+from edge.hub_client import HubClient
+from edge.loops import Loops
+from edge.spool import Spool
+from edge.summary import SummaryAccumulator
+from edge.uploader import Uploader
+
+__all__ = ["UploadLoop"]
+
+
+class UploadLoop:
+    """See the module docstring."""
+
+    def __init__(self, config: RunnerConfig, spool: Spool, client: HubClient, summary: SummaryAccumulator,
+                 drift: Callable[[], dict[str, float]], rng: random.Random) -> None:
+        upload = config.upload
+        self.uploader = Uploader(
+            spool, client, Path(config.state_dir) / "quarantine" / "uploads", batch_rows=upload.batch_rows,
+            max_batch_bytes=upload.max_batch_bytes, backoff_initial_s=upload.backoff_initial_s,
+            backoff_max_s=upload.backoff_max_s, rng=rng,
+        )
+        self._spool, self._summary, self._drift = spool, summary, drift
+        self._aggregates = upload.mode == "aggregates"
+        self._interval = upload.summary_interval_s
+
+    def start(self, loops: Loops) -> None:
+        uploader, stopping = self.uploader, loops.stopping
+        loops.every("uploads", lambda: 1.0, lambda: uploader.run(stopping))  # run() returns only at stop
+        if self._aggregates:
+            loops.every("summaries", lambda: self._interval, self.summarize_now, wait_first=True)
+
+    def summarize_now(self) -> bool:
+        """Spool the summary of the labelled rows since the last one; False when there were none."""
+        if not self._aggregates:
+            return False
+        doc = self._summary.flush(self._drift())
+        if doc is None:
+            return False
+        self._spool.put_summary(doc)
+        return True
