@@ -8,6 +8,9 @@ A device (edge.hub_client) POSTs to ``/v1/devices/<device_id>/<action>`` with ``
   ``max_upload_bytes`` decoded (default ``UPLOAD_MAX_BYTES``, also the largest batch a runner seals).
 - ``summaries``: one JSON object of at most ``SUMMARY_MAX_BYTES`` (aggregates-only devices).
 - ``heartbeat``: the JSON body ``HEARTBEAT_FIELDS`` describes, within the ``HEARTBEAT_*`` limits.
+- ``certificate``: renew the device's client certificate (mutual TLS), see ``ENROLLMENT_FIELDS``.
+
+A new device enrolls once at ``ENROLL_PATH`` with a one-time code (no other credential).
 
 Operators read ``GET /v1/fleet`` with the admin token; each device's ``status`` is one of
 ``DEVICE_STATUSES``. Leaves out what the hub does with a body (hub) and
@@ -22,6 +25,11 @@ __all__ = [
     "DEVICE_ACTIONS",
     "CSV",
     "DEVICE_STATUSES",
+    "ENROLL_PATH",
+    "ENROLLMENT_REQUEST",
+    "RENEWAL_REQUEST",
+    "ENROLLMENT_FIELDS",
+    "CSR_MAX_BYTES",
     "EVICTION_REASONS",
     "FLEET_PATH",
     "GZIP",
@@ -46,8 +54,9 @@ __all__ = [
 ]
 
 # paths and headers
-DEVICE_ACTIONS: tuple[str, ...] = ("uploads", "summaries", "heartbeat")
+DEVICE_ACTIONS: tuple[str, ...] = ("uploads", "summaries", "heartbeat", "certificate")
 FLEET_PATH = "/v1/fleet"
+ENROLL_PATH = "/v1/enroll"  # POST {code, csr} -> ENROLLMENT_FIELDS; the one device call without credentials
 IDEMPOTENCY_KEY = "Idempotency-Key"
 CSV = "text/csv"
 JSON = "application/json"
@@ -86,6 +95,16 @@ HEARTBEAT_FIELDS: dict[str, str] = {
     "events": "newest last: {kind, version, at, detail}",
     "evictions": "EVICTION_REASONS -> rows evicted from the full spool",
 }
+
+
+# Enrollment (``POST ENROLL_PATH``): the device sends a one-time code and a certificate signing request
+# whose key it generated itself; the hub answers with these fields. Renewal (``POST
+# device_path(id, "certificate")``, authenticated by the device's current certificate) sends {csr} and
+# gets the same fields back. PEM texts throughout; ``trusted_root`` is the release repository's root.json.
+ENROLLMENT_REQUEST: tuple[str, ...] = ("code", "csr")
+RENEWAL_REQUEST: tuple[str, ...] = ("csr",)
+ENROLLMENT_FIELDS: tuple[str, ...] = ("device_id", "channel", "certificate", "ca", "trusted_root", "not_after")
+CSR_MAX_BYTES = 16 * 1024  # a PEM certificate signing request is a few hundred bytes
 
 
 def device_path(device_id: str, action: str) -> str:
