@@ -1,4 +1,4 @@
-"""The ``edge-runner`` command: ``run``, ``status``, ``predict`` (stream mode) and ``rollback``.
+"""The ``edge-runner`` command: ``enroll``, ``run``, ``status``, ``predict`` (stream mode) and ``rollback``.
 
 argparse, not Typer: the edge installs without the cloud extras. User mistakes (a bad config key, no
 model yet, a runner already running) print one line to stderr and exit 2, without a traceback. ``run``
@@ -7,8 +7,11 @@ garbage collections never walk the modules, the model or the stores.
 Telemetry is switched off before anything that could import onnxruntime. Heavy modules are imported
 inside the commands, so ``--help`` stays fast.
 
-Leaves out: the runner itself (edge.runner), stream parsing (edge.stream) and status gathering
-(edge.status).
+``enroll`` takes the one-time code from ``--code`` or, with ``--code -``, from the first line of stdin
+(out of the shell history and the process list); it never prints it.
+
+Leaves out: the runner itself (edge.runner), enrollment (edge.enroll), stream parsing (edge.stream) and
+status gathering (edge.status).
 """
 
 from __future__ import annotations
@@ -45,6 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "on-device validation and rollback, and a lossless ground-truth upload path.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enroll = commands.add_parser(
+        "enroll", help="enroll this gateway at the hub with a one-time code: key, certificate, runner.toml",
+        description="Generate this device's private key here (it never leaves the device), send a certificate "
+                    "signing request with the one-time enrollment code to the hub over TLS verified against "
+                    "--ca, and write the certificate, the key (0600), the CA, the trusted release root and a "
+                    "complete runner.toml into --config-dir. Then: edge-runner run --config DIR/runner.toml.")
+    enroll.add_argument("--hub", required=True, metavar="URL", help="the hub's URL, e.g. https://hub.plant.local:8700 "
+                        "(plain http only to this machine)")
+    enroll.add_argument("--code", required=True, metavar="CODE",
+                        help="the one-time code from `edgeloop devices enroll-code NAME`; '-' reads it from stdin")
+    enroll.add_argument("--ca", required=True, type=Path, metavar="FILE",
+                        help="the plant CA (ca.pem) the hub's certificate must be signed by")
+    enroll.add_argument("--config-dir", type=Path, default=Path("/etc/edge-runner"), metavar="DIR",
+                        help="where runner.toml, the key and the certificates go (default: /etc/edge-runner)")
+    enroll.add_argument("--state-dir", type=Path, default=Path("/var/lib/edge-runner"), metavar="DIR",
+                        help="the runner's state dir, written into runner.toml (default: /var/lib/edge-runner)")
+    enroll.add_argument("--force", action="store_true",
+                        help="enroll again although DIR/runner.toml exists (a new key; the old runner.toml is kept "
+                             "as runner.toml.bak)")
+    enroll.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="seconds to wait for the hub (default: 30)")
 
     run = commands.add_parser("run", help="run the daemon: local API, update loop, uploads, heartbeats",
                               description="Run the edge runner until SIGTERM/SIGINT (then it finishes "
@@ -84,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edge.config import ConfigError
 
     try:
+        if args.command == "enroll":
+            return _enroll(args)
         if args.command == "run":
             return _run(args)
         if args.command == "status":
@@ -96,6 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from edge.enroll import EnrollError, enroll
+
+    code = sys.stdin.readline() if args.code == "-" else args.code
+    try:
+        done = enroll(args.hub, code, args.ca, args.config_dir, args.state_dir, force=args.force,
+                      timeout_s=args.timeout)
+    except EnrollError as exc:
+        raise UsageProblem(str(exc)) from None
+    print(f"edge-runner: enrolled as {done.device_id} (channel {done.channel}); certificate valid until "
+          f"{done.not_after.isoformat()}, renewed by the runner before it ends")
+    print(f"edge-runner: start it with: edge-runner run --config {done.config_file}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

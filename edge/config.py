@@ -18,12 +18,21 @@ Environment overrides: ``EDGE_RUNNER__<SECTION>__<KEY>=value`` (double underscor
 ``hub.token_file`` (which must not be readable by group or others); it is held in a ``Secret`` whose
 ``repr`` never shows it. Relative paths are resolved against the config file's folder.
 
+Transport security (``[tls]``, checked across sections when the file is read): an ``https://`` hub is
+verified against ``tls.ca_file`` (the plant CA), never the system store unless ``tls.system_store`` says
+so; ``tls.cert_file``/``tls.key_file`` are the device's client certificate and key (the key file mode
+0600, like the token file), and with them (over https) the token is optional. The insecure rule: a
+plain ``http://`` URL (``hub.url``, ``releases.metadata_url``, ``releases.targets_url``) to a host that
+is not loopback is refused unless ``hub.insecure = true`` (``plain_http_problem`` says why, for the hub
+client and ``edge-runner enroll`` too); loopback http (127.0.0.0/8, ::1, localhost) is always fine.
+
 Leaves out: what the values do (the runner wires them), and defaults for what cannot have one (device
 id, state dir, hub URL, trusted root). Standard library only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from edge.contracts.hub_section import LOOPBACK
 from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
 from edge.contracts.wire import UPLOAD_MAX_BYTES
 
@@ -51,9 +61,12 @@ __all__ = [
     "ReleasesConfig",
     "RunnerConfig",
     "Secret",
+    "TlsConfig",
     "UploadConfig",
+    "is_loopback_host",
     "keys_of",
     "load_config",
+    "plain_http_problem",
     "sections",
 ]
 
@@ -184,11 +197,33 @@ def setting(default: Any, read: Reader, *, path: bool = False) -> Any:
 
 @dataclass(frozen=True)
 class HubConfig:
-    token: Secret = field(repr=False)  # not a key: from EDGE_RUNNER_TOKEN or token_file
-    url: str = setting(REQUIRED, _base_url)  # base URL of the hub, e.g. http://hub.plant.local:8700
+    token: Secret | None = field(repr=False)  # not a key: EDGE_RUNNER_TOKEN or token_file; None: certificate only
+    url: str = setting(REQUIRED, _base_url)  # base URL of the hub, e.g. https://hub.plant.local:8700
     token_file: Path | None = setting(None, _PATH, path=True)  # mode 0600; printed once by `edgeloop devices add`
     timeout_s: float = setting(10.0, _number(0, 600, low_open=True))  # seconds per request (connect, each read)
     heartbeat_interval_s: float = setting(60.0, _number(1, 86_400))
+    insecure: bool = setting(False, _boolean)  # allow plain http to a host that is not loopback (never by default)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: Path | None = setting(None, _PATH, path=True)  # the plant CA (PEM) the hub is verified against
+    cert_file: Path | None = setting(None, _PATH, path=True)  # the device's client certificate (PEM)
+    key_file: Path | None = setting(None, _PATH, path=True)  # its private key (PEM, mode 0600)
+    renew_before_days: float = setting(30.0, _number(0, 3650))  # renew when the certificate ends within this
+    renew_check_s: float = setting(3600.0, _number(0, 7 * 86_400, low_open=True))  # how often to look
+    system_store: bool = setting(False, _boolean)  # verify the hub against the system's CAs (only when asked)
+
+    def __post_init__(self) -> None:
+        pair = "(a client certificate and its key go together)"
+        if self.cert_file is not None and self.key_file is None:
+            raise ConfigError(f"tls.key_file: required with tls.cert_file {pair}")
+        if self.key_file is not None and self.cert_file is None:
+            raise ConfigError(f"tls.cert_file: required with tls.key_file {pair}")
+
+    @property
+    def client_certificate(self) -> bool:
+        return self.cert_file is not None
 
 
 @dataclass(frozen=True)
@@ -265,6 +300,7 @@ class RunnerConfig:
     state_dir: Path = setting(REQUIRED, _PATH, path=True)
     hub: HubConfig = field(default=REQUIRED)
     releases: ReleasesConfig = field(default=REQUIRED)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     upload: UploadConfig = field(default_factory=UploadConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
@@ -358,13 +394,75 @@ def _build(source: Path, raw: dict[str, Any], environ: Mapping[str, str]) -> Run
             raise ConfigError(f"{name}: expected a table ([{name}]), got {table!r}")
         read = _read(cls, table, f"{name}.", base)
         if cls is HubConfig:
-            read["token"] = _token(read["token_file"], environ)
+            read["token"] = None  # read below, once the TLS settings are known
         values[name] = cls(**read)
-    hub_url = values["hub"].url
+    hub, tls = values["hub"], values["tls"]
     releases = values["releases"]
-    values["releases"] = replace(releases, metadata_url=releases.metadata_url or f"{hub_url}/releases/metadata/",
-                                 targets_url=releases.targets_url or f"{hub_url}/releases/targets/")
+    values["releases"] = replace(releases, metadata_url=releases.metadata_url or f"{hub.url}/releases/metadata/",
+                                 targets_url=releases.targets_url or f"{hub.url}/releases/targets/")
+    _check_transport(hub, tls, values["releases"])
+    values["hub"] = replace(hub, token=_token(hub.token_file, environ, required=not _presents_certificate(hub, tls)))
     return RunnerConfig(source=source, **top, **values)
+
+
+# --- transport rules ------------------------------------------------------------------------------------
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (edge.contracts.hub_section.LOOPBACK): traffic that never leaves the machine."""
+    host = host.strip("[]").lower()
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_problem(url: str) -> str | None:
+    """Why ``url`` needs ``insecure``: plain http to a host that is not loopback; None when it does not."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or is_loopback_host(parts.hostname or ""):
+        return None
+    return f"plain http to {parts.hostname} is unencrypted and unauthenticated"
+
+
+def _presents_certificate(hub: HubConfig, tls: TlsConfig) -> bool:
+    return tls.client_certificate and urlsplit(hub.url).scheme == "https"
+
+
+def _check_transport(hub: HubConfig, tls: TlsConfig, releases: ReleasesConfig) -> None:
+    urls = {"hub.url": hub.url, "releases.metadata_url": releases.metadata_url,
+            "releases.targets_url": releases.targets_url}
+    for key, url in urls.items():
+        problem = plain_http_problem(url)
+        if problem is not None and not hub.insecure:
+            raise ConfigError(f"{key}: {problem}: use https:// (with tls.ca_file), or set hub.insecure = true "
+                              f"to accept that")
+    if any(urlsplit(url).scheme == "https" for url in urls.values()) and tls.ca_file is None \
+            and not tls.system_store:
+        raise ConfigError("tls.ca_file: required for an https hub (the plant CA the hub is verified against; "
+                          "or set tls.system_store = true to trust the system's CAs)")
+    if tls.ca_file is not None:
+        _readable("tls.ca_file", tls.ca_file)
+    if tls.cert_file is not None and tls.key_file is not None:
+        _readable("tls.cert_file", tls.cert_file)
+        _private("tls.key_file", tls.key_file)
+
+
+def _readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _private(key: str, path: Path) -> None:
+    """The file exists, is readable, and is not readable by group or others."""
+    _readable(key, path)
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{key}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
 
 
 def _resolve(base: Path, text: str) -> Path:
@@ -372,12 +470,16 @@ def _resolve(base: Path, text: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _token(token_file: Path | None, environ: Mapping[str, str]) -> Secret:
+def _token(token_file: Path | None, environ: Mapping[str, str], required: bool) -> Secret | None:
+    """The bearer token; None when there is none and it is not ``required`` (a client certificate over https)."""
     from_env = environ.get(TOKEN_ENV, "").strip()
     if from_env:
         return Secret(from_env)
     if token_file is None:
-        raise ConfigError(f"hub.token_file: required key is missing (or set {TOKEN_ENV})")
+        if not required:
+            return None
+        raise ConfigError(f"hub.token_file: required key is missing (or set {TOKEN_ENV}, or use a client "
+                          f"certificate: tls.cert_file and tls.key_file with an https hub.url)")
     try:
         mode = token_file.stat().st_mode
         text = token_file.read_text(encoding="utf-8").strip()

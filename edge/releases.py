@@ -16,7 +16,9 @@ A no-change poll costs one request (``timestamp.json``): the cached snapshot and
 python-tuf bounds each file's size and the gap between reads, not the time a download takes; the
 ``DeadlineFetcher`` here adds an overall deadline per call (checked between reads of at most
 ``chunk_bytes``), and ``ClientLimits.max_bundle_bytes`` refuses releases whose signed sizes are too
-large before any of their bytes are fetched. Proxies come from the usual ``*_proxy`` variables.
+large before any of their bytes are fetched. Proxies come from the usual ``*_proxy`` variables. Over
+https the fetcher uses the runner's TLS context (``tls``: the plant CA, the device's client certificate;
+edge.transport), the same one the hub client uses, never urllib3's default trust.
 
 One process per ``metadata_dir``: an exclusive lock on ``metadata_dir/.lock`` is held for the call.
 
@@ -31,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import Collection, Iterator
@@ -53,6 +56,7 @@ from edge.config import ReleasesConfig
 from edge.contracts.manifest import Manifest, ManifestError
 from edge.contracts.names import is_valid_channel
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, channel_target
+from edge.hub_client import tls_failure
 
 __all__ = [
     "MANIFEST_FILE",
@@ -114,10 +118,12 @@ class FetchedRelease:
 
 
 class DeadlineFetcher(FetcherInterface):
-    """urllib3 fetcher with one deadline for all its requests; counts requests and bytes."""
+    """urllib3 fetcher with one deadline for all its requests; counts requests and bytes. ``tls``: the
+    context https requests use (verification against the plant CA, the device's certificate)."""
 
-    def __init__(self, limits: ClientLimits, deadline: float | None = None) -> None:
+    def __init__(self, limits: ClientLimits, deadline: float | None = None, tls: ssl.SSLContext | None = None) -> None:
         self._limits = limits
+        self._tls = tls
         self._deadline = deadline if deadline is not None else time.monotonic() + limits.deadline_seconds
         self._headers = {"User-Agent": USER_AGENT}
         self._managers: dict[str | None, urllib3.PoolManager] = {}
@@ -135,13 +141,15 @@ class DeadlineFetcher(FetcherInterface):
         proxy = _proxy_for(parts.scheme, parts.hostname or "")
         if proxy not in self._managers:
             self._managers[proxy] = (
-                urllib3.PoolManager(headers=self._headers) if proxy is None
-                else urllib3.ProxyManager(proxy, headers=self._headers)
+                urllib3.PoolManager(headers=self._headers, ssl_context=self._tls) if proxy is None
+                else urllib3.ProxyManager(proxy, headers=self._headers, ssl_context=self._tls)
             )
         return self._managers[proxy]
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         wait = min(self._limits.read_timeout_seconds, self._left(url))
+        if url.startswith("https://") and self._tls is None:
+            raise exceptions.DownloadError(f"{url}: https needs the runner's TLS context (tls.ca_file)")
         try:
             response = self._manager(url).request(
                 "GET", url, preload_content=False, retries=False, timeout=urllib3.Timeout(connect=wait, read=wait)
@@ -149,7 +157,8 @@ class DeadlineFetcher(FetcherInterface):
         except urllib3.exceptions.TimeoutError as exc:
             raise exceptions.SlowRetrievalError(f"{url}: {exc}") from exc
         except urllib3.exceptions.HTTPError as exc:
-            raise exceptions.DownloadError(f"{url}: {exc}") from exc
+            failure = tls_failure(exc, urlsplit(url).hostname or "")
+            raise exceptions.DownloadError(f"{url}: {failure or exc}") from exc
         self.requests += 1
         if response.status >= 400:
             _discard(response)
@@ -223,19 +232,20 @@ def fetch_release(
     limits: ClientLimits | None = None,
     current_version: int | None = None,
     skip_versions: Collection[int] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> FetchedRelease:
     """Fetch and verify the release ``channel`` points at into ``staging_dir/<version>``.
 
     ``root_bytes`` is the trusted root metadata to start from (required on first use; afterwards the
     root cached in ``metadata_dir`` is trusted). A pointed version equal to ``current_version`` or in
     ``skip_versions`` (releases the device refused or rolled back) is not downloaded: ``changed`` is
-    False. Raises ``ReleaseRejected`` or ``ReleaseUnavailable``.
+    False. ``tls`` is the context for https URLs. Raises ``ReleaseRejected`` or ``ReleaseUnavailable``.
     """
     if not is_valid_channel(channel):
         raise ValueError(f"channel {channel!r} is not a valid channel name")
     limits = limits or ClientLimits()
     started = time.monotonic()
-    fetcher = DeadlineFetcher(limits, started + limits.deadline_seconds)
+    fetcher = DeadlineFetcher(limits, started + limits.deadline_seconds, tls)
     with _exclusive(Path(metadata_dir)), _classified():
         version, folder, manifest = _fetch(
             Path(metadata_dir), metadata_url, targets_url, channel, Path(staging_dir), root_bytes, limits,
@@ -248,12 +258,13 @@ def fetch_release(
 
 
 def refresh_metadata(
-    metadata_dir: Path, metadata_url: str, root_bytes: bytes | None = None, limits: ClientLimits | None = None
+    metadata_dir: Path, metadata_url: str, root_bytes: bytes | None = None, limits: ClientLimits | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Refresh and verify the top-level metadata into ``metadata_dir`` without fetching any target."""
     limits = limits or ClientLimits()
     with _exclusive(Path(metadata_dir)), _classified():
-        _updater(Path(metadata_dir), metadata_url, None, root_bytes, DeadlineFetcher(limits)).refresh()
+        _updater(Path(metadata_dir), metadata_url, None, root_bytes, DeadlineFetcher(limits, tls=tls)).refresh()
 
 
 @contextmanager

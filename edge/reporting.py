@@ -7,8 +7,10 @@ everything the heartbeat and ``edge-runner status`` show (versions, health, drif
 evictions, counters, blocked versions, last poll / sync / heartbeat). ``heartbeat_now()`` sends the
 report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub and writes
 ``status.json`` (``write_status``; it also carries the newest event sequence number sent, read back at
-start). The metrics registry's gauges (drift, accuracy, backlog, evictions, uploader counters, health)
-and the predictions counter are refreshed from the same report on every scrape.
+start). ``certificate_expires`` (when the client certificate ends, ISO 8601, or None) is in the state
+report and status.json but not in the heartbeat (the hub knows it from its own registry). The metrics
+registry's gauges (drift, accuracy, backlog, evictions, uploader counters, health) and the predictions
+counter are refreshed from the same report on every scrape.
 
 Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them),
 the heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).
@@ -48,10 +50,12 @@ class StatusBoard:
 
     def __init__(self, config: RunnerConfig, state: StateDir, slot: InferenceSlot, pending: PendingPredictions,
                  monitor: HealthMonitor, spool: Spool, uploader: Uploader, updates: UpdateLoop, client: HubClient,
-                 metrics: Registry, api_url: Callable[[], str | None]) -> None:
+                 metrics: Registry, api_url: Callable[[], str | None], *,
+                 certificate_expires: Callable[[], datetime | None] = lambda: None) -> None:
         self._config, self._state, self._slot, self._pending, self._monitor = config, state, slot, pending, monitor
         self._spool, self._uploader, self._updates, self._client = spool, uploader, updates, client
         self._api_url = api_url
+        self._certificate_expires = certificate_expires
         self._started_at = time.time()
         self._last_heartbeat: str | None = None
         self._sent_seq = int(self._read_status().get("sent_event_seq", 0))
@@ -99,6 +103,7 @@ class StatusBoard:
         predicted = self._pending.predicted()
         counters = {"predictions": sum(predicted.values())} | self._monitor.counters() | self._uploader.counters
         counters["pending_dropped"] = self._pending.dropped
+        expires = self._certificate_expires()
         return {
             "device_id": self._config.device_id,
             "model_version": self._slot.version,
@@ -116,6 +121,7 @@ class StatusBoard:
             "last_sync": self.last_sync,
             "last_heartbeat": self._last_heartbeat,
             "started_at": datetime.fromtimestamp(self._started_at, UTC).isoformat(),
+            "certificate_expires": None if expires is None else expires.isoformat(),
         }
 
     # -- the hub and status.json --

@@ -14,7 +14,11 @@ one job each:
   watchdog every second (rollback requests, the watch window's automatic rollback);
 - ``uploads`` (edge.upload_loop): the uploader; summaries every ``upload.summary_interval_s`` in aggregates mode;
 - ``board`` (edge.reporting): health, the state report, heartbeats every ``hub.heartbeat_interval_s``,
-  status.json, metrics gauges.
+  status.json, metrics gauges;
+- ``tls`` (edge.transport, when ``tls.ca_file`` or ``tls.system_store`` is set): the one TLS context of
+  every request to the hub (hub client and TUF fetcher); ``renewal`` (edge.cert_renewal, only with a
+  client certificate over https): renews it every ``tls.renew_check_s`` when it ends within
+  ``tls.renew_before_days`` and rebuilds ``tls`` (the hub client swaps its pool; the next TUF poll uses it).
 
 Each loop survives its own exceptions (logged, counted in ``edgeloop_runner_loop_errors_total``). The
 Runner's own methods are the API the local HTTP server, the CLI and in-process callers use.
@@ -29,7 +33,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.config import RunnerConfig
 from edge.control import RunnerError
@@ -49,6 +53,10 @@ from edge.update_loop import WATCHDOG_S, UpdateLoop
 from edge.updates import UpdateOutcome
 from edge.upload_loop import UploadLoop
 from edge.uploader import Uploader
+
+if TYPE_CHECKING:
+    from edge.cert_renewal import CertificateRenewal
+    from edge.transport import ClientTls
 
 __all__ = ["RECENT_FILE", "SPOOL_FILE", "STATUS_FILE", "Runner", "RunnerError"]
 
@@ -93,13 +101,29 @@ class Runner:
         self.summary = SummaryAccumulator(config.device_id, config.upload.local_only)
         self.truth = GroundTruth(config, self.slot, self.pending, self.monitor, self.recent, self.spool,
                                  self.summary, self.metrics)
+        self.tls = _client_tls(config)
+        tls = self.tls
         self.updates = UpdateLoop(config, self.state, self.slot, self.monitor, self.truth.labelled_rows,
-                                  self.metrics, rng)
+                                  self.metrics, rng, tls=None if tls is None else (lambda: tls.context))
         self.updates.serve_current()
-        self.client = HubClient(config.hub.url, config.device_id, config.hub.token.reveal(), config.hub.timeout_s)
+        token = None if config.hub.token is None else config.hub.token.reveal()
+        self.client = HubClient(config.hub.url, config.device_id, token, config.hub.timeout_s,
+                                tls=None if tls is None else tls.context, insecure=config.hub.insecure)
         self.uploads = UploadLoop(config, self.spool, self.client, self.summary, self.slot.drift_scores, rng)
         self.board = StatusBoard(config, self.state, self.slot, self.pending, self.monitor, self.spool,
-                                 self.uploads.uploader, self.updates, self.client, self.metrics, lambda: self.api_url)
+                                 self.uploads.uploader, self.updates, self.client, self.metrics, lambda: self.api_url,
+                                 certificate_expires=lambda: None if tls is None else tls.certificate_expires)
+        self.renewal: CertificateRenewal | None = None
+        if tls is not None:
+            tls.on_reload(self.client.use_tls)
+            if config.tls.client_certificate and config.hub.url.startswith("https://"):
+                from edge.cert_renewal import CertificateRenewal
+                from edge.credentials import CredentialStore
+
+                assert config.tls.cert_file is not None and config.tls.key_file is not None
+                store = CredentialStore.of(config.tls.cert_file, config.tls.key_file)
+                self.renewal = CertificateRenewal(config.device_id, config.tls, store, tls, self.client,
+                                                  self.metrics, self.state)
         self.loops = Loops(self.metrics.counter("loop_errors_total", "Unexpected errors in a loop", ("loop",)))
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -122,6 +146,8 @@ class Runner:
         self.loops.every("updates", self.updates.poll_wait, self.updates.poll_now)
         self.loops.every("watchdog", lambda: WATCHDOG_S, self._watchdog)
         self.loops.every("heartbeat", lambda: self.config.hub.heartbeat_interval_s, self.board.heartbeat_now)
+        if self.renewal is not None:
+            self.loops.every("certificate", lambda: self.config.tls.renew_check_s, self.renewal.check_now)
         self.uploads.start(self.loops)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -194,3 +220,25 @@ class Runner:
 
     def metrics_text(self) -> str:
         return self.metrics.render()
+
+
+def _client_tls(config: RunnerConfig) -> ClientTls | None:
+    """The TLS context of every request to the hub; None when no CA is configured (loopback http).
+    A certificate folder a crash left half-switched is repaired first (edge.credentials)."""
+    tls = config.tls
+    if tls.ca_file is None and not tls.system_store:
+        return None
+    from edge.credentials import CredentialStore
+    from edge.transport import ClientTls, TlsSetupError
+
+    if tls.cert_file is not None and tls.key_file is not None:
+        store = CredentialStore.of(tls.cert_file, tls.key_file)
+        if store is not None:
+            try:
+                store.recover()
+            except OSError as exc:  # a read-only identity folder: the pair in use is fine, renewal will say so
+                log.warning("cannot tidy the certificate folder %s: %s", store.folder, exc.strerror or exc)
+    try:
+        return ClientTls.from_config(tls)
+    except TlsSetupError as exc:
+        raise RunnerError(str(exc)) from None

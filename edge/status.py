@@ -1,17 +1,19 @@
 """``edge-runner status``: the runner's state read from its state dir, with or without a running daemon.
 
 Sources: the ``current``/``previous`` links, blocked versions and recent events (``state.json``), the
-spool's backlog and eviction counts (``spool.db``), and the daemon's last ``status.json`` (health,
-drift, rolling accuracy, last poll, last sync, counters). Whether a daemon is running is read from the
+spool's backlog and eviction counts (``spool.db``), the client certificate's end (``tls.cert_file``,
+read here: ``certificate_expires``), and the daemon's last ``status.json`` (health, drift, rolling
+accuracy, last poll, last sync, counters). Whether a daemon is running is read from the
 state dir's lock. ``format_status`` renders the report as a few aligned lines.
 
 Leaves out: asking the daemon over HTTP (the files are the truth, and work when the API is off), and
-anything secret (the token is never read here).
+anything secret (the token and the private key are never read here).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from edge.config import RunnerConfig
@@ -46,9 +48,38 @@ def read_status(config: RunnerConfig) -> dict[str, Any]:
     except (OSError, ValueError):
         daemon = {}
     for key in ("health", "drift", "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
-                "written_at", "api"):
+                "written_at", "api", "certificate_expires"):
         report[key] = daemon.get(key) if isinstance(daemon, dict) else None
+    if config.tls.cert_file is not None and config.tls.key_file is not None:
+        report["certificate_expires"] = _certificate_expires(config) or report["certificate_expires"]
     return report
+
+
+def _certificate_expires(config: RunnerConfig) -> str | None:
+    """When the client certificate in use ends (ISO 8601); None when it cannot be read."""
+    from edge.credentials import resolve_pair
+    from edge.device_keys import CertificateError, load_certificate, not_after
+
+    assert config.tls.cert_file is not None and config.tls.key_file is not None
+    cert_file, _ = resolve_pair(config.tls.cert_file, config.tls.key_file)
+    try:
+        return not_after(load_certificate(cert_file.read_bytes())).isoformat()
+    except (OSError, CertificateError):
+        return None
+
+
+def _certificate_line(expires: object) -> str:
+    if not isinstance(expires, str):
+        return "-"
+    try:
+        left = datetime.fromisoformat(expires) - datetime.now(UTC)
+    except ValueError:
+        return f"expires {expires}"
+    if left.total_seconds() <= 0:
+        return f"EXPIRED {expires}: enroll again (edge-runner enroll --force)"
+    if left.days >= 1:
+        return f"expires {expires} (in {left.days} days)"
+    return f"expires {expires} (in {int(left.total_seconds() // 3600)} h {int(left.total_seconds() % 3600 // 60)} min)"
 
 
 def _running(state: StateDir) -> bool:
@@ -79,6 +110,7 @@ def format_status(report: dict[str, Any]) -> str:
                     + (f"; evicted {report['evictions']}" if report.get("evictions") else "")),
         ("last poll", "-" if not poll else f"{poll.get('at')} {poll.get('kind')} {poll.get('detail') or ''}".strip()),
         ("last sync", str(report.get("last_sync") or "never")),
+        ("certificate", _certificate_line(report.get("certificate_expires"))),
         ("blocked", ", ".join(f"{v} ({why})" for v, why in report["blocked"].items()) or "-"),
     ]
     width = max(len(name) for name, _ in lines)

@@ -4,11 +4,12 @@
 serves. ``serve_current()`` puts the release ``current`` names in service at start-up (from disk: no
 network, no TUF), watched for the rest of its watch window when it was activated recently.
 ``poll_now()`` runs one update round (the updates loop calls it every ``releases.poll_interval_s`` ±
-``poll_jitter``); an activated release goes into service and is watched from now on (edge.health's
-``WatchWindow``). ``watchdog()`` (every second) acts on a rollback request file written by
-``edge-runner rollback`` and on the watch's verdict: an automatic rollback when there is a previous
-release, else a ``watch_failed`` event. ``rollback(reason)`` serves ``previous`` again, unwatched, and
-blocks the version it replaces. ``last_poll`` and ``last_sync`` say when the repository was last read.
+``poll_jitter``; over https with the runner's current TLS context, ``tls``); an activated release goes
+into service and is watched from now on (edge.health's ``WatchWindow``). ``watchdog()`` (every second)
+acts on a rollback request file written by ``edge-runner rollback`` and on the watch's verdict: an
+automatic rollback when there is a previous release, else a ``watch_failed`` event.
+``rollback(reason)`` serves ``previous`` again, unwatched, and blocks the version it replaces.
+``last_poll`` and ``last_sync`` say when the repository was last read.
 
 Leaves out: one update round's steps (edge.updates), scheduling threads (edge.loops), reports.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -48,7 +50,7 @@ class UpdateLoop:
 
     def __init__(self, config: RunnerConfig, state: StateDir, slot: InferenceSlot, monitor: HealthMonitor,
                  labelled: Callable[[], tuple[np.ndarray, Sequence[object]]], metrics: Registry,
-                 rng: random.Random) -> None:
+                 rng: random.Random, tls: Callable[[], ssl.SSLContext | None] | None = None) -> None:
         releases = config.releases
         try:
             root = releases.trusted_root.read_bytes()
@@ -60,7 +62,7 @@ class UpdateLoop:
                               read_timeout_seconds=releases.read_timeout_s)
         self.updater = ReleaseUpdater(state, releases.metadata_url, releases.targets_url, releases.channel, root,
                                       limits, labelled, self._activated, current=lambda: slot.predictor,
-                                      on_rollback=self._rolled_back)
+                                      on_rollback=self._rolled_back, tls=tls)
         self._polls = metrics.counter("update_polls_total", "Release polls", ("outcome",))
         self.last_poll: dict[str, Any] | None = None
         self.last_sync: str | None = None  # last time the repository answered

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -98,7 +99,9 @@ class ReleaseUpdater:
     per candidate. ``on_activate(predictor)`` is called after every activation, ``on_rollback(predictor)``
     after every rollback (default: ``on_activate``). ``current``
     returns the Predictor in service (default: the one this updater last activated, else loaded from
-    ``state``); ``feature_names`` is checked against a candidate when nothing is active yet.
+    ``state``); ``feature_names`` is checked against a candidate when nothing is active yet. ``tls``
+    returns the TLS context for https repositories, asked at each poll (a renewed certificate is used
+    from the next poll on).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class ReleaseUpdater:
         current: Callable[[], Predictor | None] | None = None,
         feature_names: Sequence[str] | None = None,
         on_rollback: Callable[[Predictor], None] | None = None,
+        tls: Callable[[], ssl.SSLContext | None] | None = None,
     ) -> None:
         self.state = state
         self.metadata_url = metadata_url
@@ -128,6 +132,7 @@ class ReleaseUpdater:
         self._current = current
         self._feature_names = None if feature_names is None else list(feature_names)
         self._serving: Predictor | None = None
+        self._tls = tls
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -179,7 +184,8 @@ class ReleaseUpdater:
         current = int(active) if active is not None and active.isdigit() else None
         skip = {int(v) for v in blocked if v.isdigit()}
         return fetch_release(self.state.tuf_dir, self.metadata_url, self.targets_url, self.channel,
-                             self.state.staging_dir, root, self.limits, current, skip)
+                             self.state.staging_dir, root, self.limits, current, skip,
+                             tls=None if self._tls is None else self._tls())
 
     def _validate(self, manifest: Manifest, folder: Path, active: str | None
                   ) -> tuple[Predictor, ShadowResult | None]:

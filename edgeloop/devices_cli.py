@@ -1,17 +1,22 @@
-"""``edgeloop devices ...``: register devices, list them, revoke them (a Typer sub-app).
+"""``edgeloop devices ...``: register devices, give them enrollment codes, list them, revoke them (a Typer sub-app).
 
 Works directly on the hub database named in params.yaml (``hub.database``, or EDGELOOP_HUB_DATABASE),
 so it needs no running hub and a revocation is seen by a running hub on its next request. ``add`` prints
-the device token once, to stdout alone on its line (easy to pipe into a provisioning step); only its
-salted hash is stored. ``list`` never shows secrets. Mistakes raise ``UserError`` (one line, exit 2).
-Leaves out the hub server and its HTTP API (``hub``).
+the device token once, to stdout alone on its line (easy to pipe into a provisioning step), and on
+stderr a one-time enrollment code inside the exact ``edge-runner enroll`` command to run on the gateway
+(the gateway makes its own key; the code expires after ``hub.tls.enrollment_code_ttl_s`` and works
+once). ``enroll-code`` gives an existing device a fresh code (a re-imaged gateway), printing the command
+on stdout. Only salted hashes of tokens and codes are stored. ``list`` never shows secrets; it shows when
+each device's certificate expires ("token only" without one). ``revoke`` stops its token and every
+certificate at once. Mistakes raise ``UserError`` (one line, exit 2). Leaves out the hub server and its
+HTTP API (``hub``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,20 +31,28 @@ from edgeloop.cli_common import RootOption, sub_app
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-devices_app = sub_app("Edge devices allowed to talk to the hub: add (issues a token), list, revoke.")
-out = Console()
-note = Console(stderr=True)
+    from hub.settings import HubSettings
+
+devices_app = sub_app("Edge devices allowed to talk to the hub: add (issues a token and an enrollment code), "
+                      "enroll-code, list, revoke.")
+out = Console(highlight=False, soft_wrap=True)
+note = Console(stderr=True, highlight=False, soft_wrap=True)
+
+CA_ON_GATEWAY = "hub-ca.pem"  # what the printed command calls the copy of the CA file on the gateway
+
+
+def _settings(root: Path) -> HubSettings:
+    from edge.contracts.layout import Paths
+    from hub.settings import HubSettings
+
+    return HubSettings.load(Paths.at(root).root)
 
 
 @contextmanager
 def _sessions(root: Path) -> Iterator[sessionmaker[Session]]:
-    from edge.contracts.layout import Paths
     from hub.db import make_engine, make_sessions
-    from hub.settings import HubSettings
 
-    paths = Paths.at(root)
-    settings = HubSettings.load(paths.root)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(_settings(root).database_url)
     try:
         yield make_sessions(engine)
     finally:
@@ -61,6 +74,38 @@ def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _ttl(seconds: float) -> str:
+    return f"{seconds / 3600:.0f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _code(root: Path, name: str) -> tuple[str, str]:
+    """A fresh enrollment code for ``name`` and the gateway's command that uses it."""
+    from hub.registry import RegistryError, issue_enrollment_code
+    from hub.tls.address import enrollment_target
+
+    settings = _settings(root)
+    try:
+        with _sessions(root) as sessions:
+            code = issue_enrollment_code(sessions, name, settings.section.tls.enrollment_code_ttl_s)
+    except RegistryError as exc:
+        raise UserError(str(exc)) from None
+    target = enrollment_target(settings)
+    command = f"edge-runner enroll --hub {target.url} --code {code}"
+    if target.tls:
+        command += f" --ca {CA_ON_GATEWAY}"
+    ttl = settings.section.tls.enrollment_code_ttl_s
+    note.print(f"To enroll the gateway of '{name}' (it makes its own key), run this on it within {_ttl(ttl)}; "
+               "the code works once:")
+    if target.tls:
+        source = target.ca_file or "the CA certificate that issued the hub's certificate"
+        note.print(f"  ({CA_ON_GATEWAY}: a copy of {source}; public: it is how the gateway knows this hub)",
+                   markup=False)
+    else:
+        note.print("  (this hub serves plain HTTP on loopback only: gateways on other machines enroll over TLS, "
+                   "see docs/hub.md#tls)")
+    return code, command
+
+
 @devices_app.command()
 def add(
     name: Annotated[str, typer.Argument(help=f"Device id ({DEVICE_ID_RULE}).")],
@@ -69,7 +114,7 @@ def add(
     ] = "stable",
     root: RootOption = Path("."),
 ) -> None:
-    """Register a device and print its token once (store it on the device; it cannot be shown again)."""
+    """Register a device: print the gateway's enrollment command (stderr) and its token (stdout), once."""
     from hub.registry import RegistryError, add_device
 
     try:
@@ -77,23 +122,40 @@ def add(
             token = add_device(sessions, name, channel, _channels(root))
     except RegistryError as exc:
         raise UserError(str(exc)) from None
-    note.print(f"device '{name}' added on channel '{channel}'. Its token (shown only now):")
-    out.print(token, soft_wrap=True, highlight=False)
+    note.print(f"device '{name}' added on channel '{channel}'.")
+    _, command = _code(root, name)
+    note.print(f"  {command}", markup=False)
+    note.print("The line on stdout is its bearer token, for a hub on loopback or a token-only gateway "
+               "(shown only now; not needed once enrolled):")
+    out.print(token, markup=False)
+
+
+@devices_app.command("enroll-code")
+def enroll_code(
+    name: Annotated[str, typer.Argument(help="Device id (already added).")],
+    root: RootOption = Path("."),
+) -> None:
+    """A fresh one-time enrollment code (a re-imaged gateway): prints the gateway's command on stdout."""
+    _, command = _code(root, name)
+    out.print(command, markup=False)
 
 
 @devices_app.command("list")
 def list_command(root: RootOption = Path(".")) -> None:
-    """Table of devices: name, channel, status, created, revoked, stored uploads (no secrets)."""
+    """Table of devices: name, channel, status, created, revoked, uploads, certificate expiry (no secrets)."""
+    from hub.fleet_view import certificate_text
     from hub.registry import list_devices
 
     with _sessions(root) as sessions:
         devices = list_devices(sessions)
+    now = datetime.now(UTC)
     table = Table(title="devices")
-    for column in ("device", "channel", "status", "created (UTC)", "revoked (UTC)", "uploads"):
+    for column in ("device", "channel", "status", "created (UTC)", "revoked (UTC)", "uploads", "certificate expires"):
         table.add_column(column)
     for d in devices:
         status = "[green]active[/]" if d.status == "active" else "[red]revoked[/]"
-        table.add_row(d.device_id, d.channel, status, _when(d.created_at), _when(d.revoked_at), str(d.uploads))
+        table.add_row(d.device_id, d.channel, status, _when(d.created_at), _when(d.revoked_at), str(d.uploads),
+                      certificate_text(d.certificate_not_after, now))
     out.print(table)
     if not devices:
         out.print("no devices yet: `edgeloop devices add NAME`")
@@ -104,7 +166,8 @@ def revoke(
     name: Annotated[str, typer.Argument(help="Device id to revoke.")],
     root: RootOption = Path("."),
 ) -> None:
-    """Revoke a device's token: its requests get 401 from now on (add it again for a new token)."""
+    """Revoke a device: its token and every certificate get 401 from its next request on (add it again to
+    give it a new token and enrollment code)."""
     from hub.registry import RegistryError, revoke_device
 
     try:
@@ -112,4 +175,5 @@ def revoke(
             changed = revoke_device(sessions, name)
     except RegistryError as exc:
         raise UserError(str(exc)) from None
-    out.print(f"device '{name}' revoked" if changed else f"device '{name}' was already revoked")
+    out.print(f"device '{name}' revoked (its token and certificates)" if changed
+              else f"device '{name}' was already revoked")

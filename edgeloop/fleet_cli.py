@@ -2,7 +2,9 @@
 
 Asks ``GET /v1/fleet`` of a running hub through the cloud's hub client (``flows.hub_client``: ``--url``,
 else ``$EDGELOOP_HUB_URL``, else params.yaml's hub address; the admin token from ``--token-file`` or the
-hub's admin token file) and prints the same rows as the ``/fleet`` page (hub.fleet_view). ``--json``
+hub's admin token file; an https hub verified with ``--ca-file``, else ``$EDGELOOP_HUB_CA_FILE``, else
+the plant CA) and prints the same rows as the ``/fleet`` page (hub.fleet_view), certificate expiry
+included. ``--json``
 prints the document as the hub sent it. Leaves out watching (run it again, or ``watch edgeloop fleet``).
 """
 
@@ -40,6 +42,10 @@ def fleet(
     token_file: Annotated[
         Path | None, typer.Option("--token-file", help="File holding the admin token (default: hub.admin_token_file).")
     ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="CA certificate an https hub is verified with (default: "
+                                                    "$EDGELOOP_HUB_CA_FILE, else <hub.tls.ca_dir>/ca.pem).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fleet document as JSON.")] = False,
     root: Annotated[
         Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
@@ -51,7 +57,7 @@ def fleet(
     from flows.params import load_params
 
     hub = load_params(Paths.at(root).params).hub
-    document = HubAdminClient.for_project(root, hub, url=url, token_file=token_file).fleet()
+    document = HubAdminClient.for_project(root, hub, url=url, token_file=token_file, ca_file=ca_file).fleet()
     if as_json:
         out.print_json(json.dumps(document))
         return

@@ -3,9 +3,12 @@
 ``create_app(settings, clock=None)`` opens the database (hub.db), reads or creates the admin token file
 (keeping only a salted hash), and puts on ``app.state`` what the handlers use: ``settings``, ``engine``,
 ``sessions``, ``clock`` (every timestamp the hub writes or compares: system clock unless given),
-``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone) and ``release_files``. Routes
+``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone), ``release_files`` and
+``auth_policy`` (how devices authenticate: hub.auth, from ``hub.tls``) and ``certificates`` (the issued
+certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
 live in hub.routes; request logs and metrics in hub.observe. ``app_from_environment`` is the factory
-uvicorn workers call (``edgeloop hub serve``). Leaves out serving (uvicorn: edgeloop.hub_cli, hub.embedded).
+uvicorn workers call (``edgeloop hub serve``). Leaves out serving, TLS included (uvicorn: hub.tls,
+edgeloop.hub_cli, hub.embedded).
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ from fastapi import FastAPI
 
 from edge.contracts.layout import Paths
 from hub import tokens
+from hub.auth import AuthPolicy
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_sessions
 from hub.intake import Intake
 from hub.metrics import HubMetrics
 from hub.observe import ObserveRequests
-from hub.routes import fleet, heartbeats, ops, releases, summaries, uploads
+from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
 from hub.settings import HubSettings
 from hub.store.admin_token import load_or_create_admin_token
 from hub.store.batches import LocalStorage
+from hub.store.certificates import CertificateLookup
 from hub.store.release_files import FileCache
 
 __all__ = ["ROOT_ENV", "app_from_environment", "create_app"]
@@ -40,12 +45,14 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.certificates.close()
         app.state.engine.dispose()
 
     app = FastAPI(
         title="edgeloop hub",
         version="1",
-        description="Device uploads, summaries and heartbeats, the fleet view, and the signed release repository.",
+        description="Device enrollment, uploads, summaries and heartbeats, the fleet view, and the signed release "
+                    "repository.",
         lifespan=lifespan,
     )
     clock = clock or SystemClock()
@@ -59,12 +66,14 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     storage = LocalStorage(settings.landing)
     state.intake = Intake(engine, write_lock, storage, settings.schema, settings.summaries, clock)
     state.release_files = FileCache()
+    state.auth_policy = AuthPolicy.of(settings.section.tls, settings.ca_dir)
+    state.certificates = CertificateLookup(engine)
     admin_token, _ = load_or_create_admin_token(settings.admin_token_file)
     salt = secrets.token_hex(16)
     state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
     app.add_middleware(ObserveRequests)
-    for module in (uploads, summaries, heartbeats, fleet, releases, ops):
+    for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)
     return app
 

@@ -1,10 +1,12 @@
-"""The hub's tables (devices, uploads, heartbeats) with SQLAlchemy 2.0, the engine set-up and its probe.
+"""The hub's tables (devices, uploads, heartbeats, device certificates, enrollment codes) with SQLAlchemy 2.0,
+the engine set-up and its probe.
 
 Portable SQL only, so the same code runs on SQLite (default, one hub process) and PostgreSQL (by URL,
 several hub processes). SQLite gets WAL mode and a busy timeout so concurrent requests wait instead of
 failing. No column reads the time by itself: whoever writes a row passes its timestamps (from the hub's
 clock, hub.clock). SQLite hands timestamps back without a zone; they are UTC. Queries live in hub.store.
-Leaves out migrations (tables are created if missing).
+Leaves out migrations (tables are created if missing: a new table appears on an existing database, a new
+column would not, so columns are only ever added in new tables).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["Base", "Device", "Heartbeat", "Upload", "make_engine", "make_sessions", "reachable"]
+__all__ = ["Base", "Device", "DeviceCertificate", "EnrollmentCode", "Heartbeat", "Upload", "make_engine",
+           "make_sessions", "reachable"]
 
 
 class Base(DeclarativeBase):
@@ -69,6 +72,35 @@ class Heartbeat(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeviceCertificate(Base):
+    """A client certificate the hub issued to a device (enrollment or renewal); only these authenticate."""
+
+    __tablename__ = "device_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # sha256 of the DER, hex
+    serial: Mapped[str] = mapped_column(String(40))  # hex: X.509 serials are up to 20 bytes
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EnrollmentCode(Base):
+    """A one-time enrollment code: its id, salt and salted hash only (hub.tokens), never the code."""
+
+    __tablename__ = "enrollment_codes"
+
+    code_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    salt: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

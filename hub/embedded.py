@@ -2,10 +2,12 @@
 
 ``embedded_hub(root, port=None, clock=None)`` builds the app from ``root/params.yaml`` (the same
 ``create_app`` as ``edgeloop hub serve``, with ``clock`` when given: a test's ``hub.clock.ManualClock``),
-serves it on loopback (an ephemeral port unless one is given), waits until it accepts connections,
-yields an ``EmbeddedHub`` (base URL, admin token, app, settings, root, clock) and stops the server on
-the way out, also when the body raised. Leaves out TLS, workers and signal handling: the embedding
-program owns those (uvicorn installs no signal handlers outside the main thread).
+serves it on loopback (an ephemeral port unless one is given) as ``hub.tls.listen.plan`` says: HTTPS
+when ``hub.tls`` names a certificate (the same reloading context and protocol as ``edgeloop hub
+serve``), else plain HTTP; waits until it accepts connections, yields an ``EmbeddedHub`` (base URL,
+admin token, app, settings, root, clock) and stops the server on the way out, also when the body
+raised. Leaves out workers and signal handling: the embedding program owns those (uvicorn installs no
+signal handlers outside the main thread).
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None
     from edge.contracts.layout import Paths
     from hub.app import create_app
     from hub.settings import HubSettings
+    from hub.tls.listen import plan
 
     paths = Paths.at(root)
     settings = HubSettings.load(paths.root)
     clock = clock or SystemClock()
     app = create_app(settings, clock)
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    listening = plan(settings, "127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                           **listening.uvicorn_options()))
     thread = threading.Thread(target=server.run, name="edgeloop-hub", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -67,7 +72,7 @@ def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None
         time.sleep(0.02)
     try:
         token = settings.admin_token_file.read_text().strip()
-        yield EmbeddedHub(f"http://127.0.0.1:{port}", token, app, settings, Path(root), clock)
+        yield EmbeddedHub(listening.url, token, app, settings, Path(root), clock)
     finally:
         server.should_exit = True
         thread.join(timeout=STOP_TIMEOUT_S)

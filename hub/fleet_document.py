@@ -40,6 +40,7 @@ def _device(row: FleetRow, now: datetime, stale_after_s: float, estimates: dict[
         model_version=version, max_drift=max_drift(reported.get("drift")),
         backlog=backlog if isinstance(backlog, int) and not isinstance(backlog, bool) else None,
         estimated_accuracy=device_estimate(estimates, row.device_id, version),
+        certificate_not_after=row.certificate_not_after,
     )
 
 

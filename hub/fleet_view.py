@@ -5,14 +5,17 @@ turns it into display rows (shared by the HTML page and ``edgeloop fleet``), ``r
 the page: the fleet summary (estimated accuracy with its 95% interval, label balance), the devices, and
 per release the devices running it. Estimates are inverse-probability weighted (hub.fleet_loop); absent
 ones show as "-". An offline device is never shown with its last reported health: what it said is
-history, not its state. Every value from a device or a file is HTML-escaped. The page has inline CSS
-only (no script, no font, no CDN) so it works on a closed network. The status words are
+history, not its state. The certificate column says when the device's client certificate expires (and
+how many days are left at the document's ``generated_at``), or "token only". Every value from a device
+or a file is HTML-escaped. The page has inline CSS only (no script, no font, no CDN) so it works on a
+closed network. The status words are
 hub.fleet_status's (re-exported here for ``edgeloop fleet``).
 Leaves out: building the document (hub.fleet_document) and auto-refresh (reload the page).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,14 @@ from typing import Any
 from edge.contracts.layout import Paths
 from hub.fleet_status import NEVER_SEEN, OFFLINE, ONLINE
 
-__all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "render_fleet_html", "summary_row", "summary_rows"]
+__all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "TOKEN_ONLY", "certificate_text", "render_fleet_html",
+           "summary_row", "summary_rows"]
 
 COLUMNS = (
     "device", "channel", "status", "health", "model", "last heard", "accuracy", "est. accuracy (95%)", "max drift",
-    "backlog", "uploads",
+    "backlog", "uploads", "certificate",
 )
+TOKEN_ONLY = "token only"
 ESTIMATES_FILE = Paths(Path(".")).estimates.as_posix()  # as the page names it: relative to the project
 
 _CSS = """
@@ -83,8 +88,32 @@ def interval_text(estimate: dict[str, Any] | None, with_version: bool = False) -
     return text
 
 
-def summary_row(device: dict[str, Any]) -> dict[str, str]:
-    """One device of the fleet document as display strings, keyed by ``COLUMNS``."""
+def _moment(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def certificate_text(not_after: object, now: object = None) -> str:
+    """``2027-03-02 (89 d left)``, ``expired 2026-11-30`` or "token only" (no certificate)."""
+    expires = None if not_after is None else _moment(not_after)
+    if expires is None:
+        return TOKEN_ONLY
+    day = expires.strftime("%Y-%m-%d")
+    moment = None if now is None else _moment(now)
+    if moment is None:
+        return day
+    if expires <= moment:
+        return f"expired {day}"
+    return f"{day} ({(expires - moment).total_seconds() / 86400:.0f} d left)"
+
+
+def summary_row(device: dict[str, Any], now: object = None) -> dict[str, str]:
+    """One device of the fleet document as display strings, keyed by ``COLUMNS`` (``now``: the document's
+    ``generated_at``, for the days a certificate has left)."""
     beat = device.get("last_heartbeat") or {}
     state = beat.get("state") or {}
     accuracy = state.get("rolling_accuracy")
@@ -101,11 +130,12 @@ def summary_row(device: dict[str, Any]) -> dict[str, str]:
         "max drift": _max_drift(device, state),
         "backlog": str(state.get("spool_backlog", "-")),
         "uploads": f"{uploads.get('count', 0)} ({human_bytes(int(uploads.get('bytes', 0)))})",
+        "certificate": certificate_text(device.get("certificate_not_after"), now),
     }
 
 
 def summary_rows(fleet: dict[str, Any]) -> list[dict[str, str]]:
-    return [summary_row(device) for device in fleet.get("devices", [])]
+    return [summary_row(device, fleet.get("generated_at")) for device in fleet.get("devices", [])]
 
 
 def _cell(column: str, value: str, device: dict[str, Any]) -> str:
@@ -162,7 +192,7 @@ def render_fleet_html(fleet: dict[str, Any]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
     body = []
     for device in devices:
-        row = summary_row(device)
+        row = summary_row(device, fleet.get("generated_at"))
         body.append("<tr>" + "".join(_cell(c, row[c], device) for c in COLUMNS) + "</tr>")
     counts = {s: sum(1 for d in devices if d["status"] == s) for s in (ONLINE, OFFLINE, NEVER_SEEN)}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())

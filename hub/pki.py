@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.atomic import write_bytes_atomic
 from edge.contracts.errors import UserError
+from edge.contracts.hub_section import CA_CERT_FILE
 from edge.contracts.identity import device_id_from_uri, device_uri
 from edge.contracts.wire import CSR_MAX_BYTES
 
@@ -48,7 +49,7 @@ __all__ = [
     "sign_device_request",
 ]
 
-CA_CERT, CA_KEY = "ca.pem", "ca.key"
+CA_CERT, CA_KEY = CA_CERT_FILE, "ca.key"
 SERVER_CERT, SERVER_KEY = "hub.pem", "hub.key"
 CLOCK_SKEW = timedelta(minutes=5)  # certificates start this long before "now": device clocks drift
 

@@ -1,4 +1,5 @@
-"""The device registry: add a device (issuing its token once), list devices, revoke a device.
+"""The device registry: add a device (issuing its token once), give it a one-time enrollment code, list
+devices, revoke a device.
 
 The rules live here, the SQL in hub.store.devices: a device id must match the contract's pattern
 (``DEVICE_ID_RULE``), a channel must exist (``check_known_channel``: the release repository's channels
@@ -6,13 +7,17 @@ plus the defaults), an active device is not re-added. Works on the hub database 
 sessions, so the CLI and a running hub share it: a revocation takes effect on the hub's next request.
 Only the token's id, salt and salted hash are stored (hub.tokens); the token itself is returned once by
 ``add_device`` and never kept. Adding a revoked device again issues it a new token (that is how a token
-is rotated). Times come from ``clock`` (the system clock unless given). Leaves out deleting devices
-(their uploads and heartbeats keep referring to them).
+is rotated). ``issue_enrollment_code`` gives an active device a one-time code for ``POST /v1/enroll``
+(random, returned once, stored as a salted hash like tokens, expiring after ``ttl_s``; it replaces the
+device's unused codes). Revoking a device revokes every certificate issued to it as well, at once.
+Times come from ``clock`` (the system clock unless given). Leaves out deleting devices (their uploads
+and heartbeats keep referring to them) and enrolling (hub.enrollment).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,8 +26,9 @@ from hub import tokens
 from hub.clock import Clock, SystemClock
 from hub.store import devices
 from hub.store.devices import DeviceInfo
+from hub.store.enrollment_codes import put_code
 
-__all__ = ["DeviceInfo", "RegistryError", "add_device", "list_devices", "revoke_device"]
+__all__ = ["DeviceInfo", "RegistryError", "add_device", "issue_enrollment_code", "list_devices", "revoke_device"]
 
 
 class RegistryError(ValueError):
@@ -49,6 +55,22 @@ def add_device(sessions: sessionmaker[Session], device_id: str, channel: str = "
         devices.put_device(sessions, device_id, channel, issued, (clock or SystemClock()).now())
     except devices.ActiveDevice:
         raise RegistryError(f"device {device_id!r} already exists; revoke it first to issue a new token") from None
+    return issued.token
+
+
+def issue_enrollment_code(sessions: sessionmaker[Session], device_id: str, ttl_s: float,
+                          clock: Clock | None = None) -> str:
+    """A fresh one-time enrollment code for the active device ``device_id``, valid for ``ttl_s`` seconds;
+    the only time it is shown. Codes the device had and never used stop working."""
+    now = (clock or SystemClock()).now()
+    try:
+        gone = devices.revoked(sessions, device_id)
+    except devices.UnknownDevice:
+        raise RegistryError(f"no device named {device_id!r}: add it with `edgeloop devices add {device_id}`") from None
+    if gone:
+        raise RegistryError(f"device {device_id!r} is revoked: add it again (`edgeloop devices add {device_id}`)")
+    issued = tokens.issue_code()
+    put_code(sessions, device_id, issued, now, now + timedelta(seconds=ttl_s))
     return issued.token
 
 

@@ -4,8 +4,9 @@
 section (``edge.contracts.hub_section``: listen address, database, admin token file, limits), the data
 ``schema:`` (upload headers are checked against it) and ``release.repository`` (the folder it serves
 under ``/releases/``). The rest of params.yaml is the pipeline's business and is not read. Environment:
-``EDGELOOP_HUB_DATABASE`` overrides the database URL. Frozen; built once at start-up. Holds no secrets
-(the admin token lives in a 0600 file; the app keeps only its hash).
+``EDGELOOP_HUB_DATABASE`` overrides the database URL. ``hub.tls``'s files (the hub's certificate and key,
+the plant CA's folder) are resolved against the project root too. Frozen; built once at start-up. Holds
+no secrets (the admin token and every private key live in 0600 files; the app keeps only the token's hash).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from edge.contracts.errors import UserError
-from edge.contracts.hub_section import HubSection, parse_hub_section
+from edge.contracts.hub_section import CA_CERT_FILE, HubSection, parse_hub_section
 from edge.contracts.layout import Paths
 from edge.contracts.schema import DataSchema, parse_schema
 
@@ -43,6 +44,14 @@ class HubSettings:
     schema: DataSchema
     summaries: Path  # device summaries (aggregates-only mode): data/hub/summaries/<device_id>/<key>.json
     estimates: Path  # the loop's fleet estimates (written by the loop's flows), shown on the fleet views
+    ca_dir: Path = Path("keys/hub-ca")  # the plant CA (hub.tls.ca_dir, resolved)
+    cert_file: Path | None = None  # the hub's certificate chain (hub.tls.cert_file, resolved); None: plain HTTP
+    key_file: Path | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """The plant CA's certificate: what verifies client certificates (and, by default, the hub)."""
+        return self.ca_dir / CA_CERT_FILE
 
     @classmethod
     def load(cls, root: Path | str, environ: Mapping[str, str] | None = None) -> HubSettings:
@@ -77,6 +86,9 @@ class HubSettings:
             schema=schema,
             summaries=paths.hub_summaries,
             estimates=paths.estimates,
+            ca_dir=paths.resolve(section.tls.ca_dir),
+            cert_file=None if section.tls.cert_file is None else paths.resolve(section.tls.cert_file),
+            key_file=None if section.tls.key_file is None else paths.resolve(section.tls.key_file),
         )
 
 

@@ -43,7 +43,7 @@ def test_minimal_config_gets_defaults_and_resolves_paths(tmp_path: Path) -> None
     assert config.releases.channel == "canary"
     assert config.api.host == "127.0.0.1"
     assert config.upload.mode == "rows"
-    assert config.hub.token.reveal() == "elt_press-07_secretsecret"
+    assert config.hub.token is not None and config.hub.token.reveal() == "elt_press-07_secretsecret"
 
 
 def test_token_never_shows_in_repr(tmp_path: Path) -> None:
@@ -54,27 +54,33 @@ def test_token_never_shows_in_repr(tmp_path: Path) -> None:
 
 def test_the_example_config_is_valid(tmp_path: Path) -> None:
     text = (REPO / "docs" / "edge-runner.example.toml").read_text()
-    text = text.replace("/etc/edge-runner/token", str(tmp_path / "token"))
-    text = text.replace("/etc/edge-runner/root.json", str(tmp_path / "root.json"))
+    text = text.replace("/etc/edge-runner/", f"{tmp_path}/")
+    (tmp_path / "identity" / "current").mkdir(parents=True)
+    for name in ("ca.pem", "identity/current/device.pem", "identity/current/device.key"):
+        (tmp_path / name).write_text("PEM\n")
+    os.chmod(tmp_path / "identity/current/device.key", 0o600)
     config = load_config(_write(tmp_path, text), environ={})
     assert config.device_id == "press-07"
     assert config.upload.random_rate == 0.02
+    assert config.hub.url.startswith("https://") and config.hub.token is None  # the client certificate will do
+    assert config.tls.cert_file == tmp_path / "identity/current/device.pem"
 
 
 def test_environment_overrides_win(tmp_path: Path) -> None:
     env = {
         "EDGE_RUNNER__HUB__URL": "http://10.0.0.5:9000",
+        "EDGE_RUNNER__HUB__INSECURE": "true",  # plain http to a remote host: only when said explicitly
         "EDGE_RUNNER__UPLOAD__RANDOM_RATE": "0.5",
         "EDGE_RUNNER__UPLOAD__LOCAL_ONLY": '["operator", "lot"]',
         "EDGE_RUNNER__DEVICE_ID": "mill-2",
         "EDGE_RUNNER_TOKEN": "elt_mill-2_fromenv",
     }
     config = load_config(_write(tmp_path, MINIMAL, token=None), environ=env)
-    assert config.hub.url == "http://10.0.0.5:9000"
+    assert config.hub.url == "http://10.0.0.5:9000" and config.hub.insecure is True
     assert config.upload.random_rate == 0.5
     assert config.upload.local_only == ("operator", "lot")
     assert config.device_id == "mill-2"
-    assert config.hub.token.reveal() == "elt_mill-2_fromenv"
+    assert config.hub.token is not None and config.hub.token.reveal() == "elt_mill-2_fromenv"
 
 
 @pytest.mark.parametrize(("edit", "env", "message"), [
@@ -85,6 +91,9 @@ def test_environment_overrides_win(tmp_path: Path) -> None:
     (("", ""), {"EDGE_RUNNER__UPLOAD__MODE": "everything"}, "upload.mode:"),
     (("", ""), {"EDGE_RUNNER__API__PORT": "70000"}, "api.port:"),
     (("url = \"http://127.0.0.1:8700/\"", "url = \"ftp://x\""), {}, "hub.url:"),
+    (("url = \"http://127.0.0.1:8700/\"", "url = \"http://hub.plant.local\""), {}, "hub.url: plain http"),
+    (("url = \"http://127.0.0.1:8700/\"", "url = \"https://hub.plant.local\""), {}, "tls.ca_file: required"),
+    (("", ""), {"EDGE_RUNNER__TLS__RENEW_BEFORE_DAYS": "-1"}, "tls.renew_before_days:"),
     (("trusted_root = \"root.json\"", ""), {}, "releases.trusted_root: required key is missing"),
     (("", ""), {"EDGE_RUNNER__NOPE": "1"}, "nope: unknown key"),
     (("", ""), {"EDGE_RUNNER__UPLOAD__BACKOFF_MAX_S": "0.5"}, "upload.backoff_max_s:"),
@@ -162,7 +171,8 @@ def test_the_example_config_documents_every_key_once_with_its_default() -> None:
 
     example = tomllib.loads((REPO / "docs" / "edge-runner.example.toml").read_text())
     text = (REPO / "docs" / "edge-runner.example.toml").read_text()
-    set_by_the_operator = {"device_id", "state_dir", "hub.url", "hub.token_file", "releases.trusted_root"}
+    set_by_the_operator = {"device_id", "state_dir", "hub.url", "hub.token_file", "releases.trusted_root",
+                           "tls.ca_file", "tls.cert_file", "tls.key_file"}
     for section, cls in sections().items():
         for key, spec in keys_of(cls).items():
             name = f"{section}.{key}"

@@ -18,7 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("pandas", "sklearn", "prefect", "pyarrow", "pydantic", "fastapi", "flows", "hub", "evidently",
              "great_expectations", "dvc", "skl2onnx", "onnx", "typer", "sqlalchemy")
-ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "tuf", "urllib3", "securesystemslib"}
+ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "tuf", "urllib3", "securesystemslib", "cryptography"}
 
 LIST_MODULES = "import sys, json; print(json.dumps(sorted(sys.modules)))"
 
@@ -42,7 +42,8 @@ def test_no_cloud_library_is_loaded(code: str) -> None:
 
 def test_edge_runner_help_runs_as_a_command() -> None:
     script = Path(sys.executable).parent / "edge-runner"
-    for args in (["--help"], ["run", "--help"], ["status", "--help"], ["predict", "--help"], ["rollback", "--help"]):
+    for args in (["--help"], ["enroll", "--help"], ["run", "--help"], ["status", "--help"], ["predict", "--help"],
+                 ["rollback", "--help"]):
         out = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         assert "usage: edge-runner" in out.stdout

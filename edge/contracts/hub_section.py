@@ -19,8 +19,10 @@ from typing import Any
 from edge.contracts.errors import UserError
 from edge.contracts.wire import UPLOAD_MAX_BYTES
 
-__all__ = ["CLIENT_CERTIFICATES", "LOOPBACK", "HubSection", "HubSectionError", "TlsSection", "parse_hub_section"]
+__all__ = ["CA_CERT_FILE", "CLIENT_CERTIFICATES", "LOOPBACK", "HubSection", "HubSectionError", "TlsSection",
+           "parse_hub_section"]
 
+CA_CERT_FILE = "ca.pem"  # the plant CA's certificate inside hub.tls.ca_dir: what clients verify the hub with
 LOOPBACK: frozenset[str] = frozenset({"127.0.0.1", "::1", "localhost"})
 # how devices authenticate over TLS: "required" = by client certificate only; "optional" = a certificate
 # or a bearer token; "off" = bearer tokens only (the hub asks for no client certificate)
@@ -44,6 +46,11 @@ class TlsSection:
     @property
     def enabled(self) -> bool:
         return self.cert_file is not None
+
+    @property
+    def ca_file(self) -> str:
+        """The plant CA's certificate (``<ca_dir>/ca.pem``), relative to the project unless ca_dir is absolute."""
+        return f"{self.ca_dir.rstrip('/')}/{CA_CERT_FILE}"
 
 
 @dataclass(frozen=True)

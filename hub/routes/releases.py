@@ -8,7 +8,9 @@ release_files.locate); anything else is an empty 404 that says nothing more. Con
 (revalidate every time). Every file has a strong ETag (its sha256) and ``If-None-Match`` gets a 304
 without a body. A no-change poll is cheap: small files and every ETag are cached by (inode, size,
 mtime), so a poll costs one ``lstat`` per path segment; larger files are hashed once (in a worker
-thread) and streamed from disk. Any static server can serve the same folder instead.
+thread) and streamed from disk. Any static server can serve the same folder instead. Open to anyone,
+except with ``hub.tls.client_certificates: required``: then only devices with a valid certificate and
+the admin token read it (hub.auth.may_read_releases; else 401).
 Leaves out: Range requests for metadata, HEAD, compression (TUF files are small or already compact).
 """
 
@@ -19,9 +21,11 @@ import re
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from edge.contracts.release_layout import HASHED_TARGET_PATTERN, METADATA_PATH, TARGETS_PATH
 from edge.contracts.wire import JSON
+from hub.auth import UNAUTHORIZED, may_read_releases
 from hub.store.release_files import MEMORY_FILE_BYTES, FileCache, hash_large, locate, read_small, stat_key
 
 router = APIRouter(tags=["releases"])
@@ -32,6 +36,7 @@ OCTET_STREAM = "application/octet-stream"  # TUF targets are opaque bytes to HTT
 _VERSIONED_METADATA = re.compile(r"^[1-9][0-9]*\.[A-Za-z0-9_-]+\.json$")
 FILE_RESPONSES: dict[int | str, dict[str, str]] = {
     200: {"description": "the file"}, 304: {"description": "not modified"}, 404: {},
+    401: {"description": "client certificates are required and none valid came (nor the admin token)"},
 }
 
 
@@ -59,6 +64,12 @@ def _not_found() -> Response:
 
 async def serve(request: Request, kind: str, relative: str) -> Response:
     """The file ``relative`` of the repository's ``kind`` folder (metadata or targets), or 404."""
+    hub = request.app.state
+    if hub.auth_policy.certificate_only:  # on SQLite the check is cheap enough for the event loop
+        allowed = may_read_releases(request) if hub.certificates.cheap else await run_in_threadpool(
+            may_read_releases, request)
+        if not allowed:
+            raise UNAUTHORIZED
     cache: FileCache = request.app.state.release_files
     found = locate(cache.real_folder(str(request.app.state.settings.releases / kind)), relative)
     if found is None:

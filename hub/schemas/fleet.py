@@ -1,9 +1,10 @@
 """``GET /v1/fleet``: the fleet document, with the loop's estimates in it.
 
 Per device (``FleetDevice``): channel, revoked flag, status (hub.fleet_status), health while online,
-last heartbeat, upload totals, model version, largest drift, backlog and IPW estimated accuracy
-(``Interval``). For the fleet: ``FleetEstimates`` (accuracy and label balance) and, per model version,
-``ReleaseDevices``. Leaves out building the document (hub.fleet_document, hub.fleet_loop) and the page.
+last heartbeat, upload totals, model version, largest drift, backlog, IPW estimated accuracy
+(``Interval``) and when its client certificate expires. For the fleet: ``FleetEstimates`` (accuracy and
+label balance) and, per model version, ``ReleaseDevices``. Leaves out building the document
+(hub.fleet_document, hub.fleet_loop) and the page.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class FleetDevice(BaseModel):
     estimated_accuracy: Interval | None = Field(
         None, description="IPW accuracy of its uploaded labelled rows with 95% interval: for the version it "
                           "runs when there are rows for it, else over every version (model_version null)")
+    certificate_not_after: datetime | None = Field(
+        None, description="when its client certificate expires (the latest of its unrevoked certificates); null: "
+                          "it has none (token only)")
 
 
 class Fleet(BaseModel):

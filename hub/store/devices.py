@@ -1,5 +1,6 @@
-"""SQL of the ``devices`` table: insert or re-key a device, list devices with their upload counts, revoke
-one, and find a token's device (on every authenticated request, so in Core, not the ORM).
+"""SQL of the ``devices`` table: insert or re-key a device, list devices with their upload counts and the
+expiry of their certificates, revoke one (with every certificate issued to it), and find a token's device
+(on every authenticated request, so in Core, not the ORM).
 
 Rows hold the token's id, salt and salted hash only (hub.tokens), never a token. Leaves out the rules
 (valid names, known channels, issuing tokens: hub.registry) and HTTP (hub.auth).
@@ -10,16 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
 from hub.db import Device, Upload
+from hub.store.certificates import latest_expiry, revoke_certificates
 from hub.tokens import IssuedToken
 
-__all__ = ["ActiveDevice", "Credentials", "DeviceInfo", "UnknownDevice", "credentials", "list_devices", "put_device",
-           "revoke_device"]
+__all__ = ["ActiveDevice", "Credentials", "DeviceInfo", "UnknownDevice", "credentials", "device_channel",
+           "list_devices", "put_device", "revoke_device", "revoked"]
 
 
 class ActiveDevice(Exception):
@@ -39,6 +41,7 @@ class DeviceInfo:
     created_at: datetime
     revoked_at: datetime | None
     uploads: int
+    certificate_not_after: datetime | None = None  # latest expiry of its unrevoked certificates; None: token only
 
     @property
     def status(self) -> str:
@@ -82,30 +85,53 @@ def list_devices(sessions: sessionmaker[Session]) -> list[DeviceInfo]:
         .order_by(Device.device_id)
     )
     with sessions() as session:
+        expiry = latest_expiry(session)
         return [
             DeviceInfo(d.device_id, d.channel, as_utc(d.created_at),
-                       None if d.revoked_at is None else as_utc(d.revoked_at), int(n))
+                       None if d.revoked_at is None else as_utc(d.revoked_at), int(n), expiry.get(d.device_id))
             for d, n in session.execute(query)
         ]
 
 
 def revoke_device(sessions: sessionmaker[Session], device_id: str, now: datetime) -> bool:
-    """Mark ``device_id`` revoked at ``now``; False when it already was, UnknownDevice when there is none."""
+    """Mark ``device_id`` and every certificate issued to it revoked at ``now`` (so adding the device again
+    does not revive an old certificate); False when it already was, UnknownDevice when there is none."""
     with sessions.begin() as session:
         device = session.get(Device, device_id)
         if device is None:
             raise UnknownDevice(device_id)
+        revoke_certificates(session, device_id, now)
         if device.revoked_at is not None:
             return False
         device.revoked_at = now
         return True
 
 
+# built once: constructing a statement costs more than running it
+_BY_TOKEN_ID = select(Device.device_id, Device.channel, Device.token_salt, Device.token_digest,
+                      Device.revoked_at).where(Device.token_id == bindparam("token_id"))
+
+
 def credentials(engine: Engine, token_id: str) -> Credentials | None:
     """The row of the device whose token has ``token_id``, if any."""
-    columns = (Device.device_id, Device.channel, Device.token_salt, Device.token_digest, Device.revoked_at)
     with engine.connect() as connection:
-        row = connection.execute(select(*columns).where(Device.token_id == token_id)).first()
+        row = connection.execute(_BY_TOKEN_ID, {"token_id": token_id}).first()
     if row is None:
         return None
     return Credentials(row.device_id, row.channel, row.token_salt, row.token_digest, row.revoked_at is not None)
+
+
+def device_channel(engine: Engine, device_id: str) -> str | None:
+    """The channel of ``device_id`` when it is registered and not revoked, else None."""
+    query = select(Device.channel).where(Device.device_id == device_id, Device.revoked_at.is_(None))
+    with engine.connect() as connection:
+        return connection.execute(query).scalar_one_or_none()
+
+
+def revoked(sessions: sessionmaker[Session], device_id: str) -> bool:
+    """Whether ``device_id`` is revoked; UnknownDevice when there is none."""
+    with sessions() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            raise UnknownDevice(device_id)
+        return device.revoked_at is not None

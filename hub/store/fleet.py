@@ -1,8 +1,9 @@
-"""The fleet query: every registered device with its latest heartbeat and its upload totals.
+"""The fleet query: every registered device with its latest heartbeat, its upload totals and when its
+certificate expires.
 
-Three queries (devices, heartbeats, upload totals per device) in one session, returned as plain rows
-(``FleetRow``) with UTC-aware times. Leaves out what the rows mean (online or offline, estimates: hub.
-fleet_document) and the estimates file (hub.store.estimates).
+Four queries (devices, heartbeats, upload totals and certificate expiry per device) in one session,
+returned as plain rows (``FleetRow``) with UTC-aware times. Leaves out what the rows mean (online or
+offline, estimates: hub.fleet_document) and the estimates file (hub.store.estimates).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
 from hub.db import Device, Heartbeat, Upload
+from hub.store.certificates import latest_expiry
 
 __all__ = ["FleetRow", "read_fleet_rows"]
 
@@ -29,6 +31,7 @@ class FleetRow:
     state: dict[str, Any] | None  # what that heartbeat said
     uploads: int
     upload_bytes: int
+    certificate_not_after: datetime | None = None  # latest expiry of its unrevoked certificates; None: token only
 
 
 def read_fleet_rows(sessions: sessionmaker[Session]) -> list[FleetRow]:
@@ -38,6 +41,7 @@ def read_fleet_rows(sessions: sessionmaker[Session]) -> list[FleetRow]:
         devices = session.scalars(select(Device).order_by(Device.device_id)).all()
         beats = {beat.device_id: beat for beat in session.scalars(select(Heartbeat))}
         uploads = {d: (int(c), int(b)) for d, c, b in session.execute(totals.group_by(Upload.device_id))}
+        expiry = latest_expiry(session)
     rows = []
     for device in devices:
         beat = beats.get(device.device_id)
@@ -45,6 +49,6 @@ def read_fleet_rows(sessions: sessionmaker[Session]) -> list[FleetRow]:
         rows.append(FleetRow(
             device_id=device.device_id, channel=device.channel, revoked=device.revoked_at is not None,
             received_at=None if beat is None else as_utc(beat.received_at), state=None if beat is None else beat.state,
-            uploads=count, upload_bytes=size,
+            uploads=count, upload_bytes=size, certificate_not_after=expiry.get(device.device_id),
         ))
     return rows

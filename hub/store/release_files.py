@@ -6,20 +6,24 @@ strict pattern (no ``..``, no dot files, no empty segments) and no segment may b
 folder is reached. ``FileCache`` keeps, per path, the file's strong ETag (its sha256) and, up to
 ``MEMORY_FILE_BYTES``, its bytes, valid while (inode, size, mtime) is unchanged, bounded by
 ``MEMORY_TOTAL_BYTES`` (least recently used evicted). ``read_small`` reads and hashes a small file,
-``hash_large`` only hashes a large one (it is streamed from disk). Leaves out HTTP (caching headers,
+``hash_large`` only hashes a large one (it is streamed from disk). ``trusted_root(repository)`` is the
+repository's newest ``root.json`` as text (what an enrolling device starts trusting). Leaves out HTTP (caching headers,
 304s: hub.routes.releases).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["MEMORY_FILE_BYTES", "CachedFile", "FileCache", "hash_large", "locate", "read_small", "stat_key"]
+__all__ = ["MEMORY_FILE_BYTES", "CachedFile", "FileCache", "hash_large", "locate", "read_small", "stat_key",
+           "trusted_root"]
 
 MEMORY_FILE_BYTES = 1024 * 1024  # files up to this size are served from memory
 MEMORY_TOTAL_BYTES = 64 * 1024 * 1024  # bound of the in-memory cache
@@ -102,3 +106,16 @@ def hash_large(path: str) -> CachedFile:
         for block in iter(lambda: handle.read(READ_BLOCK), b""):
             digest.update(block)
     return CachedFile(key, f'"{digest.hexdigest()}"', None)
+
+
+ROOT_FILE = "root.json"  # the newest root in a repository with consistent snapshots (N.root.json are all kept)
+
+
+def trusted_root(repository: Path) -> str | None:
+    """The text of ``<repository>/metadata/root.json``; None when there is no repository (or no valid root)."""
+    try:
+        text = (repository / "metadata" / ROOT_FILE).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return text if isinstance(document, dict) and isinstance(document.get("signed"), dict) else None
