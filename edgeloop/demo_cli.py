@@ -23,6 +23,9 @@ def demo(
     stable: Annotated[int, typer.Option(min=1, max=16, help="Edge runners following stable.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the simulated plant.")] = 1,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's and the runners' logs.")] = False,
+    tls: Annotated[bool, typer.Option(
+        "--tls", help="Mutual TLS: a plant CA, the hub on HTTPS, runners enrolled with keys made on the device.",
+    )] = False,
 ) -> None:
     """Run the whole loop in a few minutes: hub, v1, edge runners, drift, automatic retrain, canary,
     promotion, recovery. Report: reports/demo/index.html (works offline)."""
@@ -36,6 +39,6 @@ def demo(
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         logging.getLogger("edge").setLevel(logging.ERROR)
     console = Console(stderr=True)
-    settings = DemoSettings(canary=canary, stable=stable, seed=seed)
+    settings = DemoSettings(canary=canary, stable=stable, seed=seed, tls=tls)
     result = run_demo(Path(root).resolve(), settings, lambda text: console.print(text, highlight=False))
     Console().print(f"report: {result['report']}")

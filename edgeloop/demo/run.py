@@ -43,7 +43,7 @@ from typing import Any
 
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
 from edgeloop.demo.timeline import Timeline
-from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, write_token
+from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, secure_workspace, write_token
 
 __all__ = ["DemoResult", "demo_hub_client", "run_demo"]
 
@@ -82,7 +82,10 @@ def run_demo(project: Path, settings: DemoSettings, say: Say, report_dir: Path |
     report_dir = report_dir or project / "reports" / "demo"
     port = free_port()
     prepare_workspace(workspace, project / "params.yaml", settings, port)
-    say(f"workspace {workspace} (fresh), hub on 127.0.0.1:{port}")
+    if settings.tls:
+        secure_workspace(workspace)
+    say(f"workspace {workspace} (fresh), hub on 127.0.0.1:{port}"
+        + (" over mutual TLS (plant CA, client certificates required)" if settings.tls else ""))
     with embedded_hub(workspace, port) as hub, contextlib.ExitStack() as stack:
         world = _World(workspace, hub, timeline, say, settings)
         world.first_release()
@@ -170,10 +173,15 @@ class _World:
             group = "canary" if index < s.canary else "stable"
             token = add_device(self.hub.app.state.sessions, name, group)
             folder = self.workspace / "devices" / name
-            write_token(folder / "token", token)
             config_file = folder / "runner.toml"
-            config_file.write_text(runner_config_text(name, folder / "state", self.hub.url, group, folder / "token",
-                                                      root))
+            if s.tls:  # the key is born in the runner's folder; only the CSR and the one-time code travel
+                tls = self._enroll(name, folder)
+                config_file.write_text(runner_config_text(name, folder / "state", self.hub.url, group, None,
+                                                          folder / "root.json", tls))
+            else:
+                write_token(folder / "token", token)
+                config_file.write_text(runner_config_text(name, folder / "state", self.hub.url, group,
+                                                          folder / "token", root))
             runner = Runner(load_config(config_file, environ={}))
             runner.start()
             stack.callback(runner.stop)
@@ -185,6 +193,18 @@ class _World:
             time.sleep(0.1)
         self.say(f"{len(runners)} edge runners ({s.canary} canary, {s.stable} stable) serve v1")
         return runners
+
+    def _enroll(self, name: str, folder: Path) -> tuple[Path, Path, Path]:
+        """Enroll ``name`` as a gateway would (a one-time code, a key made here, a CSR); (CA, cert, key)."""
+        from edge.credentials import CERT_FILE, CURRENT, IDENTITY_DIR, KEY_FILE
+        from edge.enroll import CA_FILE, enroll
+        from hub.registry import issue_enrollment_code
+
+        code = issue_enrollment_code(self.hub.app.state.sessions, name, ttl_s=600)
+        ca = self.paths.resolve(self.params.hub.tls.ca_file)
+        enroll(self.hub.url, code, ca, config_dir=folder, state_dir=folder / "state")
+        identity = folder / IDENTITY_DIR / CURRENT
+        return folder / CA_FILE, identity / CERT_FILE, identity / KEY_FILE
 
     # -- step 4: the plant and the loop -----------------------------------------------------------------
 
@@ -203,7 +223,7 @@ class _World:
             self.t_h = plant.t_h
             if tick == s.bad_candidate_tick:
                 self._publish_worse_candidate()
-                self._post_malformed_batch(next(iter(runners)))
+                self._post_malformed_batch(next(iter(runners.values()))[0])
             if tick % 2 == 1:
                 self._monitor()
             if tick >= s.bad_candidate_tick:
@@ -278,12 +298,10 @@ class _World:
                             "a worse candidate (trained on flipped labels) to canary")
         self.say(f"published a worse candidate as release {self.bad} to canary (the devices should refuse it)")
 
-    def _post_malformed_batch(self, device: str) -> None:
-        from edge.hub_client import HubClient
-
+    def _post_malformed_batch(self, runner: Any) -> None:
         body = malformed_batch(self.params)
-        token = (self.workspace / "devices" / device / "token").read_text().strip()
-        HubClient(self.hub.url, device, token).upload(body, hashlib.sha256(body).hexdigest())
+        runner.client.upload(body, hashlib.sha256(body).hexdigest())  # the device's own client and credentials
+        device = runner.config.device_id
         self.say(f"{device} sent a malformed batch (a label that is not a class): ingest must quarantine it")
 
     # -- step 5: numbers --------------------------------------------------------------------------------

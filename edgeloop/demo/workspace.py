@@ -4,7 +4,10 @@
 aside to ``<folder>.previous``, never deleted in place): the repository's params.yaml with the demo's
 overrides (a simulated history for v1, loop thresholds and a promotion soak that fit a few minutes,
 an on-device policy that judges candidates on a few hundred labels, the hub on a free loopback port).
-``runner_config_text`` writes one device's edge-runner TOML (1 s polls and heartbeats).
+``runner_config_text`` writes one device's edge-runner TOML (1 s polls and heartbeats). With
+``DemoSettings.tls``, ``secure_workspace`` makes the plant CA and the hub's certificate and switches the
+hub to HTTPS with client certificates required; the runners then enroll (edge.enroll) and authenticate
+by certificate only.
 
 Leaves out: running anything (edgeloop.demo.run).
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DemoSettings", "prepare_workspace", "runner_config_text"]
+__all__ = ["DemoSettings", "prepare_workspace", "runner_config_text", "secure_workspace"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class DemoSettings:
     drift_tick: int = 16  # the drift starts at this tick (after the runners' 5,000-row drift window filled)
     ticks: int = 72  # ticks at most (the demo ends earlier once the fleet recovered)
     bad_candidate_tick: int = 5  # a worse candidate goes to canary at this tick
+    tls: bool = False  # mutual TLS: a plant CA, the hub on HTTPS, runners enrolled with keys of their own
 
 
 def _override(raw: dict[str, Any], dotted: dict[str, Any]) -> None:
@@ -86,13 +90,35 @@ def prepare_workspace(folder: Path, repo_params: Path, settings: DemoSettings, h
     return path
 
 
-def runner_config_text(device_id: str, state_dir: Path, hub_url: str, channel: str, token_file: Path,
-                       trusted_root: Path) -> str:
+def secure_workspace(folder: Path) -> None:
+    """The plant CA and the hub's certificate (localhost, 127.0.0.1) in ``folder``/keys, and params.yaml's
+    ``hub.tls`` pointing at them with client certificates required."""
+    from hub.pki import init_ca, issue_server_certificate
+
+    path = folder / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    tls = raw["hub"].setdefault("tls", {})
+    ca = init_ca(folder / tls.get("ca_dir", "keys/hub-ca"))
+    cert, key = issue_server_certificate(ca, ["localhost"], ["127.0.0.1"], folder / "keys" / "hub-tls")
+    tls.update({"cert_file": str(cert.relative_to(folder)), "key_file": str(key.relative_to(folder)),
+                "client_certificates": "required"})
+    path.write_text("# edgeloop demo over mutual TLS: the repository's params.yaml with the demo's overrides\n"
+                    + yaml.safe_dump(raw, sort_keys=False))
+
+
+def runner_config_text(device_id: str, state_dir: Path, hub_url: str, channel: str, token_file: Path | None,
+                       trusted_root: Path, tls: tuple[Path, Path, Path] | None = None) -> str:
+    """The runner's TOML: with ``token_file`` it authenticates by token; with ``tls`` (CA, certificate,
+    key) by its client certificate."""
+    credentials = [f'token_file = "{token_file}"'] if token_file is not None else []
+    certificate = [] if tls is None else ["[tls]", f'ca_file = "{tls[0]}"', f'cert_file = "{tls[1]}"',
+                                          f'key_file = "{tls[2]}"']
     return "\n".join([
         f'device_id = "{device_id}"',
         f'state_dir = "{state_dir}"',
-        "[hub]", f'url = "{hub_url}"', f'token_file = "{token_file}"', "heartbeat_interval_s = 1",
+        "[hub]", f'url = "{hub_url}"', *credentials, "heartbeat_interval_s = 1",
         "timeout_s = 5",
+        *certificate,
         "[releases]", f'trusted_root = "{trusted_root}"', f'channel = "{channel}"', "poll_interval_s = 1",
         "poll_jitter = 0.2",
         "[api]", "enabled = false",
