@@ -24,18 +24,19 @@ from edge.cli import main
 from edge.config import load_config
 from edge.device_keys import certificate_device_id, load_certificate, pair_matches
 from edge.enroll import UNKNOWN_CODE
-from edgeloop.testkit.runner_world import HubState, Pki, closed_port, tls_hub
+from edgeloop.testkit.pki import PlantPki, make_pki
+from edgeloop.testkit.runner_world import HubState, closed_port, tls_hub
 
 CODE = "ENR-7Q2X-K9PL-SECRET"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PlantPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
-def hub(pki: Pki) -> Iterator[tuple[str, HubState]]:
+def hub(pki: PlantPki) -> Iterator[tuple[str, HubState]]:
     state = HubState(pki, codes={CODE: ("press-07", "stable")},
                      trusted_root='{"signed": {"_type": "root", "version": 1}, "signatures": []}')
     with tls_hub(state, require_client=False) as served:  # enrollment comes without a client certificate
@@ -58,7 +59,7 @@ def assert_code_nowhere(base: Path, *texts: str) -> None:
         assert CODE not in text
 
 
-def test_enroll_writes_a_config_the_runner_starts_with(tmp_path: Path, hub: tuple[str, HubState], pki: Pki,
+def test_enroll_writes_a_config_the_runner_starts_with(tmp_path: Path, hub: tuple[str, HubState], pki: PlantPki,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     url, state = hub
     assert enroll(url, pki.ca_file, tmp_path) == 0
@@ -89,8 +90,8 @@ def test_enroll_writes_a_config_the_runner_starts_with(tmp_path: Path, hub: tupl
     assert [(s.path, s.device) for s in state.seen][-1] == ("/v1/devices/press-07/heartbeat", "press-07")
 
 
-def test_a_used_code_is_refused_in_one_line_and_changes_nothing(tmp_path: Path, hub: tuple[str, HubState],
-                                                                pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_used_code_is_refused_in_one_line_and_changes_nothing(
+        tmp_path: Path, hub: tuple[str, HubState], pki: PlantPki, capsys: pytest.CaptureFixture[str]) -> None:
     url, _ = hub
     assert enroll(url, pki.ca_file, tmp_path) == 0
     before = files_under(tmp_path / "etc")
@@ -104,7 +105,7 @@ def test_a_used_code_is_refused_in_one_line_and_changes_nothing(tmp_path: Path, 
     assert_code_nowhere(tmp_path, out, err)
 
 
-def test_an_enrolled_gateway_is_not_overwritten_without_force(tmp_path: Path, hub: tuple[str, HubState], pki: Pki,
+def test_an_enrolled_gateway_is_not_overwritten_without_force(tmp_path: Path, hub: tuple[str, HubState], pki: PlantPki,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     url, state = hub
     assert enroll(url, pki.ca_file, tmp_path) == 0
@@ -124,7 +125,7 @@ def test_an_enrolled_gateway_is_not_overwritten_without_force(tmp_path: Path, hu
 
 
 @pytest.mark.parametrize("case", ["other-ca", "unreachable", "plain-http", "not-a-ca"])
-def test_failures_are_one_line_without_traceback(tmp_path: Path, hub: tuple[str, HubState], pki: Pki, case: str,
+def test_failures_are_one_line_without_traceback(tmp_path: Path, hub: tuple[str, HubState], pki: PlantPki, case: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     url, state = hub
     ca = pki.ca_file
@@ -148,7 +149,7 @@ def test_failures_are_one_line_without_traceback(tmp_path: Path, hub: tuple[str,
     assert not (tmp_path / "etc").exists() and state.seen == [] and CODE in state.codes  # nothing spent
 
 
-def test_a_422_shows_the_hubs_detail_but_never_the_code(tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch,
+def test_a_422_shows_the_hubs_detail_but_never_the_code(tmp_path: Path, pki: PlantPki, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     state = HubState(pki, codes={CODE: ("press-07", "stable")}, echo_code_on_422=True)
     monkeypatch.setattr("edge.enroll.signing_request", lambda key, name: "-----BEGIN NOT A CSR-----")
@@ -160,7 +161,7 @@ def test_a_422_shows_the_hubs_detail_but_never_the_code(tmp_path: Path, pki: Pki
     assert_code_nowhere(tmp_path, out, err)
 
 
-def test_the_code_can_come_from_stdin(tmp_path: Path, hub: tuple[str, HubState], pki: Pki,
+def test_the_code_can_come_from_stdin(tmp_path: Path, hub: tuple[str, HubState], pki: PlantPki,
                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     url, state = hub
     monkeypatch.setattr(sys, "stdin", io.StringIO(CODE + "\n"))

@@ -35,18 +35,19 @@ from edge.spool import Spool, SpoolEntry
 from edge.state import StateDir
 from edge.transport import ClientTls
 from edge.uploader import Uploader
+from edgeloop.testkit.pki import PlantPki, make_pki
 from edgeloop.testkit.project import REPO
-from edgeloop.testkit.runner_world import HubState, Pki, closed_port, tls_hub, wait_for
+from edgeloop.testkit.runner_world import HubState, closed_port, tls_hub, wait_for
 
 DEVICE = "press-1"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PlantPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def parts(pki: Pki, folder: Path, valid_for: timedelta, url: str, renew_before: timedelta,
+def parts(pki: PlantPki, folder: Path, valid_for: timedelta, url: str, renew_before: timedelta,
           check_s: float = 3600.0) -> tuple[TlsConfig, CredentialStore, ClientTls, HubClient]:
     """press-1's identity in ``folder``, its TLS context and hub client, wired as the runner wires them."""
     keys = pki.install_device(folder, DEVICE, valid_for)
@@ -70,7 +71,7 @@ def current_pair(store: CredentialStore) -> tuple[bytes, bytes]:
 
 # --- the pair store ---------------------------------------------------------------------------------
 
-def test_the_store_switches_pairs_atomically_and_keeps_the_last_two(tmp_path: Path, pki: Pki) -> None:
+def test_the_store_switches_pairs_atomically_and_keeps_the_last_two(tmp_path: Path, pki: PlantPki) -> None:
     store = CredentialStore(tmp_path / "identity")
     pairs = [pki.device_pair(DEVICE) for _ in range(3)]
     for pair in pairs:
@@ -106,7 +107,7 @@ while True:
 
 
 @pytest.mark.slow  # a kill -9 loop
-def test_kill_9_during_an_install_always_leaves_a_matching_pair(tmp_path: Path, pki: Pki) -> None:
+def test_kill_9_during_an_install_always_leaves_a_matching_pair(tmp_path: Path, pki: PlantPki) -> None:
     pairs = tmp_path / "pairs"
     pairs.mkdir()
     for i in range(4):
@@ -136,7 +137,7 @@ def test_kill_9_during_an_install_always_leaves_a_matching_pair(tmp_path: Path, 
 
 # --- renewal ----------------------------------------------------------------------------------------
 
-def test_an_expired_certificate_is_refused_by_the_hub(tmp_path: Path, pki: Pki) -> None:
+def test_an_expired_certificate_is_refused_by_the_hub(tmp_path: Path, pki: PlantPki) -> None:
     """The control for the next test: without renewal, requests fail once the certificate ends."""
     with tls_hub(HubState(pki)) as (url, state):
         _, _, tls, client = parts(pki, tmp_path, timedelta(seconds=1), url, timedelta(0))
@@ -148,7 +149,7 @@ def test_an_expired_certificate_is_refused_by_the_hub(tmp_path: Path, pki: Pki) 
 
 
 @pytest.mark.slow  # uploads for 7 s
-def test_uploads_go_on_through_renewals_with_no_gap(tmp_path: Path, pki: Pki) -> None:
+def test_uploads_go_on_through_renewals_with_no_gap(tmp_path: Path, pki: PlantPki) -> None:
     state = HubState(pki, certificate_days=3 / 86_400)  # every certificate it issues lasts 3 s
     with tls_hub(state) as (url, _):
         config, store, tls, client = parts(pki, tmp_path / "device", timedelta(seconds=3), url,
@@ -181,7 +182,7 @@ def test_uploads_go_on_through_renewals_with_no_gap(tmp_path: Path, pki: Pki) ->
     assert 'outcome="failed"' not in text
 
 
-def test_a_failed_renewal_keeps_the_pair_in_use_and_is_retried(tmp_path: Path, pki: Pki) -> None:
+def test_a_failed_renewal_keeps_the_pair_in_use_and_is_retried(tmp_path: Path, pki: PlantPki) -> None:
     state = HubState(pki, fail_renewals=2)
     with tls_hub(state) as (url, _):
         config, store, tls, client = parts(pki, tmp_path / "device", timedelta(days=10), url,
@@ -209,7 +210,7 @@ def test_a_failed_renewal_keeps_the_pair_in_use_and_is_retried(tmp_path: Path, p
     assert kinds == ["certificate_renewal_failed", "certificate_renewed"]  # the first failure in a row only
 
 
-def test_an_unreachable_hub_or_a_wrong_answer_changes_nothing(tmp_path: Path, pki: Pki) -> None:
+def test_an_unreachable_hub_or_a_wrong_answer_changes_nothing(tmp_path: Path, pki: PlantPki) -> None:
     config, store, tls, _ = parts(pki, tmp_path / "device", timedelta(days=10),
                                   "https://127.0.0.1:1", renew_before=timedelta(days=30))
     before = current_pair(store)
@@ -235,7 +236,7 @@ def test_an_unreachable_hub_or_a_wrong_answer_changes_nothing(tmp_path: Path, pk
 # --- the whole runner -------------------------------------------------------------------------------
 
 @pytest.mark.slow  # trains a model, runs the runner for seconds
-def test_the_runner_over_mutual_tls_pulls_releases_renews_and_reports_expiry(tmp_path: Path, pki: Pki) -> None:
+def test_the_runner_over_mutual_tls_pulls_releases_renews_and_reports_expiry(tmp_path: Path, pki: PlantPki) -> None:
     from edge.runner import Runner
     from edge.status import format_status, read_status
     from edgeloop.testkit.runner_world import ReleaseWorld, runner_config

@@ -23,22 +23,23 @@ from edge.config import ConfigError, load_config
 from edge.hub_client import HubClient, HubRefused, HubTlsError
 from edge.releases import ClientLimits, DeadlineFetcher
 from edge.transport import ClientTls, TlsSetupError
-from edgeloop.testkit.runner_world import HubState, Pki, tls_hub
+from edgeloop.testkit.pki import PlantPki, make_pki
+from edgeloop.testkit.runner_world import HubState, tls_hub
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki(tmp_path_factory.mktemp("pki"))
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PlantPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
-def device(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def device(pki: PlantPki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """press-1's identity as enroll lays it out: the [tls] keys."""
     return pki.install_device(tmp_path_factory.mktemp("device"), "press-1")
 
 
 @pytest.fixture
-def hub(pki: Pki) -> Iterator[tuple[str, HubState]]:
+def hub(pki: PlantPki) -> Iterator[tuple[str, HubState]]:
     with tls_hub(HubState(pki, tokens={"press-1": "elt_press-1_token"})) as served:
         yield served
 
@@ -62,7 +63,7 @@ def test_the_client_presents_the_device_certificate_and_needs_no_token(
 
 
 def test_a_hub_not_signed_by_the_configured_ca_is_refused_before_any_request(
-        hub: tuple[str, HubState], pki: Pki, device: dict[str, str]) -> None:
+        hub: tuple[str, HubState], pki: PlantPki, device: dict[str, str]) -> None:
     url, state = hub
     wrong = {**device, "ca_file": str(pki.other_ca().ca_file)}
     client = HubClient(url, "press-1", "elt_press-1_token", tls=client_tls(wrong).context)
@@ -73,7 +74,7 @@ def test_a_hub_not_signed_by_the_configured_ca_is_refused_before_any_request(
 
 
 def test_a_hub_that_requires_a_certificate_says_so_and_a_token_still_works_where_optional(
-        pki: Pki, device: dict[str, str]) -> None:
+        pki: PlantPki, device: dict[str, str]) -> None:
     state = HubState(pki, tokens={"press-1": "elt_press-1_token"})
     with tls_hub(state, require_client=True) as (url, _), pytest.raises(HubTlsError, match="client certificate"):
         HubClient(url, "press-1", "elt_press-1_token", tls=client_tls(device, False).context).heartbeat({})
@@ -172,7 +173,7 @@ def test_with_a_client_certificate_the_token_is_optional_over_https_only(tmp_pat
     assert with_token.hub.token is not None and with_token.hub.token.reveal() == "elt_press-1_secret"
 
 
-def test_the_key_file_must_be_private_and_go_with_its_certificate(tmp_path: Path, pki: Pki) -> None:
+def test_the_key_file_must_be_private_and_go_with_its_certificate(tmp_path: Path, pki: PlantPki) -> None:
     keys = pki.install_device(tmp_path / "dev", "press-1")
     https = 'url = "https://hub.plant.local:8700"'
     os.chmod(keys["key_file"], 0o644)
@@ -187,7 +188,7 @@ def test_the_key_file_must_be_private_and_go_with_its_certificate(tmp_path: Path
         load_config(write_config(tmp_path, https, tls_keys(keys, "ca_file") + "\nsytem_store = true"), environ={})
 
 
-def test_a_certificate_that_is_not_for_the_key_is_a_clear_error(tmp_path: Path, pki: Pki) -> None:
+def test_a_certificate_that_is_not_for_the_key_is_a_clear_error(tmp_path: Path, pki: PlantPki) -> None:
     one, two = pki.install_device(tmp_path / "one", "press-1"), pki.install_device(tmp_path / "two", "press-2")
     with pytest.raises(TlsSetupError, match=r"^tls\.cert_file: cannot load the client certificate and its key"):
         ClientTls(Path(one["ca_file"]), Path(one["cert_file"]), Path(two["key_file"]))
@@ -195,7 +196,7 @@ def test_a_certificate_that_is_not_for_the_key_is_a_clear_error(tmp_path: Path, 
 
 # --- the TUF fetcher over the same context ----------------------------------------------------------
 
-def test_the_tuf_fetcher_uses_the_runner_tls_context(tmp_path: Path, pki: Pki, device: dict[str, str]) -> None:
+def test_the_tuf_fetcher_uses_the_runner_tls_context(tmp_path: Path, pki: PlantPki, device: dict[str, str]) -> None:
     (tmp_path / "repo" / "metadata").mkdir(parents=True)
     (tmp_path / "repo" / "metadata" / "timestamp.json").write_bytes(b'{"signed": {}}')
     state = HubState(pki, releases=tmp_path / "repo")

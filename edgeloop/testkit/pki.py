@@ -100,6 +100,7 @@ class PlantPki:
     hub_cert: Path
     hub_key: Path
     _count: int = 0
+    _other: PlantPki | None = None
 
     @property
     def ca_dir(self) -> Path:
@@ -124,6 +125,35 @@ class PlantPki:
         key = new_key()
         certificate = sign_device_request(ca or self.ca, csr_pem(key), device_id, timedelta(days=days))
         return write_identity(self.folder / "devices", self._label(device_id), device_id, key, certificate)
+
+    def sign(self, csr: str | bytes, device_id: str, valid_for: timedelta) -> bytes:
+        """A device certificate (PEM) over the key in ``csr``, as the hub issues it (not recorded)."""
+        certificate = sign_device_request(self.ca, csr, device_id, valid_for)
+        return certificate.public_bytes(serialization.Encoding.PEM)
+
+    def device_pair(self, device_id: str, valid_for: timedelta = timedelta(days=90)) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) of a key made the way a device makes it (edge.device_keys)."""
+        from edge.device_keys import key_pem as device_key_pem
+        from edge.device_keys import new_key as device_key
+        from edge.device_keys import signing_request
+
+        key = device_key()
+        return self.sign(signing_request(key, device_id), device_id, valid_for), device_key_pem(key)
+
+    def install_device(self, folder: Path, device_id: str, valid_for: timedelta = timedelta(days=90)
+                       ) -> dict[str, str]:
+        """A device identity laid out in ``folder`` as ``edge-runner enroll`` does it; the runner's ``[tls]`` keys."""
+        from edge.credentials import IDENTITY_DIR, CredentialStore
+
+        store = CredentialStore(folder / IDENTITY_DIR)
+        store.install(*self.device_pair(device_id, valid_for))
+        return {"ca_file": str(self.ca_file), "cert_file": str(store.cert_file), "key_file": str(store.key_file)}
+
+    def other_ca(self) -> PlantPki:
+        """A second, unrelated plant with its own CA and hub certificate (one the device must not trust)."""
+        if self._other is None:
+            self._other = make_pki(self.folder / "other-plant")
+        return self._other
 
     def expired_device(self, device_id: str) -> Identity:
         """Signed by the plant CA, expired a minute ago."""

@@ -6,12 +6,12 @@ Models are scikit-learn HistGradientBoosting on the simulator's sensors, exporte
 repository's params.yaml (so features, classes and upload columns are the real ones), with an edge
 policy a test can tighten. ``flip=True`` trains on inverted labels: a model that is confidently wrong.
 
-Transport security: ``Pki`` is a plant CA made with the hub's own ``hub.pki`` (a hub server certificate
-for 127.0.0.1/localhost, device certificates signed from CSRs made by ``edge.device_keys``), and
-``tls_hub`` serves a small HTTPS stand-in for the hub's device endpoints (``POST /v1/enroll``, renewal at
+Transport security: with a ``PlantPki`` (edgeloop.testkit.pki: the plant CA, a hub certificate for
+127.0.0.1/localhost, device certificates signed from CSRs made by ``edge.device_keys``), ``tls_hub``
+serves a small HTTPS stand-in for the hub's device endpoints (``POST /v1/enroll``, renewal at
 ``/v1/devices/<id>/certificate``, uploads, summaries, heartbeats, and a TUF repository folder under
 ``/releases/``) with ``edge.contracts.tls.server_context``: it records which device each request's
-client certificate names, until the real hub serves TLS itself.
+client certificate names, so the device side is tested apart from the real hub's own TLS tests.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import yaml
 from edge.contracts.manifest import EdgePolicy
 from edge.contracts.release_layout import MANIFEST_FILE
 from edge.contracts.wire import IDEMPOTENCY_KEY
+from edgeloop.testkit.pki import PlantPki
 from edgeloop.testkit.project import REPO, override, repo_params_raw
 from edgeloop.testkit.releases import make_candidate, make_manifest, release_config
 from flows.params import Params, load_params
@@ -171,51 +172,6 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condi
 # --- transport security: a plant CA and an HTTPS stand-in for the hub's device endpoints ---------------
 
 @dataclass
-class Pki:
-    """A plant CA in ``folder/ca`` (hub.pki) and the hub's server certificate for 127.0.0.1 and localhost."""
-
-    folder: Path
-
-    def __post_init__(self) -> None:
-        from hub.pki import init_ca, issue_server_certificate
-
-        self.ca = init_ca(self.folder / "ca")
-        self.ca_file = self.ca.cert_file
-        self.server_cert, self.server_key = issue_server_certificate(self.ca, ["localhost"], ["127.0.0.1"],
-                                                                     self.folder / "server")
-
-    def sign(self, csr_pem: str | bytes, device_id: str, valid_for: timedelta) -> bytes:
-        """A device certificate (PEM) over the key in ``csr_pem``, as the hub issues it."""
-        from cryptography.hazmat.primitives import serialization
-
-        from hub.pki import sign_device_request
-
-        certificate = sign_device_request(self.ca, csr_pem, device_id, valid_for)
-        return certificate.public_bytes(serialization.Encoding.PEM)
-
-    def device_pair(self, device_id: str, valid_for: timedelta = timedelta(days=90)) -> tuple[bytes, bytes]:
-        """(certificate PEM, key PEM) of a key made like a device makes it (edge.device_keys)."""
-        from edge.device_keys import key_pem, new_key, signing_request
-
-        key = new_key()
-        return self.sign(signing_request(key, device_id), device_id, valid_for), key_pem(key)
-
-    def install_device(self, folder: Path, device_id: str, valid_for: timedelta = timedelta(days=90)) -> dict[str, str]:
-        """A device identity installed as ``edge-runner enroll`` lays it out in ``folder``; the ``[tls]`` keys."""
-        from edge.credentials import IDENTITY_DIR, CredentialStore
-
-        store = CredentialStore(folder / IDENTITY_DIR)
-        store.install(*self.device_pair(device_id, valid_for))
-        return {"ca_file": str(self.ca_file), "cert_file": str(store.cert_file), "key_file": str(store.key_file)}
-
-    def other_ca(self) -> Pki:
-        """A second, unrelated plant CA (a hub the device must not trust); made once."""
-        if not hasattr(self, "_other"):
-            self._other = Pki(self.folder / "other")
-        return self._other
-
-
-@dataclass
 class Seen:
     """One request the stand-in hub answered."""
 
@@ -231,7 +187,7 @@ class Seen:
 class HubState:
     """What the stand-in hub knows and did; tests change ``codes``, ``tokens`` and the failure knobs."""
 
-    pki: Pki
+    pki: PlantPki
     codes: dict[str, tuple[str, str]] = field(default_factory=dict)  # one-time code -> (device id, channel)
     tokens: dict[str, str] = field(default_factory=dict)  # device id -> bearer token
     trusted_root: str = '{"signed": {"_type": "root"}, "signatures": []}'
@@ -394,7 +350,7 @@ def tls_hub(state: HubState, require_client: bool = True, tls: bool = True) -> I
 
     server = _TlsHubServer(("127.0.0.1", 0), _TlsHubHandler)
     server.state = state
-    server.context = (server_context(state.pki.server_cert, state.pki.server_key, client_ca=state.pki.ca_file,
+    server.context = (server_context(state.pki.hub_cert, state.pki.hub_key, client_ca=state.pki.ca_file,
                                      require_client=require_client) if tls else None)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
