@@ -47,7 +47,8 @@ app = typer.Typer(
 app.add_typer(release_app, name="release")
 app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
-app.add_typer(devices_app, name="devices", help="Register, list and revoke devices (tokens shown once).")
+app.add_typer(devices_app, name="devices",
+              help="Register devices (one-time enrollment codes, tokens shown once), list and revoke them.")
 app.command("fleet")(fleet_command)
 app.command("demo")(demo_command)
 console = Console(stderr=True)
