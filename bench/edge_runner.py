@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,6 +49,7 @@ from edge.telemetry import switch_off  # noqa: E402
 switch_off()
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from bench.default_model import describe, model_bytes, trained  # noqa: E402
 from edge.config import load_config  # noqa: E402
@@ -74,9 +76,10 @@ def _rows(x: np.ndarray) -> list[list[float | None]]:
     return [[None if np.isnan(v) else float(v) for v in row] for row in x]
 
 
-def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str, folder: Path) -> dict[str, float]:
+def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str | None, folder: Path,
+                          tls: dict[str, str] | None = None) -> dict[str, float]:
     model, reference = model_bytes(), trained()[1]
-    config = runner_config(folder, hub_url, token, world.root_bytes)
+    config = runner_config(folder, hub_url, token, world.root_bytes, **({"tls": tls} if tls else {}))
     runner = Runner(load_config(config, environ={}))
     world.publish(100, model=model, reference_rows=reference)
     runner.start()
@@ -101,6 +104,30 @@ def publish_to_activation(world: ReleaseWorld, hub_url: str, token: str, folder:
     finally:
         runner.stop()
     return {"wall_s": statistics.median(walls), "work_s": statistics.median(works)}
+
+
+def secure(world: ReleaseWorld, folder: Path) -> None:
+    """The world's hub on HTTPS with the plant CA, client certificates required."""
+    from edgeloop.testkit.pki import make_pki
+
+    pki = make_pki(folder)
+    raw = yaml.safe_load((world.hub_root / "params.yaml").read_text())
+    raw["hub"]["tls"] = pki.tls_params("required")
+    (world.hub_root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def enroll_device(hub: Any, folder: Path) -> dict[str, str]:
+    """Enroll press-1 as ``edge-runner enroll`` does; the runner's ``[tls]`` keys."""
+    from edge.enroll import enroll
+    from hub.registry import issue_enrollment_code
+
+    code = issue_enrollment_code(hub.app.state.sessions, "press-1", 600)
+    ca = Path(hub.settings.root) / yaml.safe_load((Path(hub.settings.root) / "params.yaml").read_text())[
+        "hub"]["tls"]["ca_dir"] / "ca.pem"
+    enroll(hub.url, code, ca, config_dir=folder, state_dir=folder / "state")
+    identity = folder / "identity" / "current"
+    return {"ca_file": str(folder / "ca.pem"), "cert_file": str(identity / "device.pem"),
+            "key_file": str(identity / "device.key")}
 
 
 def _post(port: int, body: bytes) -> int:
@@ -185,18 +212,25 @@ def install_size(scratch: Path, config: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--install-size", action="store_true", help="also measure a fresh base install (~1 min)")
+    parser.add_argument("--tls", action="store_true",
+                        help="the hub on HTTPS and the runner enrolled: every request over mutual TLS")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         world = ReleaseWorld(scratch / "world")
+        if args.tls:
+            secure(world, scratch / "pki")
         with running_hub(world.hub_root) as hub:
             token = add_device(hub.app.state.sessions, "press-1", "canary")
-            updates = publish_to_activation(world, hub.url, token, scratch / "device")
+            tls = enroll_device(hub, scratch / "enrolled") if args.tls else None
+            updates = publish_to_activation(world, hub.url, None if tls else token, scratch / "device", tls)
             config = scratch / "device" / "runner.toml"
             start = cold_start(config)
             stream = stream_mode(config)
             installed = install_size(scratch, config) if args.install_size else None
-    print(f"Command: `.venv/bin/python bench/edge_runner.py{' --install-size' if args.install_size else ''}`")
+    flags = (" --tls" if args.tls else "") + (" --install-size" if args.install_size else "")
+    print(f"Command: `.venv/bin/python bench/edge_runner.py{flags}`; transport: "
+          f"{'mutual TLS (client certificates required)' if args.tls else 'plain HTTP on loopback, token'}")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{describe()}; medians of {RUNS} runs (stream: 3)")
     print()
