@@ -186,6 +186,18 @@ class LoopParams(_Frozen):
     promotion: PromotionParams
 
 
+class StorageParams(_Frozen):
+    """Object storage (docs/storage.md): where the hub lands uploads, where ingest quarantines, the S3 endpoint.
+
+    Each location is a local path (the default) or ``s3://bucket/prefix``; credentials come from the AWS
+    chain, never from here."""
+
+    endpoint_url: str | None = None  # MinIO/Ceph: http(s)://host:port; None: AWS or $AWS_ENDPOINT_URL
+    uploads: str | None = Field(default=None, pattern=r"^s3://[^/]+")  # the hub's landing bucket; None: data/uploads
+    quarantine: str = Field(default="data/quarantine", min_length=1)
+    releases_mirror: str | None = None  # s3://bucket/prefix devices fetch releases from (pushed after each commit)
+
+
 class Params(_Frozen):
     schema_: Annotated[SchemaField, Field(alias="schema")]
     simulate: SimulateParams
@@ -198,6 +210,7 @@ class Params(_Frozen):
     release: ReleaseParams
     hub: HubField = HubSection()
     loop: LoopParams
+    storage: StorageParams = StorageParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, arbitrary_types_allowed=True)
 

@@ -32,8 +32,8 @@ from hub.observe import ObserveRequests
 from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
 from hub.settings import HubSettings
 from hub.store.admin_token import load_or_create_admin_token
-from hub.store.batches import LocalStorage
 from hub.store.certificates import CertificateLookup
+from hub.store.object_batches import landing_storage
 from hub.store.release_files import FileCache
 
 __all__ = ["ROOT_ENV", "app_from_environment", "create_app"]
@@ -63,7 +63,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     state = app.state
     state.settings, state.engine, state.sessions, state.clock = settings, engine, make_sessions(engine), clock
     state.metrics, state.write_lock = HubMetrics(), write_lock
-    storage = LocalStorage(settings.landing)
+    storage = landing_storage(settings.landing, settings.object_landing)  # data/uploads, or a bucket
     state.intake = Intake(engine, write_lock, storage, settings.schema, settings.summaries, clock)
     state.release_files = FileCache()
     state.auth_policy = AuthPolicy.of(settings.section.tls, settings.ca_dir)

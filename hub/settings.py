@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from edge.contracts.errors import UserError
 from edge.contracts.hub_section import CA_CERT_FILE, HubSection, parse_hub_section
 from edge.contracts.layout import Paths
 from edge.contracts.schema import DataSchema, parse_schema
+from hub.store.object_batches import ObjectLanding
 
 __all__ = ["DATABASE_ENV", "HubSettings", "HubSettingsError"]
 
@@ -47,6 +48,8 @@ class HubSettings:
     ca_dir: Path = Path("keys/hub-ca")  # the plant CA (hub.tls.ca_dir, resolved)
     cert_file: Path | None = None  # the hub's certificate chain (hub.tls.cert_file, resolved); None: plain HTTP
     key_file: Path | None = None
+    # object storage: uploads land in this bucket (params.yaml storage.uploads = s3://...) instead of ``landing``
+    object_landing: ObjectLanding | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -67,7 +70,8 @@ class HubSettings:
             schema = parse_schema(raw.get("schema"))
         except UserError as exc:
             raise HubSettingsError(f"{paths.params}: {exc}") from None
-        return cls.build(paths, section, schema, repository, environ)
+        settings = cls.build(paths, section, schema, repository, environ)
+        return replace(settings, object_landing=_object_landing(paths, raw))
 
     @classmethod
     def build(cls, paths: Paths, section: HubSection, schema: DataSchema, repository: str,
@@ -90,6 +94,14 @@ class HubSettings:
             cert_file=None if section.tls.cert_file is None else paths.resolve(section.tls.cert_file),
             key_file=None if section.tls.key_file is None else paths.resolve(section.tls.key_file),
         )
+
+
+def _object_landing(paths: Paths, raw: dict[str, Any]) -> ObjectLanding | None:
+    """params.yaml ``storage:`` as far as the hub needs it: the bucket uploads land in (docs/storage.md)."""
+    try:
+        return ObjectLanding.from_section(raw.get("storage"))
+    except UserError as exc:
+        raise HubSettingsError(f"{paths.params}: {exc}") from None
 
 
 def _read(path: Path) -> dict[str, Any]:

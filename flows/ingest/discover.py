@@ -5,17 +5,23 @@ device folder, nested deeper, other extensions) are returned with a ``problem`` 
 quarantine them under ``_unsorted``. ``README*`` files at a source's top level and hidden files or
 folders (names starting with ``.``, e.g. the temp files of an atomic writer that is still writing or
 crashed) are skipped. Reads no file contents and never modifies a source. Leaves out: hashing and
-reading (the caller's job).
+reading (the caller's job). A source is a local folder or an object-store prefix (``flows.storage``):
+both are walked with the same pathlib calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.contracts.names import is_valid_device_id
 from edge.contracts.record import BATCH_EXTENSIONS
+from flows.storage import StoragePath, location
+
+if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
+    from flows.params import Params
 
 UNSORTED = "_unsorted"  # quarantine folder for files that are not in a valid <device_id>/ folder
 
@@ -24,7 +30,7 @@ UNSORTED = "_unsorted"  # quarantine folder for files that are not in a valid <d
 class Found:
     """One file in a source folder; ``problem`` says why it cannot be a batch (None: it can)."""
 
-    path: Path
+    path: StoragePath  # a pathlib.Path, or a upath.UPath for an object-store source
     source_index: int
     device_id: str  # the folder's device id, or UNSORTED when ``problem`` is set
     extension: str  # lower-case suffix without the dot ("" when none)
@@ -35,17 +41,22 @@ class Found:
         return (self.device_id, self.path.name, self.source_index, str(self.path))
 
 
-def extension_of(path: Path) -> str:
+def extension_of(path: StoragePath) -> str:
     return path.suffix[1:].lower()
 
 
-def _hidden(path: Path) -> bool:
+def _hidden(path: StoragePath) -> bool:
     return path.name.startswith(".")
 
 
-def _files_below(folder: Path) -> Iterator[Path]:
+def _entries(folder: StoragePath) -> list[StoragePath]:
+    """The folder's entries by name (one listing request for an object-store prefix)."""
+    return sorted(folder.iterdir(), key=lambda p: p.name)
+
+
+def _files_below(folder: StoragePath) -> Iterator[StoragePath]:
     """Every non-hidden file below ``folder`` (hidden folders are not entered)."""
-    for entry in sorted(folder.iterdir()):
+    for entry in _entries(folder):
         if _hidden(entry):
             continue
         if entry.is_dir():
@@ -54,11 +65,11 @@ def _files_below(folder: Path) -> Iterator[Path]:
             yield entry
 
 
-def _unsorted(path: Path, index: int, problem: str) -> Found:
+def _unsorted(path: StoragePath, index: int, problem: str) -> Found:
     return Found(path, index, UNSORTED, extension_of(path), problem)
 
 
-def _in_device_folder(folder: Path, index: int) -> Iterator[Found]:
+def _in_device_folder(folder: StoragePath, index: int) -> Iterator[Found]:
     device_id = folder.name
     for path in _files_below(folder):
         if path.parent != folder:
@@ -70,10 +81,10 @@ def _in_device_folder(folder: Path, index: int) -> Iterator[Found]:
             yield Found(path, index, device_id, extension_of(path))
 
 
-def _in_source(source: Path, index: int) -> Iterator[Found]:
+def _in_source(source: StoragePath, index: int) -> Iterator[Found]:
     if not source.is_dir():
         return
-    for entry in sorted(source.iterdir()):
+    for entry in _entries(source):
         if _hidden(entry):
             continue
         if entry.is_file():
@@ -86,7 +97,12 @@ def _in_source(source: Path, index: int) -> Iterator[Found]:
             yield from (_unsorted(p, index, problem) for p in _files_below(entry))
 
 
-def discover(sources: Sequence[Path]) -> list[Found]:
+def source_locations(params: Params, paths: Paths) -> list[StoragePath]:
+    """``ingest.sources`` as paths: local folders relative to the project, or ``s3://bucket/prefix``."""
+    return [location(source, paths.root, params.storage.endpoint_url) for source in params.ingest.sources]
+
+
+def discover(sources: Sequence[StoragePath]) -> list[Found]:
     """Candidates sorted by (device id, file name, source order), then the unsorted files.
 
     A missing source folder is simply empty.

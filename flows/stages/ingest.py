@@ -29,11 +29,11 @@ from edge.atomic import write_text_atomic
 from edge.contracts.layout import Paths
 from edge.contracts.names import BATCH_ID_PATTERN
 from edge.contracts.record import MODEL_VERSION, PREDICTION, batch_id
-from flows.ingest.discover import Found, discover
+from flows.ingest.discover import Found, discover, source_locations
 from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
 from flows.ingest.normalise import normalise
 from flows.ingest.offline_docs import make_site_offline
-from flows.ingest.quarantine import not_validated, one_line, quarantine
+from flows.ingest.quarantine import not_validated, one_line, quarantine, quarantine_root
 from flows.ingest.reader import Unreadable, read_batch
 from flows.ingest.store import curated_events, curated_frame, drop_seen, part_path, write_part
 from flows.ingest.validate import BatchValidator
@@ -97,7 +97,7 @@ def _shown(path: Path, root: Path) -> str:
 
 
 def _reject(run: _Run, item: Found, bid: str, reason: str, result: dict[str, Any]) -> None:
-    folder = run.paths.quarantine / item.device_id
+    folder = quarantine_root(run.params, run.paths) / item.device_id
     quarantine(folder, bid, item.extension, item.path, result, reason)
     run.counts["quarantined"] += 1
     source = _shown(item.path, run.paths.root)
@@ -203,12 +203,12 @@ def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | Non
 def ingest(params: Params, paths: Paths) -> dict[str, Any]:
     """The run itself, under the lock; see the module docstring."""
     started = time.perf_counter()
-    curated, quarantined = paths.curated, paths.quarantine
+    curated, quarantined = paths.curated, quarantine_root(params, paths)
     removed = remove_temp_files(curated, quarantined)
     if removed:
         log.info("removed %d temp files left by an interrupted run", removed)
     run = _Run(params, paths, done_keys(curated, quarantined), curated_events(curated, params.schema.event_id))
-    for item in discover([paths.resolve(s) for s in params.ingest.sources]):
+    for item in discover(source_locations(params, paths)):
         process(run, item)
     docs = _build_docs(run)
     metrics = totals(curated, quarantined)
