@@ -6,7 +6,10 @@ saying how to configure TLS. The start-up line says which it is and where the ad
 the token). A re-issued certificate is picked up for new connections without a restart. Graceful
 shutdown: on SIGTERM/SIGINT uvicorn stops accepting connections and lets in-flight requests (uploads)
 finish, up to ``--grace`` seconds. Request logs are one ``key=value`` line per request, without headers
-or bodies.
+or bodies. ``--workers N`` runs N uvicorn worker processes on one port (each builds its own app from
+EDGELOOP_HUB_ROOT); more than one needs PostgreSQL (SQLite takes one writer at a time: refused in one
+line). Hub processes on other ports or hosts share the same database and project folder; the schema is
+created or upgraded once, at the first start (hub.db, hub.migrations).
 
 ``ca init`` makes the plant CA in ``hub.tls.ca_dir`` (hub.pki: ``ca.key`` 0600, ``ca.pem`` public);
 ``cert --name/--ip`` issues the hub's server certificate from it into ``keys/hub-tls/`` and prints the
@@ -42,7 +45,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: hub.port).", min=1, max=65535)] = None,
     grace: Annotated[float, typer.Option(help="Seconds in-flight requests get to finish on shutdown.")] = 30.0,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (each keeps its own /metrics counters).", min=1, max=64)
+        int, typer.Option(help="Worker processes on this port (needs PostgreSQL for more than one; each keeps its "
+                               "own /metrics counters).", min=1, max=64)
     ] = 1,
     cert: Annotated[
         Path | None, typer.Option("--cert", help="The hub's certificate chain, PEM (default: hub.tls.cert_file).",
@@ -63,9 +67,13 @@ def serve(
 
     paths = Paths.at(root)
     settings = HubSettings.load(paths.root)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        raise UserError(f"--workers {workers}: the hub's database is SQLite, which takes one writer at a time; run one "
+                        "process, or give the hub PostgreSQL (EDGELOOP_HUB_DATABASE=postgresql+psycopg://user@host/db, "
+                        "docs/hub.md#database)")
     listening = plan(settings, host, port, cert and cert.resolve(), key and key.resolve())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    create_app(settings)  # fail fast on a bad database URL; creates tables and the admin token once
+    create_app(settings)  # fail fast on a bad database URL; migrates the schema and creates the admin token once
     bind = listening.host
     shown = f"[{bind}]" if ":" in bind else bind
     console.print(f"hub on {listening.scheme}://{shown}:{listening.port} ({listening.description})", highlight=False,

@@ -6,7 +6,8 @@
 ``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone), ``release_files`` and
 ``auth_policy`` (how devices authenticate: hub.auth, from ``hub.tls``) and ``certificates`` (the issued
 certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
-live in hub.routes; request logs and metrics in hub.observe. ``app_from_environment`` is the factory
+live in hub.routes; GETs of the release repository are answered before routing (hub.static_releases);
+request logs and metrics in hub.observe. ``app_from_environment`` is the factory
 uvicorn workers call (``edgeloop hub serve``). Leaves out serving, TLS included (uvicorn: hub.tls,
 edgeloop.hub_cli, hub.embedded).
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,11 +26,13 @@ from hub import tokens
 from hub.auth import AuthPolicy
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_sessions
+from hub.db import write_lock as db_write_lock
 from hub.intake import Intake
 from hub.metrics import HubMetrics
 from hub.observe import ObserveRequests
 from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
 from hub.settings import HubSettings
+from hub.static_releases import ReleaseFiles
 from hub.store.admin_token import load_or_create_admin_token
 from hub.store.certificates import CertificateLookup
 from hub.store.object_batches import landing_storage
@@ -56,10 +58,8 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     clock = clock or SystemClock()
-    engine = make_engine(settings.database_url)
-    # One writer at a time inside this process: SQLite allows one write transaction, and its busy
-    # handler waits by sleeping in growing steps, which turns lock contention into long tail latency.
-    write_lock = threading.Lock()
+    engine = make_engine(settings.database_url)  # schema migrated to the newest revision (hub.migrations)
+    write_lock = db_write_lock(engine)  # SQLite: one writer at a time in this process; PostgreSQL: none needed
     state = app.state
     state.settings, state.engine, state.sessions, state.clock = settings, engine, make_sessions(engine), clock
     state.metrics, state.write_lock = HubMetrics(), write_lock
@@ -72,6 +72,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     salt = secrets.token_hex(16)
     state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
+    app.add_middleware(ReleaseFiles)  # inside ObserveRequests: release GETs are counted and timed too
     app.add_middleware(ObserveRequests)
     for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)

@@ -1,17 +1,24 @@
 """The hub's tables (devices, uploads, heartbeats, device certificates, enrollment codes) with SQLAlchemy 2.0,
-the engine set-up and its probe.
+the engine set-up, the schema upgrade at start, the write lock and the database probe.
 
-Portable SQL only, so the same code runs on SQLite (default, one hub process) and PostgreSQL (by URL,
-several hub processes). SQLite gets WAL mode and a busy timeout so concurrent requests wait instead of
-failing. No column reads the time by itself: whoever writes a row passes its timestamps (from the hub's
-clock, hub.clock). SQLite hands timestamps back without a zone; they are UTC. Queries live in hub.store.
-Leaves out migrations (tables are created if missing: a new table appears on an existing database, a new
-column would not, so columns are only ever added in new tables).
+Two databases: SQLite (default, one hub process) and PostgreSQL (``postgresql+psycopg://...``, several hub
+processes or hosts). ``make_engine(url)`` refuses any other URL in one line, creates SQLite's folder,
+gives SQLite WAL mode and a busy timeout (concurrent requests wait instead of failing) and PostgreSQL
+sessions in UTC, then brings the schema to the newest revision (hub.migrations: Alembic, under a lock,
+so hub processes starting together migrate once; an older hub's database is taken over with its rows).
+``write_lock(engine)`` is what the hub holds around writes: a process-wide lock on SQLite (one writer at
+a time; its busy handler sleeps in growing steps, which turns contention into tail latency), nothing on
+PostgreSQL (row locks and ``ON CONFLICT`` do that job across processes). No column reads the time by
+itself: whoever writes a row passes its timestamps (from the hub's clock, hub.clock); ``UtcDateTime``
+stores them in UTC and hands them back aware, in UTC, on both databases. Queries live in hub.store.
+The tables here must match what the migrations build (tests/test_hub_migrations.py compares them); a
+change to a table is a new revision in hub/migrations/versions.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +29,49 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
     text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-__all__ = ["Base", "Device", "DeviceCertificate", "EnrollmentCode", "Heartbeat", "Upload", "make_engine",
-           "make_sessions", "reachable"]
+from edge.contracts.errors import UserError
+from hub import migrations
+
+__all__ = ["Base", "DatabaseError", "Device", "DeviceCertificate", "EnrollmentCode", "Heartbeat", "NoLock", "Upload",
+           "database_url", "make_engine", "make_sessions", "reachable", "shown_url", "write_lock"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp stored in UTC on every database: aware times are converted to UTC before
+    they are written (SQLite would keep the local wall time and drop the offset), naive ones are taken as
+    UTC, and every value read back is aware, in UTC. The column is ``DateTime(timezone=True)``."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
     pass
+
+
+def _created_at(context: DefaultExecutionContext) -> Any:
+    return context.get_current_parameters().get("created_at")
 
 
 class Device(Base):
@@ -47,8 +82,11 @@ class Device(Base):
     token_id: Mapped[str] = mapped_column(String(16), unique=True, index=True)
     token_salt: Mapped[str] = mapped_column(String(32))
     token_digest: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)  # first registered
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # when its current token was issued (revision 0002); None on rows an older hub wrote: created_at then
+    token_issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True,
+                                                             default=_created_at)
 
 
 class Upload(Base):
@@ -61,7 +99,7 @@ class Upload(Base):
     path: Mapped[str] = mapped_column(String(512))
     bytes: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(BigInteger)
-    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Heartbeat(Base):
@@ -70,7 +108,7 @@ class Heartbeat(Base):
     __tablename__ = "heartbeats"
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -83,10 +121,10 @@ class DeviceCertificate(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64), unique=True, index=True)  # sha256 of the DER, hex
     serial: Mapped[str] = mapped_column(String(40))  # hex: X.509 serials are up to 20 bytes
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class EnrollmentCode(Base):
@@ -98,9 +136,39 @@ class EnrollmentCode(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
     salt: Mapped[str] = mapped_column(String(32))
     digest: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class DatabaseError(UserError):
+    """The hub's database URL is not one the hub can use, or the database cannot be set up; says which."""
+
+
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def database_url(url: str) -> URL:
+    """``url`` parsed; ``postgresql://`` means the psycopg driver. DatabaseError for anything else."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"hub.database: {url!r} is not a database URL (sqlite:///path or "
+                            "postgresql+psycopg://user@host/db)") from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise DatabaseError(f"hub.database: {parsed.get_backend_name()!r} is not supported: use SQLite "
+                            "(sqlite:///path, one hub process) or PostgreSQL (postgresql+psycopg://user@host/db)")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def shown_url(url: str | URL) -> str:
+    """``url`` as it may be printed: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a URL>"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -111,16 +179,55 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the tables created; SQLite folders are created as needed."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+def make_engine(url: str, migrate: bool = True) -> Engine:
+    """An engine for ``url`` with the schema at the newest revision (``migrate``); SQLite folders are
+    created as needed. DatabaseError, in one line, when the URL is unusable or the database cannot be
+    reached or migrated."""
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+        try:
+            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+        except ModuleNotFoundError as exc:
+            raise DatabaseError(f"hub.database: {shown_url(parsed)} needs the {exc.name!r} driver: pip install "
+                                "'psycopg[binary]' (it comes with edgeloop's cloud extra)") from None
+    if migrate:
+        try:
+            migrations.upgrade(engine)
+        except migrations.NewerSchema as exc:
+            engine.dispose()
+            raise DatabaseError(f"hub.database: {shown_url(parsed)} is at schema revision {exc}, newer than this "
+                                f"hub knows ({migrations.HEAD}): upgrade edgeloop on this machine") from None
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DatabaseError(f"hub.database: cannot set up {shown_url(parsed)}: {reason}") from None
     return engine
+
+
+class NoLock:
+    """A lock that never waits: ``write_lock`` on databases that take concurrent writers."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+def write_lock(engine: Engine) -> threading.Lock | NoLock:
+    """What the hub holds around a write on ``engine``: one writer per process on SQLite, none on PostgreSQL."""
+    return threading.Lock() if engine.dialect.name == "sqlite" else NoLock()
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -1,11 +1,18 @@
 """The hub's data access (hub.store, hub.db, hub.registry) and its intake (hub.intake) on real SQLite
-files and real folders, without HTTP, on a manual clock.
+files and a real PostgreSQL (pgserver, started by the suite: the ``postgresql`` cases are in the slow
+lane), and on real folders, without HTTP, on a manual clock. Every test that touches the database runs
+on both.
 
 Covers: devices (insert, re-key, list with upload counts, revoke, token lookup) and the registry's
 rules; upload rows recorded once, racing included; the latest heartbeat replacing the one before; the
 fleet query; summary files stamped with the clock and written once; the batch landing zone; the
 estimates file cache; the admin token file; safe lookup of release files; the database probe; and the
 intake answering a retry with the first success, healing a lost file, with times from the clock.
+What several hub processes rely on, with no process-wide lock on PostgreSQL: racing first heartbeats
+and an older heartbeat arriving late, racing claims of one enrollment code, racing adds of one device,
+a revocation seen at once through another engine (another process's connection pool), racing creators
+of the admin token file; timestamps keep microseconds and come back in UTC; re-keying keeps the first
+registration time (``token_issued_at`` moves).
 """
 
 from __future__ import annotations
@@ -16,19 +23,20 @@ import json
 import os
 import stat
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
 from edge.contracts.schema import parse_schema
+from edgeloop.testkit.postgres import shared_postgres
 from edgeloop.testkit.project import repo_params_raw
 from edgeloop.testkit.synthetic import make_rows
 from hub import tokens
 from hub.checks.refusal import Refused
 from hub.clock import ManualClock
-from hub.db import Heartbeat, Upload, make_engine, make_sessions, reachable
+from hub.db import Heartbeat, Upload, make_engine, make_sessions, reachable, write_lock
 from hub.intake import Intake
 from hub.registry import RegistryError, add_device, list_devices, revoke_device
 from hub.store import devices
@@ -49,9 +57,16 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def database_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'hub.db'}"
+    return shared_postgres().fresh_database("store")
+
+
 @pytest.fixture
-def engine(tmp_path: Path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'db' / 'hub.db'}")
+def engine(database_url: str):
+    engine = make_engine(database_url)
     yield engine
     engine.dispose()
 
@@ -109,7 +124,8 @@ def test_registry_rules(sessions, engine, clock) -> None:
 
 # --- uploads, heartbeats, fleet --------------------------------------------------------------------
 
-def test_an_upload_is_recorded_once_and_the_first_record_wins(engine, clock) -> None:
+def test_an_upload_is_recorded_once_and_the_first_record_wins(sessions, engine, clock) -> None:
+    add_device(sessions, "press-01", clock=clock)  # PostgreSQL enforces the foreign key
     lock = threading.Lock()
     first = upload("press-01", 7, clock.now())
     assert record_upload(engine, lock, first) == (first, True)
@@ -119,9 +135,10 @@ def test_an_upload_is_recorded_once_and_the_first_record_wins(engine, clock) -> 
     assert find_upload(engine, "press-02", first.batch_id) is None
 
 
-def test_racing_records_of_one_batch_store_one_row(engine, clock) -> None:
+def test_racing_records_of_one_batch_store_one_row(sessions, engine, clock) -> None:
+    add_device(sessions, "press-01", clock=clock)
     barrier, results = threading.Barrier(8), []
-    lock = threading.Lock()
+    lock = write_lock(engine)  # none on PostgreSQL: the database alone decides
 
     def race(n: int) -> None:
         barrier.wait()
@@ -167,6 +184,115 @@ def test_the_database_probe(engine, tmp_path) -> None:
     assert reachable(engine) is True
     missing = create_engine(f"sqlite:///{tmp_path / 'no' / 'such' / 'folder' / 'x.db'}")
     assert reachable(missing) is False
+
+
+# --- what several hub processes rely on ------------------------------------------------------------
+
+def race(n: int, work) -> list:
+    """``work(i)`` in ``n`` threads released at once; their results (or exceptions), in thread order."""
+    barrier, results = threading.Barrier(n), [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - the test looks at what each racer got
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_racing_first_heartbeats_make_one_row_and_a_late_older_one_changes_nothing(sessions, engine, clock) -> None:
+    add_device(sessions, "press-01", clock=clock)
+    lock = write_lock(engine)
+    results = race(8, lambda i: record_heartbeat(sessions, lock, "press-01", {"n": i}, START + timedelta(seconds=i)))
+    assert results == [None] * 8
+    with sessions() as session:
+        rows = session.scalars(select(Heartbeat)).all()
+    assert [(r.state, r.received_at.astimezone(UTC)) for r in rows] == [({"n": 7}, START + timedelta(seconds=7))]
+    record_heartbeat(sessions, lock, "press-01", {"n": "late"}, START + timedelta(seconds=3))  # older: ignored
+    record_heartbeat(sessions, lock, "press-01", {"n": "new"}, START + timedelta(seconds=9))
+    with sessions() as session:
+        assert [r.state for r in session.scalars(select(Heartbeat))] == [{"n": "new"}]
+
+
+def test_racing_claims_of_one_enrollment_code_use_it_once(sessions, engine, clock) -> None:
+    from hub.registry import issue_enrollment_code
+    from hub.store.enrollment_codes import claim_code, find_code
+
+    add_device(sessions, "press-01", clock=clock)
+    code_id = tokens.parse_code(issue_enrollment_code(sessions, "press-01", 600, clock=clock))[0]
+
+    def claim(_: int) -> bool:
+        with engine.begin() as connection:
+            return claim_code(connection, code_id, clock.now())
+
+    assert sorted(race(6, claim)) == [False] * 5 + [True]
+    assert find_code(engine, code_id).used is True
+
+
+def test_racing_adds_of_one_new_device_issue_one_token(sessions, engine, clock) -> None:
+    results = race(4, lambda i: add_device(sessions, "press-09", clock=clock))
+    issued = [r for r in results if isinstance(r, str)]
+    refused = [r for r in results if isinstance(r, RegistryError)]
+    assert len(issued) == 1 and len(refused) == 3, results
+    found = devices.credentials(engine, tokens.parse(issued[0])[0])
+    assert found is not None and found.device_id == "press-09" and not found.revoked
+
+
+def test_rekeying_keeps_the_first_registration_and_moves_the_token_time(sessions, clock) -> None:
+    add_device(sessions, "press-01", clock=clock)
+    clock.advance(3600)
+    revoke_device(sessions, "press-01", clock=clock)
+    rekeyed_at = clock.advance(60)
+    add_device(sessions, "press-01", clock=clock)
+    (info,) = list_devices(sessions)
+    assert (info.created_at, info.token_issued_at, info.revoked_at) == (START, rekeyed_at, None)
+
+
+def test_times_keep_microseconds_and_come_back_in_utc(sessions, engine, clock) -> None:
+    add_device(sessions, "press-01", clock=clock)
+    local = datetime(2026, 3, 1, 14, 0, 0, 654321, tzinfo=timezone(timedelta(hours=2)))  # 12:00:00.654321 UTC
+    record_upload(engine, write_lock(engine), upload("press-01", 3, local))
+    found = find_upload(engine, "press-01", f"{3:064x}")
+    assert found.stored_at == local and found.stored_at.tzinfo == UTC and found.stored_at.microsecond == 654321
+
+
+def test_a_revocation_counts_at_once_through_another_engine(sessions, engine, database_url, clock) -> None:
+    from hub.store.certificates import CertificateLookup, IssuedCertificate, insert_certificate
+
+    add_device(sessions, "press-01", clock=clock)
+    issued = IssuedCertificate("press-01", "ab" * 32, "1f", START, START + timedelta(days=1))
+    with engine.begin() as connection:
+        insert_certificate(connection, issued, START)
+    lookup = CertificateLookup(engine)  # this "process" asks on every request (and caches on SQLite)
+    other = make_engine(database_url)  # another process's pool on the same database
+    try:
+        for _ in range(3):
+            answer = lookup(issued.fingerprint)
+            assert answer is not None and not answer.revoked and answer.device_id == "press-01"
+        assert revoke_device(make_sessions(other), "press-01", clock=clock) is True
+        assert lookup(issued.fingerprint).revoked is True
+        token = add_device(make_sessions(other), "press-02", clock=clock)
+        assert devices.credentials(engine, tokens.parse(token)[0]) is not None
+        revoke_device(make_sessions(other), "press-02", clock=clock)
+        assert devices.credentials(engine, tokens.parse(token)[0]).revoked is True
+    finally:
+        lookup.close()
+        other.dispose()
+
+
+def test_racing_creators_of_the_admin_token_file_all_get_the_one_token(tmp_path) -> None:
+    path = tmp_path / "keys" / "hub-admin.token"
+    results = race(8, lambda i: load_or_create_admin_token(path))
+    assert len({token for token, _ in results}) == 1 and sum(created for _, created in results) == 1
+    assert path.read_text().strip() == results[0][0] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left behind
 
 
 # --- files -----------------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ and revoked; the certificate itself is not kept (the device holds it, the finger
 ``CertificateLookup`` is what the hub asks per request: on SQLite it remembers answers for as long as
 the database is unchanged, asking SQLite's ``PRAGMA data_version`` first on every request (a few
 microseconds: it changes whenever any other connection, in this process or another, such as
-``edgeloop devices revoke``, commits), so a revocation still counts on the next request; on other
-databases it runs the query every time. Leaves out signing (hub.pki), the rules of enrollment and
-renewal (hub.enrollment) and HTTP (hub.auth).
+``edgeloop devices revoke``, commits), so a revocation still counts on the next request; on PostgreSQL
+it runs the query every time, so a revocation committed through any hub process or host counts on the
+very next request to every other. (A cache there would need its own per-request check against the
+server, a "registry version" row read before each lookup; measured on the same socket, that read costs
+about as much as the indexed lookup it would save: docs/benchmarks.md, hub on PostgreSQL.) Leaves out
+signing (hub.pki), the rules of enrollment and renewal (hub.enrollment) and HTTP (hub.auth).
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 expiry of their certificates, revoke one (with every certificate issued to it), and find a token's device
 (on every authenticated request, so in Core, not the ORM).
 
-Rows hold the token's id, salt and salted hash only (hub.tokens), never a token. Leaves out the rules
+Rows hold the token's id, salt and salted hash only (hub.tokens), never a token. ``created_at`` is when
+a device was first registered and stays; ``token_issued_at`` moves with each new token (re-keying).
+Changes to one device's row lock it first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one writer
+anyway), so two operators or hosts adding, revoking or re-keying one device at once do one after the
+other; two adds of a new device at once: one wins, the other is told it exists. Leaves out the rules
 (valid names, known channels, issuing tokens: hub.registry) and HTTP (hub.auth).
 """
 
@@ -13,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
@@ -42,6 +47,7 @@ class DeviceInfo:
     revoked_at: datetime | None
     uploads: int
     certificate_not_after: datetime | None = None  # latest expiry of its unrevoked certificates; None: token only
+    token_issued_at: datetime | None = None  # when its current token was issued
 
     @property
     def status(self) -> str:
@@ -62,18 +68,21 @@ class Credentials:
 def put_device(sessions: sessionmaker[Session], device_id: str, channel: str, issued: IssuedToken,
                now: datetime) -> None:
     """Insert ``device_id`` with ``issued``'s token, or give a revoked one that token; ActiveDevice if it
-    exists unrevoked."""
-    with sessions.begin() as session:
-        device = session.get(Device, device_id)
-        if device is not None and device.revoked_at is None:
-            raise ActiveDevice(device_id)
-        if device is None:
-            device = Device(device_id=device_id)
-            session.add(device)
-        device.channel = channel
-        device.token_id, device.token_salt, device.token_digest = issued.token_id, issued.salt, issued.digest
-        device.created_at = now
-        device.revoked_at = None
+    exists unrevoked (also when another process added it at the same moment)."""
+    try:
+        with sessions.begin() as session:
+            device = session.get(Device, device_id, with_for_update=True)
+            if device is not None and device.revoked_at is None:
+                raise ActiveDevice(device_id)
+            if device is None:
+                device = Device(device_id=device_id, created_at=now)
+                session.add(device)
+            device.channel = channel
+            device.token_id, device.token_salt, device.token_digest = issued.token_id, issued.salt, issued.digest
+            device.token_issued_at = now
+            device.revoked_at = None
+    except IntegrityError:  # a concurrent add of the same new device committed first
+        raise ActiveDevice(device_id) from None
 
 
 def list_devices(sessions: sessionmaker[Session]) -> list[DeviceInfo]:
@@ -88,7 +97,8 @@ def list_devices(sessions: sessionmaker[Session]) -> list[DeviceInfo]:
         expiry = latest_expiry(session)
         return [
             DeviceInfo(d.device_id, d.channel, as_utc(d.created_at),
-                       None if d.revoked_at is None else as_utc(d.revoked_at), int(n), expiry.get(d.device_id))
+                       None if d.revoked_at is None else as_utc(d.revoked_at), int(n), expiry.get(d.device_id),
+                       as_utc(d.token_issued_at or d.created_at))
             for d, n in session.execute(query)
         ]
 
@@ -97,7 +107,7 @@ def revoke_device(sessions: sessionmaker[Session], device_id: str, now: datetime
     """Mark ``device_id`` and every certificate issued to it revoked at ``now`` (so adding the device again
     does not revive an old certificate); False when it already was, UnknownDevice when there is none."""
     with sessions.begin() as session:
-        device = session.get(Device, device_id)
+        device = session.get(Device, device_id, with_for_update=True)
         if device is None:
             raise UnknownDevice(device_id)
         revoke_certificates(session, device_id, now)

@@ -2,8 +2,10 @@
 
 A row holds the code's id, salt and salted hash (hub.tokens), its device, when it was made and when it
 expires, and when it was used. ``put_code`` replaces the device's codes not used yet (one live code per
-device). ``claim_code`` is the single-use guarantee: one conditional UPDATE (``used_at IS NULL AND
-expires_at > now``), so of two racing enrollments with the same code exactly one sees a row change.
+device, also when two are issued at once: the device's row is locked first). ``claim_code`` is the
+single-use guarantee: one conditional UPDATE (``used_at IS NULL AND expires_at > now``), so of two
+racing enrollments with the same code exactly one sees a row change (on PostgreSQL the second waits for
+the first's row lock, then finds ``used_at`` set), in one hub process or several.
 Leaves out checking the secret (hub.enrollment) and the certificates (hub.store.certificates).
 """
 
@@ -17,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
-from hub.db import EnrollmentCode
+from hub.db import Device, EnrollmentCode
 from hub.tokens import IssuedToken
 
 __all__ = ["StoredCode", "claim_code", "find_code", "put_code"]
@@ -37,6 +39,7 @@ def put_code(sessions: sessionmaker[Session], device_id: str, issued: IssuedToke
              expires_at: datetime) -> None:
     """Store ``issued`` as ``device_id``'s code, dropping the codes it had that were never used."""
     with sessions.begin() as session:
+        session.get(Device, device_id, with_for_update=True)  # one issuer at a time per device
         session.execute(delete(EnrollmentCode).where(EnrollmentCode.device_id == device_id,
                                                      EnrollmentCode.used_at.is_(None)))
         session.add(EnrollmentCode(code_id=issued.token_id, device_id=device_id, salt=issued.salt,

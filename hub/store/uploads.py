@@ -1,24 +1,28 @@
 """SQL of the ``uploads`` table: find a device's batch, record one (once, whoever races).
 
 A row says a batch was accepted: device, batch id (its sha256), storage location, bytes, rows and when
-(``stored_at``, from the hub's clock). UNIQUE (device_id, batch_id) makes recording idempotent: of two
-racing identical inserts one wins and the other gets the winner's row back. Inserts are Core (a third of
-the ORM's cost) under the app's write lock (SQLite takes one writer at a time, and its busy handler
-sleeps in growing steps). Leaves out the batch files (hub.store.batches) and checking them (hub.checks).
+(``stored_at``, from the hub's clock). UNIQUE (device_id, batch_id) makes recording idempotent: the
+insert is ``INSERT ... ON CONFLICT DO NOTHING``, so of racing identical inserts (threads of one hub, or
+hub processes on several hosts sharing one PostgreSQL) exactly one adds the row and the others, seeing
+no row added, read the winner's row back (on PostgreSQL the loser's insert waits for the winner's
+transaction, so the row is there to read; no error is raised or logged by the server). Core, not the
+ORM (a third of the cost), under the app's write lock (hub.db.write_lock: SQLite only). Leaves out the
+batch files (hub.store.batches) and checking them (hub.checks).
 """
 
 from __future__ import annotations
 
-import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from hub.clock import as_utc
 from hub.db import Upload
+from hub.store.dialect import insert_for
 
 __all__ = ["UploadRecord", "find_upload", "record_upload"]
 
@@ -33,28 +37,31 @@ class UploadRecord:
     stored_at: datetime  # UTC, aware
 
 
+_BY_BATCH = select(Upload.device_id, Upload.batch_id, Upload.path, Upload.bytes, Upload.rows, Upload.stored_at).where(
+    Upload.device_id == bindparam("device_id"), Upload.batch_id == bindparam("batch_id"))
+
+
 def find_upload(engine: Engine, device_id: str, batch_id: str) -> UploadRecord | None:
     """The recorded upload of ``batch_id`` by ``device_id``, if any."""
-    columns = (Upload.device_id, Upload.batch_id, Upload.path, Upload.bytes, Upload.rows, Upload.stored_at)
-    query = select(*columns).where(Upload.device_id == device_id, Upload.batch_id == batch_id)
     with engine.connect() as connection:
-        row = connection.execute(query).first()
+        row = connection.execute(_BY_BATCH, {"device_id": device_id, "batch_id": batch_id}).first()
     if row is None:
         return None
     return UploadRecord(row.device_id, row.batch_id, row.path, int(row.bytes), int(row.rows), as_utc(row.stored_at))
 
 
-def record_upload(engine: Engine, write_lock: threading.Lock, upload: UploadRecord) -> tuple[UploadRecord, bool]:
+def record_upload(engine: Engine, write_lock: AbstractContextManager[Any],
+                  upload: UploadRecord) -> tuple[UploadRecord, bool]:
     """Insert ``upload``; (it, True), or (the row recorded first, False) when this batch is already there."""
-    try:
-        with write_lock, engine.begin() as connection:
-            connection.execute(insert(Upload).values(
-                device_id=upload.device_id, batch_id=upload.batch_id, path=upload.location, bytes=upload.bytes,
-                rows=upload.rows, stored_at=upload.stored_at,
-            ))
-    except IntegrityError:  # a racing identical request recorded it first
-        winner = find_upload(engine, upload.device_id, upload.batch_id)
-        if winner is None:
-            raise
-        return winner, False
-    return upload, True
+    statement = insert_for(engine.dialect.name)(Upload).values(
+        device_id=upload.device_id, batch_id=upload.batch_id, path=upload.location, bytes=upload.bytes,
+        rows=upload.rows, stored_at=upload.stored_at,
+    ).on_conflict_do_nothing(index_elements=[Upload.device_id, Upload.batch_id]).returning(Upload.id)
+    with write_lock, engine.begin() as connection:
+        added = connection.execute(statement).first() is not None  # no row back: it was there already
+    if added:
+        return upload, True
+    winner = find_upload(engine, upload.device_id, upload.batch_id)  # committed: the insert waited for it
+    if winner is None:
+        raise RuntimeError(f"upload {upload.batch_id} of {upload.device_id} neither inserted nor found")
+    return winner, False
