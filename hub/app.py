@@ -6,8 +6,7 @@
 ``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone), ``release_files`` and
 ``auth_policy`` (how devices authenticate: hub.auth, from ``hub.tls``) and ``certificates`` (the issued
 certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
-live in hub.routes; GETs of the release repository are answered before routing (hub.static_releases);
-request logs and metrics in hub.observe. ``app_from_environment`` is the factory
+live in hub.routes; request logs and metrics in hub.observe. ``app_from_environment`` is the factory
 uvicorn workers call (``edgeloop hub serve``). Leaves out serving, TLS included (uvicorn: hub.tls,
 edgeloop.hub_cli, hub.embedded).
 """
@@ -32,7 +31,6 @@ from hub.metrics import HubMetrics
 from hub.observe import ObserveRequests
 from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
 from hub.settings import HubSettings
-from hub.static_releases import ReleaseFiles
 from hub.store.admin_token import load_or_create_admin_token
 from hub.store.certificates import CertificateLookup
 from hub.store.object_batches import landing_storage
@@ -72,7 +70,6 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     salt = secrets.token_hex(16)
     state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
-    app.add_middleware(ReleaseFiles)  # inside ObserveRequests: release GETs are counted and timed too
     app.add_middleware(ObserveRequests)
     for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)
