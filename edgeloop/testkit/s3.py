@@ -5,8 +5,8 @@
 bucket per caller (``new_bucket``), public-read buckets for devices that fetch with plain HTTP GETs, and
 the dummy credentials (``DUMMY_ENV``) every S3 client in a test needs. ``s3_server`` is the pytest
 fixture (session-scoped; the function is ``s3_server_fixture``): it sets those dummy credentials in the
-environment, with ``AWS_EC2_METADATA_DISABLED`` and config files pointing nowhere so no client ever
-looks beyond loopback, and yields the shared server. Import it into a test module
+environment (they come first in the AWS chain), with ``AWS_EC2_METADATA_DISABLED`` so no client asks
+an instance metadata service, and yields the shared server. Import it into a test module
 (``from edgeloop.testkit.s3 import s3_server_fixture  # noqa: F401``).
 
 moto is a functional S3 server, not a performance reference. Leaves out: other AWS services, and
@@ -34,8 +34,6 @@ DUMMY_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - a dummy value moto accepts
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",  # never ask an instance metadata service for credentials
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 }
 
 _lock = threading.Lock()

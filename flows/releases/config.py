@@ -1,7 +1,8 @@
 """Where the release repository and its keys live, and how long each role's metadata stays valid.
 
 ``ReleaseConfig`` is the one argument every release operation takes: a frozen view of params.yaml's
-``release:`` section with paths resolved against the project root. Leaves out: creating or reading
+``release:`` section with paths resolved against the project root, and the bucket the repository is
+pushed to (``storage.releases_mirror``, ``flows.releases.mirror``). Leaves out: creating or reading
 anything (the other ``flows.releases`` modules do).
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.contracts.errors import UserError
+from flows.releases.mirror import Mirror
 
 if TYPE_CHECKING:
     from edge.contracts.layout import Paths
@@ -47,6 +49,7 @@ class ReleaseConfig:
     online_keys: Path  # folder of the targets, snapshot and timestamp keys
     expiry_days: Expiry = Expiry()
     channel: str = "canary"  # the channel the retrain flow publishes to
+    mirror: Mirror | None = None  # the bucket devices fetch from: pushed after every change, pulled before one
 
     @classmethod
     def from_params(cls, params: Params, paths: Paths) -> ReleaseConfig:
@@ -58,6 +61,8 @@ class ReleaseConfig:
             online_keys=paths.resolve(release.online_keys),
             expiry_days=Expiry(root=days.root, targets=days.targets, snapshot=days.snapshot, timestamp=days.timestamp),
             channel=release.channel,
+            mirror=None if params.storage.releases_mirror is None else Mirror(
+                params.storage.releases_mirror, params.storage.endpoint_url),
         )
 
     @property

@@ -12,7 +12,9 @@ timestamp was written) is ignored and overwritten by the next operation. Writing
 is the commit point: each file is written atomically and durably (``edge.atomic``), so the bundle
 files are on disk before the targets metadata, the targets before the snapshot, and the snapshot
 before the timestamp. ``repository_lock`` serialises writers (an exclusive ``fcntl`` lock on
-``.lock``); readers need no lock.
+``.lock``); readers need no lock. With a bucket configured (``config.mirror``), the lock also pulls the
+bucket's newer state before the operation and pushes the result after it, timestamp last
+(``flows.releases.mirror``); an operation that fails pushes nothing.
 
 Each signature is checked against the root before its file is written, so a wrong signer (say an
 ``EDGELOOP_SIGNER_*`` URI for another key) fails loudly instead of freezing devices.
@@ -39,6 +41,7 @@ from edge.contracts.errors import UserError
 from edge.contracts.release_layout import BUNDLE_TARGET_PATTERN, CHANNEL_TARGET_PATTERN
 from flows.releases.config import ReleaseConfig
 from flows.releases.keys import load_signer
+from flows.releases.mirror import pull, push
 
 if TYPE_CHECKING:
     from securesystemslib.signer import Signer  # type: ignore[attr-defined]
@@ -55,7 +58,11 @@ def repository_lock(config: ReleaseConfig) -> Iterator[None]:
     fd = os.open(config.repository / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        if config.mirror is not None:
+            pull(config.repository, config.mirror)
         yield
+        if config.mirror is not None:
+            push(config.repository, config.mirror)
     finally:
         os.close(fd)  # closing releases the lock
 
