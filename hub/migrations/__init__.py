@@ -55,7 +55,7 @@ def upgrade(engine: Engine, revision: str = HEAD) -> str | None:
         if current_revision(connection) == revision:
             return revision
     with _in_process:
-        if engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             locked = _sqlite_immediate(engine)
             try:
                 with locked.begin() as connection:  # BEGIN IMMEDIATE: other writers wait (busy timeout)
