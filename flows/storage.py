@@ -5,8 +5,9 @@
 ``s3://bucket/prefix`` URL is a ``upath.UPath`` over s3fs: the same pathlib calls (``iterdir``,
 ``is_dir``, ``glob``, ``stat``, ``read_bytes``, ``open``) work on it. Credentials come from the usual AWS
 chain (environment, ``~/.aws``, instance role), never from params.yaml; the endpoint of a MinIO or Ceph
-server from ``storage.endpoint_url``, else from ``AWS_ENDPOINT_URL`` (botocore reads it). Each call
-makes a new filesystem object, so one run lists the store afresh and never sees another run's cache.
+server from ``storage.endpoint_url``, else from ``AWS_ENDPOINT_URL`` (botocore reads it). The S3
+client is made once per process and endpoint (making one costs tenths of a second); each call forgets
+the listings cached under its prefix, so a run lists the store afresh and never sees an older run's view.
 
 Writing: ``write_bytes`` replaces a whole file at once. On a folder it is ``edge.atomic`` (temp file,
 fsync, rename); in a bucket it is one PUT, which S3 makes visible complete or not at all.
@@ -41,11 +42,16 @@ def is_url(value: str) -> bool:
 
 
 def s3_options(endpoint_url: str | None = None) -> dict[str, Any]:
-    """s3fs options: a custom endpoint when given, and a filesystem object of our own (no shared cache)."""
-    options: dict[str, Any] = {"skip_instance_cache": True}
-    if endpoint_url:
-        options["client_kwargs"] = {"endpoint_url": endpoint_url}
-    return options
+    """s3fs options: a custom endpoint when given."""
+    return {"client_kwargs": {"endpoint_url": endpoint_url}} if endpoint_url else {}
+
+
+def _forget_listings(path: UPath) -> None:
+    """Drop the filesystem's cached listings of ``path`` and everything below it."""
+    root = path.path.rstrip("/")
+    cache = path.fs.dircache
+    for key in [k for k in list(cache) if k == root or k.startswith(root + "/")]:
+        cache.pop(key, None)
 
 
 def location(value: str, root: Path, endpoint_url: str | None = None) -> StoragePath:
@@ -57,7 +63,9 @@ def location(value: str, root: Path, endpoint_url: str | None = None) -> Storage
         raise UserError(f"{value!r}: object storage locations are s3://bucket/prefix URLs")
     from upath import UPath
 
-    return UPath(value.rstrip("/"), **s3_options(endpoint_url))
+    path = UPath(value.rstrip("/"), **s3_options(endpoint_url))
+    _forget_listings(path)
+    return path
 
 
 def is_local(path: StoragePath) -> bool:

@@ -54,10 +54,10 @@ class Mirror:
             raise UserError(f"storage.releases_mirror: expected s3://bucket/prefix, got {self.url!r}")
 
     def filesystem(self) -> tuple[Any, str]:
-        """(s3fs filesystem of our own, ``bucket/prefix``)."""
+        """(s3fs filesystem, ``bucket/prefix``)."""
         import fsspec
 
-        options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+        options: dict[str, Any] = {"use_listings_cache": False}  # one client per process, never a stale listing
         if self.endpoint_url:
             options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         fs, root = fsspec.url_to_fs(self.url.rstrip("/"), **options)
