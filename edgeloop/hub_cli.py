@@ -5,8 +5,9 @@
 saying how to configure TLS. The start-up line says which it is and where the admin token file is (never
 the token). A re-issued certificate is picked up for new connections without a restart. Graceful
 shutdown: on SIGTERM/SIGINT uvicorn stops accepting connections and lets in-flight requests (uploads)
-finish, up to ``--grace`` seconds. Request logs are one ``key=value`` line per request, without headers
-or bodies. ``--workers N`` runs N uvicorn worker processes on one port (each builds its own app from
+finish, up to ``--grace`` seconds. Logs: start-up, warnings and every 5xx; one ``key=value`` line per
+request (without headers or bodies) only with ``--access-log`` (hub.serving).
+``--workers N`` runs N uvicorn worker processes on one port (each builds its own app from
 EDGELOOP_HUB_ROOT); more than one needs PostgreSQL (SQLite takes one writer at a time: refused in one
 line). Hub processes on other ports or hosts share the same database and project folder; the schema is
 created or upgraded once, at the first start (hub.db, hub.migrations).
@@ -19,7 +20,6 @@ and settings (``hub.app``, ``hub.settings``) and devices (``edgeloop.devices_cli
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +55,7 @@ def serve(
     key: Annotated[
         Path | None, typer.Option("--key", help="Its private key, PEM (default: hub.tls.key_file).", dir_okay=False)
     ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request (off: only errors and 5xx).")] = False,
     root: RootOption = Path("."),
 ) -> None:
     """Serve the hub (HTTPS when it has a certificate; plain HTTP on loopback only) until interrupted."""
@@ -62,6 +63,7 @@ def serve(
 
     from edge.contracts.layout import Paths
     from hub.app import ROOT_ENV, create_app
+    from hub.serving import configure_logging
     from hub.settings import HubSettings
     from hub.tls.listen import is_loopback, plan
 
@@ -72,7 +74,7 @@ def serve(
                         "process, or give the hub PostgreSQL (EDGELOOP_HUB_DATABASE=postgresql+psycopg://user@host/db, "
                         "docs/hub.md#database)")
     listening = plan(settings, host, port, cert and cert.resolve(), key and key.resolve())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(access_log)  # hub.serving: INFO records on stderr; a line per request only when asked
     create_app(settings)  # fail fast on a bad database URL; migrates the schema and creates the admin token once
     bind = listening.host
     shown = f"[{bind}]" if ":" in bind else bind

@@ -6,8 +6,10 @@
 ``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone), ``release_files`` and
 ``auth_policy`` (how devices authenticate: hub.auth, from ``hub.tls``) and ``certificates`` (the issued
 certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
-live in hub.routes; request logs and metrics in hub.observe. ``app_from_environment`` is the factory
-uvicorn workers call (``edgeloop hub serve``). Leaves out serving, TLS included (uvicorn: hub.tls,
+live in hub.routes; GETs of the release repository are answered before routing (hub.static_releases);
+request logs and metrics in hub.observe (a per-request log line only with ``access_log``).
+``app_from_environment`` is the factory uvicorn workers call (``edgeloop hub serve``; logging and the
+garbage collector as hub.serving sets them). Leaves out serving, TLS included (uvicorn: hub.tls,
 edgeloop.hub_cli, hub.embedded).
 """
 
@@ -17,6 +19,8 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.util import find_spec
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -30,7 +34,9 @@ from hub.intake import Intake
 from hub.metrics import HubMetrics
 from hub.observe import ObserveRequests
 from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
+from hub.serving import access_log_requested, settle_gc
 from hub.settings import HubSettings
+from hub.static_releases import ReleaseFiles
 from hub.store.admin_token import load_or_create_admin_token
 from hub.store.certificates import CertificateLookup
 from hub.store.object_batches import landing_storage
@@ -39,9 +45,13 @@ from hub.store.release_files import FileCache
 __all__ = ["ROOT_ENV", "app_from_environment", "create_app"]
 
 ROOT_ENV = "EDGELOOP_HUB_ROOT"
+# FastAPI's own OpenTelemetry hooks (in FastAPI releases that have them): off. The hub exports Prometheus
+# metrics and nothing calls out; it also spares every request FastAPI's look-up of the global providers.
+NO_OPENTELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}} if find_spec("fastapi.telemetry") else {})
 
 
-def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
+def create_app(settings: HubSettings, clock: Clock | None = None, access_log: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -54,6 +64,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
         description="Device enrollment, uploads, summaries and heartbeats, the fleet view, and the signed release "
                     "repository.",
         lifespan=lifespan,
+        **NO_OPENTELEMETRY,
     )
     clock = clock or SystemClock()
     engine = make_engine(settings.database_url)  # schema migrated to the newest revision (hub.migrations)
@@ -70,7 +81,8 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     salt = secrets.token_hex(16)
     state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
-    app.add_middleware(ObserveRequests)
+    app.add_middleware(ReleaseFiles)  # inside ObserveRequests: release GETs are counted and timed too
+    app.add_middleware(ObserveRequests, access_log=access_log)
     for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)
     return app
@@ -79,4 +91,6 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn workers (``--workers N``): the project root comes from EDGELOOP_HUB_ROOT."""
     paths = Paths.at(os.environ.get(ROOT_ENV, "."))
-    return create_app(HubSettings.load(paths.root))
+    app = create_app(HubSettings.load(paths.root), access_log=access_log_requested())
+    settle_gc()  # start-up's objects live as long as the process: out of every full collection (hub.serving)
+    return app

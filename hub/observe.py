@@ -1,15 +1,21 @@
-"""Per request, one metrics update and one ``key=value`` log line: method, route template, status, time.
+"""Per request, one metrics update; a log line only for server errors, or for every request when asked.
 
-Plain ASGI middleware (cheaper than ``@app.middleware("http")``). Logs carry nothing else: never headers
-(tokens) or bodies. Route templates, not paths, label the metrics (device ids in paths would make label
-values unbounded). Durations come from ``time.perf_counter``, not the hub's clock (a manual clock must
-not bend latencies). Leaves out tracing.
+Plain ASGI middleware (cheaper than ``@app.middleware("http")``). Metrics: ``edgeloop_hub_requests`` by
+method, route template and status, ``edgeloop_hub_request_seconds`` by route template (templates, not
+paths: device ids in paths would make label values unbounded); the labelled children are looked up once
+per (method, route, status) and kept. Logs: a response with status 500 or more is always one WARNING
+line on ``edgeloop.hub``; the access log, one INFO ``key=value`` line per request on
+``edgeloop.hub.access`` (method, route template, status, ms), is off unless ``access_log=True``
+(``edgeloop hub serve --access-log``): at a few thousand requests a second a line per request costs
+more than answering a release poll. Lines never carry headers (tokens) or bodies. Durations come from
+``time.perf_counter``, not the hub's clock (a manual clock must not bend latencies). Leaves out tracing.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,31 +24,48 @@ from hub.metrics import HubMetrics
 __all__ = ["ObserveRequests"]
 
 log = logging.getLogger("edgeloop.hub")
+access = logging.getLogger("edgeloop.hub.access")
+LINE = "method=%s route=%s status=%s ms=%.1f"
+SERVER_ERROR = 500
 
 
 class ObserveRequests:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # bounded: methods x routes x statuses
+
+    def _metrics(self, scope: Scope, method: str, route: str, status: int) -> tuple[Any, Any]:
+        children = self._children.get((method, route, status))
+        if children is None:
+            metrics: HubMetrics = scope["app"].state.metrics
+            children = (metrics.requests.labels(method, route, str(status)), metrics.latency.labels(route))
+            self._children[(method, route, status)] = children
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = [500]
+        status = SERVER_ERROR
 
         async def send_status(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, send_status)
         finally:
             seconds = time.perf_counter() - started
+            method = scope["method"]
             route = getattr(scope.get("route"), "path", "unmatched")
-            metrics: HubMetrics = scope["app"].state.metrics
-            metrics.requests.labels(scope["method"], route, str(status[0])).inc()
-            metrics.latency.labels(route).observe(seconds)
-            if log.isEnabledFor(logging.INFO):
-                log.info("method=%s route=%s status=%s ms=%.1f", scope["method"], route, status[0], seconds * 1000)
+            requests, latency = self._metrics(scope, method, route, status)
+            requests.inc()
+            latency.observe(seconds)
+            if status >= SERVER_ERROR:
+                log.warning(LINE, method, route, status, seconds * 1000)
+            elif self.access_log:
+                access.info(LINE, method, route, status, seconds * 1000)

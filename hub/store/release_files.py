@@ -8,7 +8,7 @@ folder is reached. ``FileCache`` keeps, per path, the file's strong ETag (its sh
 ``MEMORY_TOTAL_BYTES`` (least recently used evicted). ``read_small`` reads and hashes a small file,
 ``hash_large`` only hashes a large one (it is streamed from disk). ``trusted_root(repository)`` is the
 repository's newest ``root.json`` as text (what an enrolling device starts trusting). Leaves out HTTP (caching headers,
-304s: hub.routes.releases).
+304s: hub.static_releases).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class FileCache:
         self._total = 0
         self._limit = total_bytes
         self.folders: dict[str, str] = {}  # configured folder -> its real path
+        self.by_kind: dict[str, str] = {}  # the repository's "metadata" / "targets" -> its real path (a caller's cache)
 
     def get(self, path: str, key: tuple[int, int, int]) -> CachedFile | None:
         entry = self._entries.get(path)
