@@ -3,7 +3,7 @@
 Commands here: ``simulate``, ``stage`` (one stage without Prefect), ``retrain`` (the Prefect retrain
 flow, recorded in the loop log as a manual retrain), ``serve`` (every Prefect deployment, the
 ``loop-monitor`` being the one retraining scheduler) and ``check-params``; the sub-apps ``release``,
-``loop``, ``hub``, ``devices``, ``fleet`` and ``demo`` live in their own ``edgeloop.*_cli`` modules.
+``loop``, ``hub``, ``devices``, ``fleet``, ``demo`` and ``deploy`` live in their own ``edgeloop.*_cli`` modules.
 Thin by design: every command parses flags, calls the library, and shows progress and results with rich.
 User mistakes (``UserError``, including bad params.yaml) print one line and exit 2, without a traceback.
 Heavy libraries (Prefect among them) are imported inside commands so ``--help`` stays fast.
@@ -27,6 +27,7 @@ from edge.contracts.release_layout import MODEL_FILE
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption
 from edgeloop.demo_cli import demo as demo_command
+from edgeloop.deploy_cli import deploy as deploy_command
 from edgeloop.devices_cli import devices_app
 from edgeloop.fleet_cli import fleet as fleet_command
 from edgeloop.hub_cli import hub_app
@@ -51,6 +52,7 @@ app.add_typer(devices_app, name="devices",
               help="Register devices (one-time enrollment codes, tokens shown once), list and revoke them.")
 app.command("fleet")(fleet_command)
 app.command("demo")(demo_command)
+app.command("deploy")(deploy_command)
 console = Console(stderr=True)
 out = Console()
 

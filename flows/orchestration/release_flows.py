@@ -6,7 +6,8 @@ the same Prefect history as the retraining that produced it. ``publish_task`` is
 task (it initialises the repository and local file keys on first use, so a fresh clone ends with a signed
 release); ``promote``/``rollback`` record the move in the loop log with source ``manual``
 (``flows.loop.moves.record_manual_move``), exactly as ``edgeloop release promote/rollback`` does without
-a Prefect server; ``refresh-releases`` re-signs metadata before it expires.
+a Prefect server; ``refresh-releases`` re-signs metadata before it expires (artifact ``release-refresh``:
+what was re-signed, every role's version and expiry).
 
 Leaves out: the operations themselves (``flows.project_releases``, ``flows.releases``) and deciding
 promotions (``flows.orchestration.promote``).
@@ -80,4 +81,18 @@ def refresh_flow(root: str, force: bool = False) -> dict[str, Any]:
 
     paths = Paths.at(root)
     params = load_params(paths.params)
-    return dict(refresh(release_config(params, paths), force=force))
+    summary = dict(refresh(release_config(params, paths), force=force))
+    create_markdown_artifact(key="release-refresh", markdown=_refresh_markdown(summary),
+                             description=f"Re-signed {', '.join(summary['resigned'])}")
+    get_run_logger().info("re-signed %s", ", ".join(summary["resigned"]))
+    return summary
+
+
+def _refresh_markdown(summary: dict[str, Any]) -> str:
+    rows = [f"| {role} | {summary[role]['version']} | {summary[role]['expires']} |"
+            for role in ("timestamp", "snapshot", "targets", "root")]
+    lines = [f"Re-signed: **{', '.join(summary['resigned'])}**.", "", "| role | version | expires |",
+             "|---|---|---|", *rows]
+    if summary.get("root_near_expiry"):
+        lines += ["", "The root expires soon: renew it with the offline root key (`edgeloop release rotate-key root`)."]
+    return "\n".join(lines)

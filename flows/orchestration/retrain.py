@@ -8,7 +8,9 @@ retries on the I/O stages, timings), ``dvc commit`` so a later ``dvc repro`` see
 as up to date, the gate decision as artifacts, the candidate signed and published to
 ``release.channel`` when the gate passed (``publish_task``), and finally the outcome appended to the
 loop log (gate passed or blocked, the release, or why the run failed) with the same source. The run
-ends Failed, with the reasons, when the gate blocks.
+ends Failed, with the reasons, when the gate blocks. On a server with the ``edgeloop-retrain`` global
+concurrency limit (``edgeloop deploy`` creates it), the stages run only while holding its one slot, so
+two retrains never run at once whatever started them (``flows.orchestration.concurrency``).
 
 The source defaults to ``deployment`` inside a deployment run and ``manual`` otherwise
 (``edgeloop retrain``, a direct call). How a request relates to the monitor's cooldown:
@@ -37,6 +39,7 @@ from prefect.states import Completed, Failed  # noqa: E402
 
 from edge.contracts.layout import Paths  # noqa: E402
 from flows.loop.retrains import EXPLICIT, SOURCES, outcome_of, record_outcome, record_request  # noqa: E402
+from flows.orchestration.concurrency import retrain_slot  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
 from flows.stages import STAGES, run_stage  # noqa: E402
 
@@ -183,7 +186,8 @@ def retrain(root: str = ".", publish: bool = True, source: str | None = None, re
         decision_at = entry.at
         logger.info("%s", entry.summary)
     try:
-        state = run_pipeline(params, paths, publish)
+        with retrain_slot(logger):  # one retrain at a time on a shared server (flows.orchestration.concurrency)
+            state = run_pipeline(params, paths, publish)
     except Exception as exc:  # the run fails; its outcome is still on record
         record_outcome(log, who, outcome_of(None, "Failed", False, f"{type(exc).__name__}: {exc}"), decision_at,
                        flow_run=run_id)
