@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 else:
     StoragePath = Any
 
-__all__ = ["StoragePath", "is_url", "location", "read_bytes", "s3_options", "write_bytes"]
+__all__ = ["StoragePath", "check_reachable", "is_url", "location", "read_bytes", "s3_options", "write_bytes"]
 
 SCHEME = "s3://"
 
@@ -65,6 +65,28 @@ def location(value: str, root: Path, endpoint_url: str | None = None) -> Storage
 
     path = UPath(value.rstrip("/"), **s3_options(endpoint_url))
     _forget_listings(path)
+    return path
+
+
+def check_reachable(path: StoragePath) -> StoragePath:
+    """``path`` itself, once its bucket is known to exist and answer; a UserError naming the problem
+    (missing bucket, no credentials, wrong endpoint) instead of an empty listing or a traceback.
+    A local path is returned as it is (a missing folder is simply empty)."""
+    if isinstance(path, Path):
+        return path
+    from botocore.exceptions import BotoCoreError
+
+    bucket = path.path.split("/")[0]
+    try:
+        found = path.fs.exists(bucket)
+    except (OSError, BotoCoreError) as exc:
+        raise UserError(
+            f"{path}: cannot reach the bucket ({type(exc).__name__}: {str(exc).strip()[:200]}); check the AWS"
+            " credentials and storage.endpoint_url"
+        ) from None
+    if not found:
+        raise UserError(f"{path}: bucket {bucket!r} not found or not visible (check the bucket name, the AWS"
+                        " credentials and storage.endpoint_url)")
     return path
 
 

@@ -114,6 +114,20 @@ def test_local_paths_stay_plain_paths_and_bad_urls_are_one_line_errors(raw_param
             location(bad, tmp_path)
 
 
+def test_a_missing_bucket_or_missing_credentials_is_one_line(s3_server: S3Server, raw_params, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    params = s3_params(raw_params, s3_server, "no-such-bucket")
+    with pytest.raises(UserError, match="bucket 'no-such-bucket' not found"):
+        stage.main(params, Paths.at(tmp_path))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    other = s3_params(raw_params, s3_server, s3_server.new_bucket())
+    other = other.model_copy(update={"storage": other.storage.model_copy(
+        update={"endpoint_url": s3_server.endpoint_url + "/"})})  # another client: no cached credentials
+    with pytest.raises(UserError, match="not found or not visible .*the AWS credentials"):
+        stage.main(other, Paths.at(tmp_path))
+
+
 def test_a_whole_object_write_is_one_put(s3_server: S3Server) -> None:
     bucket = s3_server.new_bucket()
     target = location(f"s3://{bucket}/q/dev-1/x.reason.txt", Path("/"), s3_server.endpoint_url)

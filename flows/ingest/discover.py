@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from edge.contracts.names import is_valid_device_id
 from edge.contracts.record import BATCH_EXTENSIONS
-from flows.storage import StoragePath, location
+from flows.storage import StoragePath, check_reachable, location
 
 if TYPE_CHECKING:
     from edge.contracts.layout import Paths
@@ -99,7 +99,8 @@ def _in_source(source: StoragePath, index: int) -> Iterator[Found]:
 
 def source_locations(params: Params, paths: Paths) -> list[StoragePath]:
     """``ingest.sources`` as paths: local folders relative to the project, or ``s3://bucket/prefix``."""
-    return [location(source, paths.root, params.storage.endpoint_url) for source in params.ingest.sources]
+    endpoint = params.storage.endpoint_url
+    return [check_reachable(location(source, paths.root, endpoint)) for source in params.ingest.sources]
 
 
 def discover(sources: Sequence[StoragePath]) -> list[Found]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.atomic import copy_file_atomic, write_text_atomic
-from flows.storage import StoragePath, location, write_bytes
+from flows.storage import StoragePath, check_reachable, location, write_bytes
 
 if TYPE_CHECKING:
     from edge.contracts.layout import Paths
@@ -30,7 +30,7 @@ _SAFE_EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 
 def quarantine_root(params: Params, paths: Paths) -> StoragePath:
     """The quarantine: ``storage.quarantine`` (``data/quarantine`` by default, or ``s3://bucket/prefix``)."""
-    return location(params.storage.quarantine, paths.root, params.storage.endpoint_url)
+    return check_reachable(location(params.storage.quarantine, paths.root, params.storage.endpoint_url))
 
 
 def raw_extension(extension: str) -> str:
