@@ -2,7 +2,8 @@
 
 Rows are sorted by (event time, device id, event id) with a fresh index, so the same parts always give
 the same frame. Parts may differ in which optional record columns they carry (missing ones become
-null). Reads only ``data/curated/parts``; does not validate (ingest did) or split (the split stage does).
+null). Reads only ``data/curated`` (both layouts, ``flows.ingest.store``); does not validate (ingest
+did) or split (the split stage does).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import pandas as pd
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edge.contracts.schema import DataSchema
-from flows.ingest.store import iter_parts
+from flows.ingest.store import part_files
 
 
 def curated_part_files(paths: Paths) -> list[Path]:
-    return [path for _, _, path in iter_parts(paths.curated)]
+    return part_files(paths.curated)
 
 
 def _read_parts(files: list[Path]) -> pd.DataFrame:
@@ -49,7 +50,7 @@ def load_curated(paths: Paths, schema: DataSchema) -> pd.DataFrame:
     frame = _read_parts(files) if files else pd.DataFrame()
     if frame.empty:
         raise UserError(
-            f"no curated data: {paths.curated / 'parts'} holds no rows. Add ground-truth batches to "
+            f"no curated data: {paths.curated} holds no rows. Add ground-truth batches to "
             f"{paths.uploads} (<device_id>/<batch_id>.parquet or .csv) or set simulate.rows_per_device "
             "above 0, then run the ingest stage"
         )

@@ -8,11 +8,21 @@ user's. Does not read paths or data; see ``edge.contracts.layout`` for the layou
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.contracts.errors import UserError
 from edge.contracts.hub_section import HubSection, HubSectionError, parse_hub_section
@@ -66,6 +76,25 @@ class IngestParams(_Frozen):
     max_rows: int = Field(ge=1)
     max_bytes: int = Field(ge=1)
     data_docs: bool = True
+    chunk_rows: int = Field(default=1_000_000, ge=1)  # rows per bulk validation (bounds memory)
+    chunk_batches: int = Field(default=10_000, ge=1)  # batches per bulk validation
+    max_future_s: float = Field(default=3600.0, ge=0)  # event times later than the run's clock + this: rejected
+    min_event_time: str = "2000-01-01T00:00:00Z"  # event times earlier than this: rejected
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _aware_time(cls, value: str) -> str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{value!r} needs a time zone (e.g. 2000-01-01T00:00:00Z)")
+        return value
+
+    def earliest_event_time(self) -> datetime:
+        """``min_event_time`` as an aware UTC datetime."""
+        return datetime.fromisoformat(self.min_event_time).astimezone(UTC)
 
 
 class SplitParams(_Frozen):

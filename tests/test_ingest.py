@@ -20,7 +20,7 @@ from edge.contracts.layout import Paths
 from edge.contracts.record import batch_id, land_batch
 from edgeloop.testkit.project import override
 from flows.dataset import load_curated
-from flows.ingest import ledger
+from flows.ingest import ledger, store
 from flows.ingest import quarantine as quarantine_module
 from flows.ingest.normalise import normalise
 from flows.ingest.reasons import describe_failures
@@ -62,8 +62,9 @@ def land(
 
 
 def parts(paths: Paths) -> dict[str, bytes]:
-    root = paths.curated / "parts"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("*/*.parquet"))}
+    """Every curated file (relative path -> bytes)."""
+    root = paths.curated
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
 
 
 def tree(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -74,14 +75,17 @@ def test_good_batches_are_curated_with_normalised_types(params: Params, paths: P
     schema = params.schema
     landed = land(paths, params, "dev-a", seed=1)
     hand = good_frame(schema, "dev-b", rows=25, seed=2)
-    place(paths.uploads, "dev-b/export from monday.csv", to_csv(hand).encode())
+    hand_body = to_csv(hand).encode()
+    place(paths.uploads, "dev-b/export from monday.csv", hand_body)
 
     summary = stage.main(params, paths)
 
     assert summary["new_curated"] == 2 and summary["new_quarantined"] == 0, summary["quarantined_batches"]
     assert summary["rows"] == 65 and summary["new_rows"] == 65
     bid = hashlib.sha256(landed.read_bytes()).hexdigest()
-    assert (paths.curated / "parts" / "dev-a" / f"{bid}.parquet").exists()
+    [chunk] = store.iter_chunks(paths.curated)  # both batches committed together, in one file
+    assert [entry[:2] for entry in store.chunk_ledger(chunk)] == [("dev-a", bid), ("dev-b", batch_id(hand_body))]
+    assert ("dev-a", bid) in ledger.done_keys(paths.curated, paths.quarantine)
     frame = load_curated(paths, schema)
     assert len(frame) == 65
     assert all(frame[name].dtype == "float64" for name in schema.feature_names)
@@ -118,34 +122,38 @@ def test_rerun_ingests_nothing_new_and_changes_nothing(params: Params, paths: Pa
 
 
 def test_crash_midway_then_rerun_ends_with_every_batch_once(
-    params: Params, paths: Paths, monkeypatch: pytest.MonkeyPatch
+    raw_params: dict[str, Any], paths: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    params = make_params(raw_params, ingest__chunk_batches=2)  # 6 good batches: three chunks of two
     for seed in range(6):
         land(paths, params, f"dev-{seed % 2}", seed=seed, first_event=seed * 100)
     place(paths.uploads, "dev-0/broken.csv", b"\xff\xfe not utf-8")
-    real_process, calls = stage.process, []
+    real_chunk, calls = stage._process_chunk, []
 
-    def crash_after_three(run: Any, item: Any) -> None:
-        calls.append(item)
-        if len(calls) > 3:
+    def crash_on_the_second_chunk(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) > 1:
             raise RuntimeError("power cut")
-        real_process(run, item)
+        real_chunk(*args)
 
-    monkeypatch.setattr(stage, "process", crash_after_three)
+    monkeypatch.setattr(stage, "_process_chunk", crash_on_the_second_chunk)
     with pytest.raises(RuntimeError, match="power cut"):
         stage.main(params, paths)
     monkeypatch.undo()
-    assert len(parts(paths)) + len(list(paths.quarantine.rglob("*.reason.txt"))) == 3
+    done_before = len(ledger.done_keys(paths.curated, paths.quarantine))
+    assert len(parts(paths)) == 1 and 2 <= done_before <= 3  # one chunk committed (and the broken file, if read)
     # a write killed halfway leaves a temp file: it must never count as data
-    leftover = paths.curated / "parts" / "dev-1" / f".{'a' * 64}.parquet.x1y2.tmp"
-    leftover.parent.mkdir(parents=True, exist_ok=True)
-    leftover.write_bytes(b"PAR1 half")
+    leftovers = [paths.curated / "chunks" / ".000002-0123456789abcdef.parquet.x1y2.tmp",
+                 paths.curated / "parts" / "dev-1" / f".{'a' * 64}.parquet.x1y2.tmp"]
+    for leftover in leftovers:
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"PAR1 half")
 
     summary = stage.main(params, paths)
 
     assert summary["curated"] == 6 and summary["quarantined"] == 1 and summary["batches"] == 7
-    assert summary["new_batches"] == 4 and summary["skipped_already_done"] == 3
-    assert not list((paths.curated / "parts").rglob("*.tmp"))
+    assert summary["new_batches"] == 7 - done_before and summary["skipped_already_done"] == done_before
+    assert not list(paths.curated.rglob("*.tmp"))
     frame = load_curated(paths, params.schema)
     assert len(frame) == 6 * 40
     assert not frame.duplicated([params.schema.device_id, params.schema.event_id]).any()

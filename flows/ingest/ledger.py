@@ -1,9 +1,11 @@
 """What ingest has already done, derived from the folders alone (no separate state to fall out of step).
 
-A batch ``(device_id, batch_id)`` is done when its curated part exists or its quarantine
+A batch ``(device_id, batch_id)`` is done when a curated file commits it (a chunk's footer ledger lists
+it, or its one-batch part of the older layout exists: ``flows.ingest.store``) or when its quarantine
 ``reason.txt`` exists. Totals for ``data/metrics/ingest.json`` are recomputed from the same folders
-every run, so they are deterministic and survive crashes. Also: the run lock (one ingest at a time)
-and the removal of temp files that a killed run left behind. Does not write parts or quarantine entries.
+every run (footers only), so they are deterministic and survive crashes. Also: the run lock (one
+ingest at a time) and the removal of temp files that a killed run left behind. Does not write curated
+files or quarantine entries.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from edge.contracts.errors import UserError
 from edge.contracts.names import BATCH_ID_PATTERN
 from flows.ingest.quarantine import REASON_SUFFIX
-from flows.ingest.store import iter_parts, part_stats, parts_root
+from flows.ingest.store import chunks_root, committed, parts_root
 
 LOCK_NAME = ".ingest.lock"
 
@@ -34,7 +36,7 @@ def iter_quarantined(quarantine: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def done_keys(curated: Path, quarantine: Path) -> set[tuple[str, str]]:
-    keys = {(device, batch) for device, batch, _ in iter_parts(curated)}
+    keys = {(c.device_id, c.batch_id) for c in committed(curated, with_stats=False)}
     keys.update((device, batch) for device, batch, _ in iter_quarantined(quarantine))
     return keys
 
@@ -42,10 +44,9 @@ def done_keys(curated: Path, quarantine: Path) -> set[tuple[str, str]]:
 def totals(curated: Path, quarantine: Path) -> dict[str, int | float]:
     """The ingest.json metrics: totals over everything curated or quarantined so far."""
     rows = duplicates = curated_count = 0
-    for _, _, path in iter_parts(curated):
-        part_rows, part_duplicates = part_stats(path)
-        rows += part_rows
-        duplicates += part_duplicates
+    for batch in committed(curated):
+        rows += batch.rows
+        duplicates += batch.duplicates_dropped
         curated_count += 1
     quarantined = sum(1 for _ in iter_quarantined(quarantine))
     batches = curated_count + quarantined
@@ -62,9 +63,10 @@ def totals(curated: Path, quarantine: Path) -> dict[str, int | float]:
 def remove_temp_files(curated: Path, quarantine: Path) -> int:
     """Delete ``.*.tmp`` files a killed run left in our own folders (call only under the run lock)."""
     removed = 0
-    for root in (parts_root(curated), quarantine):
+    places = ((parts_root(curated), "*/.*.tmp"), (chunks_root(curated), ".*.tmp"), (quarantine, "*/.*.tmp"))
+    for root, pattern in places:
         if root.is_dir():
-            for path in root.glob("*/.*.tmp"):
+            for path in root.glob(pattern):
                 path.unlink(missing_ok=True)
                 removed += 1
     return removed

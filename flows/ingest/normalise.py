@@ -4,10 +4,13 @@ Keeps only the schema's columns and the optional record columns (``edge.contract
 a fixed order. Feature columns holding numbers become float64 (int-declared features become nullable
 ``Int64`` when every value is whole, so GX can check the declared type); numbers written as text are
 parsed, and any value that is not a number is left in place as text so the GX type expectation fails
-and names the column. The label becomes the classes' type when that is safe; the event time becomes
-``datetime64[ns, UTC]`` (naive times are taken as UTC) or the batch is ``Unreadable``, naming the
-column. A CSV's probabilities written as JSON lists become lists of floats, as in Parquet. Does not
-judge ranges, nulls, classes or uniqueness: that is the GX suite's job.
+and names the column. Event ids get the same treatment as int features, without ever passing through
+float64 (ids from a nanosecond clock exceed 2**53): whole numbers in the int64 range become ``Int64``
+(an int64 column stays as it is), anything else stays in place for GX to reject. The label becomes
+the classes' type when that is safe; the event time becomes ``datetime64[ns, UTC]`` (naive times are
+taken as UTC) or the batch is ``Unreadable``, naming the column. A CSV's probabilities written as JSON
+lists become lists of floats, as in Parquet. Does not judge ranges, nulls, classes or uniqueness: that
+is the GX suite's job.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def normalise(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
             column = as_label(column, schema.label.classes)
         elif name == schema.device_id:
             column = _as_device_id(column)
+        elif name == schema.event_id:
+            column = as_event_id(column)
         elif name == schema.event_time:
             column = as_event_time(column, name)
         elif name == INCLUSION_PROBABILITY:
@@ -74,7 +79,7 @@ def as_numbers(column: pd.Series) -> pd.Series:
     return column.where(bad, parsed.astype(object))
 
 
-def _number_list(text: object) -> list[float] | None:
+def number_list(text: object) -> list[float] | None:
     try:
         value = json.loads(text) if isinstance(text, str) else None
     except ValueError:
@@ -88,7 +93,7 @@ def as_probability_lists(column: pd.Series) -> pd.Series:
     """JSON list text (a CSV's probabilities) becomes lists of floats, as in Parquet; else unchanged."""
     if not ptypes.is_object_dtype(column.dtype) or not column.map(type).eq(str).all():
         return column
-    lists = column.map(_number_list)
+    lists = column.map(number_list)
     return column if lists.isna().any() else lists
 
 
@@ -119,6 +124,47 @@ def as_label(column: pd.Series, classes: tuple[int | str, ...]) -> pd.Series:
     if numbers.dtype == "float64" and numbers.notna().all() and _whole(numbers):
         return numbers.astype("int64")
     return numbers
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+EXACT_IN_FLOAT = 1 << (np.finfo(np.float64).nmant + 1)  # beyond this, float64 does not hold every integer
+
+
+def _id_value(value: object) -> object:
+    """A whole number in the int64 range as int; anything else unchanged (GX names it)."""
+    if isinstance(value, bool | np.bool_):
+        return value
+    number: object = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text[1:].isdigit() if text[:1] in "+-" else text.isdigit():
+            number = int(text)
+    elif isinstance(value, np.integer) or (
+        isinstance(value, float | np.floating) and float(value).is_integer() and abs(value) <= EXACT_IN_FLOAT
+    ):
+        number = int(value)
+    if isinstance(number, int) and _INT64_MIN <= number <= _INT64_MAX:
+        return number
+    return value
+
+
+def as_event_id(column: pd.Series) -> pd.Series:
+    """Integer ids: an integer column is kept; whole floats (exact ones) and digit strings become ``Int64``."""
+    if ptypes.is_bool_dtype(column.dtype) or ptypes.is_integer_dtype(column.dtype):
+        return column  # bool fails the GX type expectation; ints (Int64 too) pass as they are
+    if ptypes.is_float_dtype(column.dtype):
+        present = column.dropna().to_numpy(dtype="float64")
+        exact = np.all(np.isfinite(present)) and np.all(present == np.round(present))
+        if exact and np.all(np.abs(present) <= EXACT_IN_FLOAT):
+            return column.astype("Int64")
+        return column
+    if not ptypes.is_object_dtype(column.dtype):
+        return column
+    missing = column.isna().to_numpy()
+    values = [None if gone else _id_value(v) for v, gone in zip(column.tolist(), missing, strict=True)]
+    if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+        return pd.Series(pd.array(values, dtype="Int64"), index=column.index)
+    return pd.Series(values, index=column.index, dtype=object)
 
 
 def _as_device_id(column: pd.Series) -> pd.Series:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PARQUET_MAGIC = b"PAR1"
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -40,6 +44,11 @@ def read_batch(
 
 
 def read_parquet(body: bytes) -> pd.DataFrame:
+    return parquet_frame(parquet_table(body))
+
+
+def parquet_table(body: bytes) -> pa.Table:
+    """The Arrow table in Parquet ``body`` (not yet pandas: ingest concatenates many before converting)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -48,9 +57,15 @@ def read_parquet(body: bytes) -> pd.DataFrame:
     if not body.endswith(PARQUET_MAGIC) or len(body) < 12:
         raise Unreadable("truncated parquet file (the footer is missing: upload cut short?)")
     try:
-        table = pq.read_table(pa.BufferReader(body))
+        return pq.ParquetFile(pa.BufferReader(body)).read(use_pandas_metadata=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise Unreadable(f"corrupt parquet file: {_first_line(exc)}") from None
+
+
+def parquet_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas, or ``Unreadable`` when Arrow cannot convert it."""
+    import pyarrow as pa
+
     try:
         return table.to_pandas()
     except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:

@@ -2,13 +2,16 @@
 
 Input is ``result.to_json_dict()["results"]`` (plain dicts), so this is pure and testable without GX.
 Failures are listed in suite order, joined by "; ", e.g. ``torque_nm: 12 values outside [0, 200];
-failure: 3 values not in classes [0, 1] (e.g. 2)``. A missing column is reported once (its other
+failure: 3 values not in classes [0, 1] (e.g. 2)``; event times outside their bounds say which bound,
+e.g. ``event_time: 40 values in the future (later than 2026-12-02T11:00:00Z: the ingest clock plus
+ingest.max_future_s) (e.g. 2099-01-01T00:00:00Z)``. A missing column is reported once (its other
 expectations could not run); so is a column of the wrong type (its range check could not run).
 Leaves out: deciding whether a batch passes (the caller reads the overall ``success``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +39,7 @@ def _target(result: Result) -> str:
     return "table"
 
 
-def _raised(result: Result) -> str | None:
+def raised(result: Result) -> str | None:
     """The exception message if GX could not evaluate the expectation, else None."""
     info = result.get("exception_info") or {}
     entries = info.values() if "raised_exception" not in info else [info]
@@ -80,6 +83,33 @@ def _type_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any]) -> s
     return f"{column}: {_count(res)} of the wrong type, expected {wanted}{_example(res)}"
 
 
+def _moment(value: Any) -> dt.datetime | None:
+    try:
+        moment = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _shown_time(value: Any) -> str:
+    moment = _moment(value)
+    return str(value) if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _time_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any]) -> str:
+    """Event times outside [ingest.min_event_time, run clock + ingest.max_future_s], said plainly."""
+    low, high = _moment(kwargs.get("min_value")), _moment(kwargs.get("max_value"))
+    sample = [m for m in map(_moment, res.get("partial_unexpected_list") or []) if m is not None]
+    example = f" (e.g. {_shown_time(sample[0])})" if sample else ""
+    if sample and high is not None and all(m > high for m in sample):
+        return (f"{column}: {_count(res)} in the future (later than {_shown_time(high)}: the ingest clock plus "
+                f"ingest.max_future_s){example}")
+    if sample and low is not None and all(m < low for m in sample):
+        return f"{column}: {_count(res)} before ingest.min_event_time ({_shown_time(low)}){example}"
+    low_s, high_s = _shown_time(kwargs.get("min_value")), _shown_time(kwargs.get("max_value"))
+    return f"{column}: {_count(res)} outside [{low_s}, {high_s}] (ingest.min_event_time, clock + max_future_s){example}"
+
+
 def _in_set_failure(column: str, kwargs: dict[str, Any], res: dict[str, Any], schema: DataSchema) -> str:
     values = list(kwargs.get("value_set") or [])
     if column == schema.label.name:
@@ -94,11 +124,13 @@ def describe_one(result: Result, schema: DataSchema) -> str:
     """Plain words for one failed expectation result."""
     kind, column, kwargs = _kind(result), _target(result), _kwargs(result)
     res = result.get("result") or {}
-    raised = _raised(result)
-    if raised is not None:
-        return f"{column}: could not be checked ({raised})"
+    error = raised(result)
+    if error is not None:
+        return f"{column}: could not be checked ({error})"
     if kind == _TYPE_CHECK:
         return _type_failure(column, kwargs, res)
+    if kind == "expect_column_values_to_be_between" and column == schema.event_time:
+        return _time_failure(column, kwargs, res)
     if kind == "expect_column_values_to_be_between":
         return f"{column}: {_count(res)} outside {_interval(kwargs)}{_example(res)}"
     if kind == "expect_column_values_to_not_be_null":
@@ -128,7 +160,7 @@ def describe_failures(results: Sequence[Result], schema: DataSchema) -> str:
     """One line naming every failed expectation; "" when all passed."""
     failed = [r for r in results if not r.get("success")]
     missing = _missing_columns(failed)
-    mistyped = {_target(r) for r in failed if _kind(r) == _TYPE_CHECK and _raised(r) is None}
+    mistyped = {_target(r) for r in failed if _kind(r) == _TYPE_CHECK and raised(r) is None}
     parts = [f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}"] if missing else []
     for result in failed:
         column = _target(result)
@@ -136,7 +168,7 @@ def describe_failures(results: Sequence[Result], schema: DataSchema) -> str:
             continue
         if any(c in missing for c in column.split("+")):
             continue
-        if column in mistyped and _kind(result) != _TYPE_CHECK and _raised(result) is not None:
+        if column in mistyped and _kind(result) != _TYPE_CHECK and raised(result) is not None:
             continue
         parts.append(describe_one(result, schema))
     return "; ".join(parts)

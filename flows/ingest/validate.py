@@ -1,10 +1,20 @@
-"""Run the GX suite on normalised batches: one ephemeral context per run, reused for every batch.
+"""Run the GX suites on normalised frames: one ephemeral context per validator, reused for every call.
 
-``BatchValidator`` creates the GX context, the pandas data source, the dataframe asset and batch
-definition once; suites and validation definitions are made once per set of optional record columns
-present (see ``flows.ingest.suite``) and then reused. Progress bars are off. Each result is kept in
-the context's in-memory results store, so ``build_docs`` can render this run's validations as Data
-Docs at the end. Does not read files, decide quarantine, or touch the curated data.
+A validator creates the GX context, the pandas data source, the dataframe asset and batch definition
+once; suites and validation definitions are made once and then reused. Progress bars are off.
+
+- ``BulkValidator`` runs the bulk suite once over a chunk of concatenated batches (each row carrying
+  its batch key, ``flows.ingest.suite.BATCH_KEY``) with GX's COMPLETE result format, so every
+  unexpected row comes back with its batch key (``flows.ingest.attribute`` turns that into one verdict
+  per batch). Its results stay in the context's in-memory results store, so ``build_docs`` renders this
+  run's validations as Data Docs: one page per chunk, not per batch.
+- ``BatchValidator`` runs the per-batch suite on one batch (one suite per set of optional record
+  columns present), for the few batches that cannot be judged in bulk (a file missing a column, a
+  column of the wrong type...). It lives in a context of its own: its results are evidence in the
+  quarantine, not Data Docs pages.
+
+Both take the run's event-time bounds (``TimeBounds``) as expectation parameters. Does not read files,
+decide quarantine, or touch the curated data.
 """
 
 from __future__ import annotations
@@ -19,12 +29,39 @@ import pandas as pd
 
 from edge.contracts.schema import DataSchema
 from flows.ingest.reasons import describe_failures
-from flows.ingest.suite import DEVICE_PARAMETER, OPTIONAL_CHECKED, build_expectations, suite_name
+from flows.ingest.suite import (
+    BATCH_KEY,
+    BULK_SUITE,
+    DEVICE_PARAMETER,
+    FOLDER_DEVICE,
+    MAX_TIME_PARAMETER,
+    MIN_TIME_PARAMETER,
+    OPTIONAL_CHECKED,
+    build_bulk_expectations,
+    build_expectations,
+    suite_name,
+)
 from flows.params import IngestParams
 
 SOURCE_NAME = "uploads"
 ASSET_NAME = "batch"
 SITE_NAME = "ingest"
+
+
+@dataclass(frozen=True)
+class TimeBounds:
+    """The event times a run accepts: ``ingest.min_event_time`` up to the run's clock + ``max_future_s``."""
+
+    earliest: dt.datetime
+    latest: dt.datetime
+
+    @classmethod
+    def for_run(cls, ingest: IngestParams, now: dt.datetime) -> TimeBounds:
+        latest = now.astimezone(dt.UTC) + dt.timedelta(seconds=ingest.max_future_s)
+        return cls(ingest.earliest_event_time(), latest)
+
+    def parameters(self) -> dict[str, Any]:
+        return {MIN_TIME_PARAMETER: self.earliest, MAX_TIME_PARAMETER: self.latest}
 
 
 @dataclass(frozen=True)
@@ -34,10 +71,10 @@ class Verdict:
     result: dict[str, Any]  # result.to_json_dict() when the batch failed, else {}
 
 
-class BatchValidator:
-    """Validates batch frames against the schema's suite; build once per run, call ``validate`` per batch."""
+class _Validator:
+    """One ephemeral GX context with a whole-dataframe batch definition and a cache of definitions."""
 
-    def __init__(self, schema: DataSchema, ingest: IngestParams) -> None:
+    def __init__(self, schema: DataSchema, ingest: IngestParams, bounds: TimeBounds) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -48,48 +85,36 @@ class BatchValidator:
         self._gx = gx
         self._schema = schema
         self._ingest = ingest
+        self._bounds = bounds
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         asset = self._context.data_sources.add_pandas(SOURCE_NAME).add_dataframe_asset(ASSET_NAME)
         self._batch_definition = asset.add_batch_definition_whole_dataframe("whole batch")
         self._definitions: dict[str, Any] = {}
-        self._checked = {*schema.column_names, *OPTIONAL_CHECKED}
 
-    def _definition(self, frame: pd.DataFrame) -> Any:
-        present = [c for c in OPTIONAL_CHECKED if c in frame.columns]
-        name = suite_name(present)
+    def _definition_of(self, name: str, expectations: list[Any]) -> Any:
         if name not in self._definitions:
             suite = self._context.suites.add(self._gx.ExpectationSuite(name=name))
-            for expectation in build_expectations(self._schema, self._ingest, present):
+            for expectation in expectations:
                 suite.add_expectation(expectation)
             definition = self._gx.ValidationDefinition(name=name, data=self._batch_definition, suite=suite)
             self._definitions[name] = self._context.validation_definitions.add(definition)
         return self._definitions[name]
 
-    def validate(self, frame: pd.DataFrame, device_id: str, run_name: str) -> Verdict:
-        """Run the suite; ``device_id`` is the folder's id, ``run_name`` labels the result in Data Docs."""
+    def _run(self, name: str, expectations: list[Any], frame: pd.DataFrame, run_name: str,
+             parameters: dict[str, Any], result_format: Any) -> Any:
         from great_expectations.core.run_identifier import RunIdentifier
 
         run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
-        # Only the columns the suite checks: GX fingerprints the batch, and an unchecked column of lists
-        # (probabilities) makes it fall back to pickling the whole frame.
-        checked = frame[[c for c in frame.columns if c in self._checked]]
-        result = self._definition(frame).run(
-            batch_parameters={"dataframe": checked},
-            expectation_parameters={DEVICE_PARAMETER: [device_id]},
-            result_format="SUMMARY",
+        return self._definition_of(name, expectations).run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters={**self._bounds.parameters(), **parameters},
+            result_format=result_format,
             run_id=run_id,
         )
-        if result.success:  # serialising a result costs ~25 ms: only rejected batches need it
-            return Verdict(True, "", {})
-        as_json = result.to_json_dict()
-        reason = describe_failures(as_json["results"], self._schema) or "validation failed (see the GX result)"
-        return Verdict(False, reason, as_json)
 
     def build_docs(self, folder: Path) -> Path:
-        """Render Data Docs (the suites and this run's validations) into ``folder``; returns index.html."""
-        if not self._definitions:  # a run with no batches still documents the base suite
-            self._definition(pd.DataFrame())
+        """Render Data Docs (the suites and this validator's validations) into ``folder``; returns index.html."""
         site_config = {
             "class_name": "SiteBuilder",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -101,3 +126,61 @@ class BatchValidator:
         self._context.add_data_docs_site(SITE_NAME, site_config=site_config)  # type: ignore[arg-type]
         self._context.build_data_docs(site_names=[SITE_NAME])
         return folder / "index.html"
+
+
+class BatchValidator(_Validator):
+    """Validates one batch frame against the per-batch suite; call ``validate`` per batch."""
+
+    def __init__(self, schema: DataSchema, ingest: IngestParams, bounds: TimeBounds) -> None:
+        super().__init__(schema, ingest, bounds)
+        self._checked = {*schema.column_names, *OPTIONAL_CHECKED}
+
+    def validate(self, frame: pd.DataFrame, device_id: str, run_name: str) -> Verdict:
+        """Run the suite; ``device_id`` is the folder's id, ``run_name`` labels the result."""
+        present = [c for c in OPTIONAL_CHECKED if c in frame.columns]
+        name = suite_name(present)
+        # Only the columns the suite checks: GX fingerprints the batch, and an unchecked column of lists
+        # (probabilities) makes it fall back to pickling the whole frame.
+        checked = frame[[c for c in frame.columns if c in self._checked]]
+        expectations = build_expectations(self._schema, self._ingest, present) if name not in self._definitions else []
+        result = self._run(name, expectations, checked, run_name, {DEVICE_PARAMETER: [device_id]}, "SUMMARY")
+        if result.success:  # serialising a result costs ~25 ms: only rejected batches need it
+            return Verdict(True, "", {})
+        as_json = result.to_json_dict()
+        reason = describe_failures(as_json["results"], self._schema) or "validation failed (see the GX result)"
+        return Verdict(False, reason, as_json)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    success: bool
+    results: list[dict[str, Any]]  # the failed expectations' results as plain dicts ([] when success)
+
+
+class BulkValidator(_Validator):
+    """Validates a chunk of concatenated batches against the bulk suite, once per chunk."""
+
+    def __init__(self, schema: DataSchema, ingest: IngestParams, bounds: TimeBounds) -> None:
+        super().__init__(schema, ingest, bounds)
+        self.checked = [*schema.column_names, *OPTIONAL_CHECKED, BATCH_KEY, FOLDER_DEVICE]
+
+    def _expectations(self) -> list[Any]:
+        return build_bulk_expectations(self._schema) if BULK_SUITE not in self._definitions else []
+
+    def validate(self, frame: pd.DataFrame, run_name: str) -> BulkResult:
+        """Run the bulk suite on ``frame`` (the columns of ``self.checked``, every one present)."""
+        result_format = {
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [BATCH_KEY],
+            "return_unexpected_index_query": False,
+        }
+        result = self._run(BULK_SUITE, self._expectations(), frame, run_name, {}, result_format)
+        if result.success:
+            return BulkResult(True, [])
+        failed = [r.to_json_dict() for r in result.results if not r.success]
+        return BulkResult(False, failed)
+
+    def build_docs(self, folder: Path) -> Path:
+        if not self._definitions:  # a run with no batches still documents the suite
+            self._definition_of(BULK_SUITE, self._expectations())
+        return super().build_docs(folder)

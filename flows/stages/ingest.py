@@ -1,48 +1,71 @@
 """ingest: every new batch in the landing zones ends curated once or quarantined once, nothing lost.
 
-Reads each folder in ``params.ingest.sources`` (laid out ``<device_id>/<file>.{parquet,csv}``), in a
-deterministic order (device, file name, source order). A batch ``(device_id, sha256 of its bytes)``
-is done when ``data/curated/parts/<device_id>/<batch_id>.parquet`` exists (the atomic write is the
-commit) or when ``data/quarantine/<device_id>/<batch_id>.reason.txt`` exists (written last). So a
-rerun, or a rerun after a crash, skips what is done and finishes the rest. Per batch: size check,
-read, normalise, validate with one GX suite built from ``params.schema`` (context and suites built
-once per run), drop events already curated from earlier batches, commit. Writes
-``data/metrics/ingest.json`` (totals derived from the folders) and Data Docs. Never modifies or deletes
-a source file. Does not split, train or judge drift; does not import Prefect.
+Reads each source in ``params.ingest.sources`` (a folder or an object-store prefix, laid out
+``<device_id>/<file>.{parquet,csv}``), in a deterministic order (device, file name, source order). A
+batch ``(device_id, sha256 of its bytes)`` is done when a curated file under ``data/curated`` commits
+it (``flows.ingest.store``: the atomic write of a chunk file, whose footer lists its batches, is the
+commit) or when its quarantine ``reason.txt`` exists (written last). So a rerun, or a rerun after a
+crash, skips what is done and finishes the rest.
+
+New batches are taken in chunks (at most ``ingest.chunk_rows`` rows or ``ingest.chunk_batches``
+batches). Per chunk: each file is read once (size check, batch id, decode); same-shaped batches are
+concatenated and normalised together, each row keeping its batch key (``flows.ingest.combine``); the
+checks that only make sense per batch (columns, row count, column types) set suspects aside
+(``flows.ingest.structure``); ONE Great Expectations validation runs over the rest, and every failed
+row is attributed back to its batch (``flows.ingest.attribute``), whose reason reads as a per-batch
+validation's would; the suspects are validated one by one with the per-batch suite. Bad batches are
+quarantined alone; the good ones lose the events already curated (earlier batches and runs) and are
+committed together in one chunk file. Event ids must be whole numbers and event times must lie between
+``ingest.min_event_time`` and the run's clock plus ``ingest.max_future_s``. Writes
+``data/metrics/ingest.json`` (totals derived from the folders) and Data Docs (one page per chunk).
+Never modifies or deletes a source file. Does not split, train or judge drift; does not import Prefect.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import json
 import logging
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from edge.atomic import write_text_atomic
 from edge.contracts.layout import Paths
-from edge.contracts.names import BATCH_ID_PATTERN
-from edge.contracts.record import MODEL_VERSION, PREDICTION, batch_id
+from flows.ingest.attribute import Attribution, attribute
+from flows.ingest.combine import Piece, combine, could_not_process
 from flows.ingest.discover import Found, discover, source_locations
+from flows.ingest.events import SeenEvents
 from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
+from flows.ingest.loader import Loaded, decode, open_file, text_columns
 from flows.ingest.normalise import normalise
 from flows.ingest.offline_docs import make_site_offline
 from flows.ingest.quarantine import not_validated, one_line, quarantine, quarantine_root
-from flows.ingest.reader import Unreadable, read_batch
-from flows.ingest.store import curated_events, curated_frame, drop_seen, part_path, write_part
-from flows.ingest.validate import BatchValidator
+from flows.ingest.reader import Unreadable
+from flows.ingest.reasons import describe_failures
+from flows.ingest.store import curated_frame, curated_ids, write_chunk
+from flows.ingest.structure import set_aside, suspects
+from flows.ingest.suite import BATCH_KEY, FOLDER_DEVICE
+from flows.ingest.validate import BatchValidator, BulkValidator, TimeBounds
 from flows.params import Params
+from flows.storage import StoragePath
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "ingest.json"
 DOCS_FOLDER = "data_docs"
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -51,53 +74,36 @@ class _Run:
 
     params: Params
     paths: Paths
+    quarantine: StoragePath
     done: set[tuple[str, str]]
-    seen: dict[str, set[object]]
+    seen: SeenEvents
+    bounds: TimeBounds
+    name: str  # labels this run's validations in Data Docs
     counts: Counter[str] = field(default_factory=Counter)
     quarantined: list[dict[str, str]] = field(default_factory=list)
-    _validator: BatchValidator | None = None
+    _bulk: BulkValidator | None = None
+    _single: BatchValidator | None = None
 
     @property
-    def validator(self) -> BatchValidator:
-        if self._validator is None:  # built once, on first use: GX costs seconds to import
-            self._validator = BatchValidator(self.params.schema, self.params.ingest)
-        return self._validator
+    def bulk(self) -> BulkValidator:
+        if self._bulk is None:  # built on first use: GX costs seconds to import
+            self._bulk = BulkValidator(self.params.schema, self.params.ingest, self.bounds)
+        return self._bulk
+
+    @property
+    def single(self) -> BatchValidator:
+        if self._single is None:  # a context of its own: per-batch results are evidence, not Data Docs pages
+            self._single = BatchValidator(self.params.schema, self.params.ingest, self.bounds)
+        return self._single
 
 
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _precheck(item: Found, bid: str, size: int, max_bytes: int) -> str | None:
-    """Why the file cannot be read as a batch at all, or None."""
-    if item.problem is not None:
-        return item.problem
-    if size > max_bytes:
-        return f"file is {size} bytes, above ingest.max_bytes ({max_bytes}); not read"
-    stem = item.path.stem
-    if BATCH_ID_PATTERN.match(stem) and stem != bid:
-        return f"content does not match its batch id (named {stem[:12]}..., bytes hash to {bid[:12]}...)"
-    return None
-
-
-def _text_columns(params: Params) -> list[str]:
-    """CSV columns read as text: device ids ("007" stays "007"), model versions ("7" is a version, not a
-    number: edge runners upload CSV) and string class labels with the predictions made of them."""
-    schema = params.schema
-    text = [schema.device_id, MODEL_VERSION]
-    if isinstance(schema.label.classes[0], str):
-        text += [schema.label.name, PREDICTION]
-    return text
-
-
-def _shown(path: Path, root: Path) -> str:
+def _shown(path: StoragePath, root: Path) -> str:
     """``path`` relative to the project root when it is inside it (shorter in logs and artifacts)."""
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    return str(path.relative_to(root)) if isinstance(path, Path) and path.is_relative_to(root) else str(path)
 
 
 def _reject(run: _Run, item: Found, bid: str, reason: str, result: dict[str, Any]) -> None:
-    folder = quarantine_root(run.params, run.paths) / item.device_id
+    folder = run.quarantine / item.device_id
     quarantine(folder, bid, item.extension, item.path, result, reason)
     run.counts["quarantined"] += 1
     source = _shown(item.path, run.paths.root)
@@ -106,63 +112,159 @@ def _reject(run: _Run, item: Found, bid: str, reason: str, result: dict[str, Any
     log.warning("quarantined %s/%s: %s", item.device_id, bid[:12], entry["reason"])
 
 
-def _curate(run: _Run, item: Found, bid: str, frame: pd.DataFrame) -> None:
-    schema = run.params.schema
-    frame = curated_frame(frame, schema)
-    frame, dropped = drop_seen(frame, schema.event_id, run.seen.setdefault(item.device_id, set()))
-    write_part(part_path(run.paths.curated, item.device_id, bid), frame, dropped)
-    run.counts["curated"] += 1
-    run.counts["rows"] += len(frame)
-    run.counts["duplicates_dropped"] += dropped
+def _open(run: _Run, item: Found) -> Loaded | None:
+    """The decoded batch, or None when it is done already or was rejected here (unreadable...)."""
+    opened = open_file(item, run.params.ingest.max_bytes)
+    key = (item.device_id, opened.batch_id)
+    if key in run.done:
+        run.counts["skipped"] += 1
+        return None
+    run.done.add(key)
+    shown = _shown(item.path, run.paths.root)
+    reason = opened.problem
+    if reason is None:
+        try:
+            return decode(opened, text_columns(run.params), run.params.schema.column_names)
+        except Unreadable as exc:
+            reason = str(exc)
+        except Exception as exc:  # one poisonous file must not block every run; traceback goes to the log
+            log.exception("unexpected error while reading %s", shown)
+            reason = could_not_process(exc)
+    _reject(run, item, opened.batch_id, reason, not_validated(reason, shown))
+    return None
 
 
-def _check(run: _Run, item: Found, bid: str, body: bytes) -> tuple[pd.DataFrame | None, str, dict[str, Any]]:
-    """(frame, "", {}) for a batch that passed; (None, reason, evidence) for one that did not.
+def _check_one(run: _Run, batch: Loaded) -> tuple[pd.DataFrame | None, str, dict[str, Any]]:
+    """A batch judged on its own with the per-batch suite: (frame, "", {}) or (None, reason, evidence).
 
-    Any unexpected error on one file's contents also rejects that file (logged with its traceback):
-    a single poisonous upload must not stop every future run at the same place.
+    Any unexpected error on one file's contents rejects that file (logged with its traceback).
     """
-    schema, shown = run.params.schema, _shown(item.path, run.paths.root)
+    schema, shown = run.params.schema, _shown(batch.item.path, run.paths.root)
     try:
-        raw = read_batch(body, item.extension, _text_columns(run.params), schema.column_names)
-        frame = normalise(raw, schema)
-        verdict = run.validator.validate(frame, item.device_id, run_name=f"{item.device_id}.{bid[:16]}")
+        frame = normalise(batch.raw_frame(), schema)
+        verdict = run.single.validate(frame, batch.device_id, run_name=f"{batch.device_id}.{batch.batch_id[:16]}")
     except Unreadable as exc:
         return None, str(exc), not_validated(str(exc), shown)
-    except Exception as exc:  # one poisonous file must not block every run; traceback goes to the log
+    except Exception as exc:
         log.exception("unexpected error while checking %s", shown)
-        reason = f"could not be processed ({type(exc).__name__}: {str(exc).strip()[:200]})"
+        reason = could_not_process(exc)
         return None, reason, not_validated(reason, shown)
     if not verdict.success:
         return None, verdict.reason, verdict.result
     return frame, "", {}
 
 
-def _validate_and_store(run: _Run, item: Found, bid: str, body: bytes) -> None:
-    frame, reason, evidence = _check(run, item, bid, body)
-    if frame is None:
-        _reject(run, item, bid, reason, evidence)
-    else:
-        _curate(run, item, bid, frame)
+def _bulk_frame(
+    pieces: list[Piece], batches: list[Loaded], run: _Run
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """The chunk's rows, their batch keys, and the frame the bulk suite checks."""
+    frame = pieces[0].frame if len(pieces) == 1 else pd.concat([p.frame for p in pieces], ignore_index=True)
+    frame = frame.reset_index(drop=True)
+    keys = np.concatenate([p.keys for p in pieces])
+    folders = np.array([b.device_id for b in batches], dtype=object)
+    checked: dict[str, Any] = {}
+    for name in run.bulk.checked:
+        if name == BATCH_KEY:
+            checked[name] = pd.Series(keys, index=frame.index)
+        elif name == FOLDER_DEVICE:
+            checked[name] = pd.Series(folders[keys], index=frame.index)
+        else:  # a record column no batch carried: nulls, which its in-set and range checks skip
+            checked[name] = frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    return frame, keys, pd.DataFrame(checked, copy=False)
 
 
-def process(run: _Run, item: Found) -> None:
-    """Curate or quarantine one file, unless its (device, batch id) is already done."""
-    size = item.path.stat().st_size
-    max_bytes = run.params.ingest.max_bytes
-    body = item.path.read_bytes() if size <= max_bytes and item.problem is None else None
-    bid = batch_id(body) if body is not None else _sha256_file(item.path)
-    key = (item.device_id, bid)
-    if key in run.done:
-        run.counts["skipped"] += 1
+def _validate_bulk(run: _Run, gx_frame: pd.DataFrame, batches: list[Loaded], chunk: int) -> Attribution:
+    folders = {key: b.device_id for key, b in enumerate(batches)}
+    try:
+        result = run.bulk.validate(gx_frame, run_name=f"{run.name}.chunk-{chunk}")
+    except Exception:  # the batches are then judged one by one, as before bulk ingest
+        log.exception("bulk validation failed; checking this chunk's batches one by one")
+        return Attribution(unattributed=True)
+    return Attribution() if result.success else attribute(result.results, folders, run.params.schema)
+
+
+def _bulk_evidence(run: _Run, batch: Loaded, results: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
+    return {
+        "success": False,
+        "validated": True,
+        "validation": "bulk",  # this batch's failed expectations, from the run's one validation of the chunk
+        "run_name": f"{run.name}.chunk-{chunk}",
+        "source": _shown(batch.item.path, run.paths.root),
+        "batch_rows": batch.rows,
+        "results": results,
+    }
+
+
+def _curate(run: _Run, batches: list[Loaded], frame: pd.DataFrame, keys: np.ndarray) -> None:
+    """Drop events already curated, then commit the chunk's good batches (in chunk order) in one file."""
+    schema = run.params.schema
+    members = np.unique(keys)  # ``keys`` is sorted: rows are in chunk order
+    accepted = [int(k) for k in members]
+    kept, repeated = run.seen.drop_repeated(frame, schema.device_id, schema.event_id)
+    kept_keys = keys[~repeated]
+    rows = np.searchsorted(kept_keys, members, side="right") - np.searchsorted(kept_keys, members, side="left")
+    all_rows = np.searchsorted(keys, members, side="right") - np.searchsorted(keys, members, side="left")
+    entries = [(batches[k].device_id, batches[k].batch_id, int(r), int(a - r))
+               for k, r, a in zip(accepted, rows, all_rows, strict=True)]
+    batch_of_row = np.searchsorted(members, kept_keys)
+    _, unstorable = write_chunk(run.paths.curated, curated_frame(kept, schema), entries, batch_of_row)
+    for index, reason in unstorable.items():
+        batch = batches[accepted[index]]
+        _reject(run, batch.item, batch.batch_id, reason, not_validated(reason, _shown(batch.item.path, run.paths.root)))
+    for index, (_, _, kept_rows, dropped) in enumerate(entries):
+        if index not in unstorable:
+            run.counts["curated"] += 1
+            run.counts["rows"] += kept_rows
+            run.counts["duplicates_dropped"] += dropped
+
+
+def _process_chunk(run: _Run, batches: list[Loaded], chunk: int) -> None:
+    """Validate a chunk of batches together and commit it (see the module docstring)."""
+    schema, ingest = run.params.schema, run.params.ingest
+    combined = combine(batches, schema, normalise)
+    rejected = {key: (reason, not_validated(reason, _shown(batches[key].item.path, run.paths.root)))
+                for key, reason in combined.rejected.items()}
+    alone: set[int] = set()  # judged one by one with the per-batch suite
+    pieces: list[Piece] = []
+    for piece in combined.pieces:
+        try:
+            odd = suspects(piece, schema, ingest)
+            cleaned = set_aside(piece, odd, schema, normalise)
+        except Exception:  # noqa: BLE001 - the piece's batches are judged one by one, which names the bad one
+            log.info("could not set suspects aside; checking %d batches one by one", len(piece.members))
+            odd, cleaned = set(piece.members), None
+        alone |= odd
+        if cleaned is not None:
+            pieces.append(cleaned)
+    frame, keys = pd.DataFrame(), np.zeros(0, dtype=np.int64)
+    if pieces:
+        frame, keys, gx_frame = _bulk_frame(pieces, batches, run)
+        attribution = _validate_bulk(run, gx_frame, batches, chunk)
+        del gx_frame
+        if attribution.unattributed:
+            alone |= {int(k) for p in pieces for k in p.members}
+        for key, results in attribution.failed.items():
+            if key not in alone:
+                reason = describe_failures(results, schema) or "validation failed (see the GX result)"
+                rejected[key] = (reason, _bulk_evidence(run, batches[key], results, chunk))
+    passed: list[tuple[int, pd.DataFrame]] = []
+    for key in sorted(alone):
+        checked, reason, evidence = _check_one(run, batches[key])
+        if checked is None:
+            rejected[key] = (reason, evidence)
+        else:
+            passed.append((key, checked))
+    for key in sorted(rejected):
+        _reject(run, batches[key].item, batches[key].batch_id, *rejected[key])
+    out = set(rejected) | alone
+    good = ~np.isin(keys, np.fromiter(out, dtype=np.int64, count=len(out)))
+    frames = [frame.loc[good]] + [f for _, f in passed]
+    all_keys = np.concatenate([keys[good]] + [np.full(len(f), k, dtype=np.int64) for k, f in passed])
+    if not len(all_keys):
         return
-    run.done.add(key)
-    reason = _precheck(item, bid, size, max_bytes)  # never None when the body was not read
-    if reason is not None or body is None:
-        reason = reason or "not read"
-        _reject(run, item, bid, reason, not_validated(reason, _shown(item.path, run.paths.root)))
-    else:
-        _validate_and_store(run, item, bid, body)
+    curated = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    order = np.argsort(all_keys, kind="stable")  # chunk order: earlier batches win repeated events
+    _curate(run, batches, curated.iloc[order].reset_index(drop=True), all_keys[order])
 
 
 def _build_docs(run: _Run) -> str | None:
@@ -174,7 +276,7 @@ def _build_docs(run: _Run) -> str | None:
     for leftover in (staging, old):
         shutil.rmtree(leftover, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
-    run.validator.build_docs(staging)
+    run.bulk.build_docs(staging)
     make_site_offline(staging)  # GX pages load CDN assets; ours must open on a closed network
     if target.exists():
         target.rename(old)
@@ -193,6 +295,8 @@ def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | Non
         "new_rows": new["rows"],
         "new_duplicates_dropped": new["duplicates_dropped"],
         "skipped_already_done": new["skipped"],
+        "chunks": new["chunks"],
+        "event_time_bounds": [run.bounds.earliest.isoformat(), run.bounds.latest.isoformat()],
         "quarantined_batches": run.quarantined,
         "seconds": round(seconds, 3),
         "metrics_file": str(run.paths.metrics / METRICS_FILE),
@@ -200,26 +304,46 @@ def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | Non
     }
 
 
-def ingest(params: Params, paths: Paths) -> dict[str, Any]:
+def ingest(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, Any]:
     """The run itself, under the lock; see the module docstring."""
     started = time.perf_counter()
+    now = clock()
     curated, quarantined = paths.curated, quarantine_root(params, paths)
     removed = remove_temp_files(curated, quarantined)
     if removed:
         log.info("removed %d temp files left by an interrupted run", removed)
-    run = _Run(params, paths, done_keys(curated, quarantined), curated_events(curated, params.schema.event_id))
+    bounds = TimeBounds.for_run(params.ingest, now)
+    name = "ingest-" + now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run = _Run(params, paths, quarantined, done_keys(curated, quarantined), curated_ids(curated, params.schema),
+               bounds, name)
+    pending: list[Loaded] = []
+    rows = 0
     for item in discover(source_locations(params, paths)):
-        process(run, item)
+        batch = _open(run, item)
+        if batch is None:
+            continue
+        pending.append(batch)
+        rows += batch.rows
+        if len(pending) >= params.ingest.chunk_batches or rows >= params.ingest.chunk_rows:
+            run.counts["chunks"] += 1
+            _process_chunk(run, pending, run.counts["chunks"])
+            pending, rows = [], 0
+    if pending:
+        run.counts["chunks"] += 1
+        _process_chunk(run, pending, run.counts["chunks"])
     docs = _build_docs(run)
     metrics = totals(curated, quarantined)
     write_text_atomic(paths.metrics / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return _summary(run, metrics, time.perf_counter() - started, docs)
 
 
-def main(params: Params, paths: Paths) -> dict[str, Any]:
-    """Ingest every new batch from the sources; returns totals, this run's counts and rejections."""
+def main(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, Any]:
+    """Ingest every new batch from the sources; returns totals, this run's counts and rejections.
+
+    ``clock`` gives the run's time (event times later than it plus ``ingest.max_future_s`` are rejected).
+    """
     # DVC declares these folders as outputs: they exist even when nothing has landed in them yet.
     for folder in (paths.curated, paths.quarantine, paths.reports / "ingest"):
         folder.mkdir(parents=True, exist_ok=True)
     with run_lock(paths.data):  # data/.ingest.lock: outside the DVC outputs
-        return ingest(params, paths)
+        return ingest(params, paths, clock)
