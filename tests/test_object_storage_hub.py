@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edgeloop.testkit.hub import running_hub
 from edgeloop.testkit.project import override, repo_params_raw
@@ -25,11 +26,10 @@ from hub.settings import HubSettings, HubSettingsError
 from hub.store.object_batches import ObjectLanding, ObjectStorage
 from simulator.batches import encode_batch
 
-pytestmark = pytest.mark.slow  # a hub and the moto server
-
 PARQUET = "application/vnd.apache.parquet"
 
 
+@pytest.mark.slow  # a hub and the moto server
 def test_uploads_land_in_the_bucket_once_and_ingest_curates_them(s3_server: S3Server, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     settings = {"storage.endpoint_url": s3_server.endpoint_url, "storage.uploads": f"s3://{bucket}/uploads",
@@ -65,6 +65,7 @@ def test_uploads_land_in_the_bucket_once_and_ingest_curates_them(s3_server: S3Se
     assert (summary["new_curated"], summary["rows"]) == (1, 50)
 
 
+@pytest.mark.slow
 def test_object_storage_refuses_unsafe_names_and_answers_exists(s3_server: S3Server) -> None:
     bucket = s3_server.new_bucket()
     storage = ObjectStorage(ObjectLanding(f"s3://{bucket}/landing", s3_server.endpoint_url))
@@ -77,6 +78,8 @@ def test_object_storage_refuses_unsafe_names_and_answers_exists(s3_server: S3Ser
         with pytest.raises(ValueError):
             storage.put(device, batch, body, "parquet")
     assert s3_server.keys(bucket) == [f"landing/dev-1/{key}.parquet"]
+    with pytest.raises(UserError, match="bucket 'no-such-bucket' not found"):
+        ObjectStorage(ObjectLanding("s3://no-such-bucket/landing", s3_server.endpoint_url))
 
 
 @pytest.mark.parametrize("value", ["data/elsewhere", "s3://", 7])

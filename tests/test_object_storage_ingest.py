@@ -21,8 +21,6 @@ from flows.params import Params, parse_params
 from flows.stages import ingest as stage
 from flows.storage import location, write_bytes
 
-pytestmark = pytest.mark.slow  # starts the moto server
-
 
 def s3_params(raw: dict[str, Any], server: S3Server, bucket: str) -> Params:
     return parse_params(override(raw, {
@@ -48,6 +46,7 @@ def objects(server: S3Server, bucket: str, prefix: str) -> dict[str, bytes]:
     return {key: client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in server.keys(bucket, prefix)}
 
 
+@pytest.mark.slow  # the moto server
 def test_ingest_reads_the_bucket_and_quarantines_into_it(s3_server: S3Server, raw_params, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     params = s3_params(raw_params, s3_server, bucket)
@@ -82,6 +81,7 @@ def test_ingest_reads_the_bucket_and_quarantines_into_it(s3_server: S3Server, ra
     assert (third["new_curated"], third["skipped_already_done"]) == (1, 5)
 
 
+@pytest.mark.slow  # the moto server
 def test_discover_walks_a_bucket_as_it_walks_a_folder(s3_server: S3Server, raw_params, tmp_path: Path) -> None:
     bucket = s3_server.new_bucket()
     params = s3_params(raw_params, s3_server, bucket)
@@ -114,6 +114,7 @@ def test_local_paths_stay_plain_paths_and_bad_urls_are_one_line_errors(raw_param
             location(bad, tmp_path)
 
 
+@pytest.mark.slow  # the moto server
 def test_a_missing_bucket_or_missing_credentials_is_one_line(s3_server: S3Server, raw_params, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     params = s3_params(raw_params, s3_server, "no-such-bucket")
@@ -128,6 +129,7 @@ def test_a_missing_bucket_or_missing_credentials_is_one_line(s3_server: S3Server
         stage.main(other, Paths.at(tmp_path))
 
 
+@pytest.mark.slow  # the moto server
 def test_a_whole_object_write_is_one_put(s3_server: S3Server) -> None:
     bucket = s3_server.new_bucket()
     target = location(f"s3://{bucket}/q/dev-1/x.reason.txt", Path("/"), s3_server.endpoint_url)

@@ -7,6 +7,8 @@ chain). ``ObjectStorage`` keeps the landing zone's layout, ``<prefix>/<device_id
 reads the folder. A batch is written with one PUT of the whole body: S3 shows an object complete or
 not at all, and the key is the body's sha256, so a retry or two racing hubs write the same bytes.
 ``exists`` asks the bucket every time (no listing cache), so several hub processes and hosts agree.
+The bucket is checked when the storage is made: a missing bucket, missing credentials or a wrong
+endpoint stop the hub at start with one line instead of failing every upload.
 ``landing_storage`` picks the local folder (the default) or the bucket.
 
 Leaves out: deleting and listing (ingest's job), summaries (still files: hub.store.summaries).
@@ -60,6 +62,19 @@ class ObjectStorage:
             options["client_kwargs"] = {"endpoint_url": landing.endpoint_url}
         self.fs, root = fsspec.url_to_fs(landing.url, **options)
         self.root = PurePosixPath(root)
+        self._check_bucket(landing.url)
+
+    def _check_bucket(self, url: str) -> None:
+        from botocore.exceptions import BotoCoreError
+
+        bucket = self.root.parts[0]
+        try:
+            found = self.fs.exists(bucket)
+        except (OSError, BotoCoreError) as exc:
+            raise UserError(f"storage.uploads {url}: cannot reach the bucket ({type(exc).__name__}: {exc})") from None
+        if not found:
+            raise UserError(f"storage.uploads {url}: bucket {bucket!r} not found or not visible (check the bucket"
+                            " name, the AWS credentials and storage.endpoint_url)")
 
     def key(self, device_id: str, batch_id: str, extension: str) -> str:
         return str(landing_path(Path(self.root), device_id, batch_id, extension))  # ValueError on unsafe names
