@@ -1,8 +1,8 @@
 """The release repository pushed to S3 (a real moto server on 127.0.0.1, public-read bucket) and devices
-fetching from the bucket's plain HTTP URL with python-tuf: publishes reach devices; a publish that dies
-after its target files were uploaded but before any metadata leaves devices on the previous consistent
-release, and the next publish completes both; a publisher on another host (an empty folder) pulls the
-bucket first and carries on from it."""
+fetching from the bucket's plain HTTP URL with python-tuf: publishes reach devices; a publish that fails,
+or a publishing process killed (SIGKILL), after its target files were uploaded but before any metadata
+leaves devices on the previous consistent release, and the next publish completes both; a publisher on
+another host (an empty folder) pulls the bucket first and carries on from it."""
 
 from __future__ import annotations
 
@@ -112,3 +112,49 @@ def test_a_publisher_with_an_empty_folder_pulls_the_bucket_first(world, s3_serve
     assert "timestamp" in summary["resigned"]
     assert fetch(url, tmp_path / "device", channel="stable", root=root, current=1).version == 1
     assert fetch(url, tmp_path / "device2", channel="canary", root=root).version == 1
+
+
+KILLED_PUBLISH = """
+import os, signal, sys
+from dataclasses import replace
+from pathlib import Path
+from edge.telemetry import switch_off
+switch_off()
+from edgeloop.testkit.releases import release_config
+from flows.releases import mirror, publish
+
+folder, url, endpoint, candidate = sys.argv[1:5]
+config = replace(release_config(Path(folder)), mirror=mirror.Mirror(url, endpoint))
+real_upload = mirror.upload
+
+def upload(fs, prefix, key, data):
+    if key.startswith("metadata/"):
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies: no exception handler, no cleanup
+    real_upload(fs, prefix, key, data)
+
+mirror.upload = upload
+publish(config, Path(candidate), "canary")
+"""
+
+
+def test_a_publisher_killed_between_targets_and_metadata(world, s3_server: S3Server, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from edgeloop.testkit.project import REPO
+
+    config, root, candidates, url, bucket = world
+    publish(config, candidates[1], "canary")
+    device = tmp_path / "device"
+    assert fetch(url, device, root=root).version == 1
+    assert config.mirror is not None
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_PUBLISH, str(config.repository.parent), config.mirror.url,
+         s3_server.endpoint_url, str(candidates[2])], cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert s3_server.keys(bucket, "releases/targets/bundles/2/")  # its targets reached the bucket
+    assert fetch(url, device, root=root, current=1).version == 1  # devices: the previous release
+    assert publish(config, candidates[3], "canary").version == 3  # the lock died with it; this completes all
+    assert fetch(url, device, root=root, current=1).version == 3
