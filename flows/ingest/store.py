@@ -166,14 +166,25 @@ def _write_chunk(curated: Path, frame: pd.DataFrame, entries: Sequence[Entry]) -
     return path
 
 
+def _kind(value: object) -> str:
+    """What Arrow makes of a value: lists (python or numpy), text, numbers, flags, or the type's name."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return "list"
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, int | float | np.number):
+        return "number"
+    return "str" if isinstance(value, str) else type(value).__name__
+
+
 def _value_kinds(frame: pd.DataFrame, rows: np.ndarray) -> tuple[tuple[str, ...], ...]:
-    """Per object column, the python types of a batch's values: batches that agree can share a file."""
+    """Per object column, the kinds of a batch's values: batches that agree can share a file."""
     kinds = []
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.is_object_dtype(column.dtype):
             values = column.iloc[rows]
-            kinds.append(tuple(sorted({type(v).__name__ for v in values[values.notna()]})))
+            kinds.append(tuple(sorted({_kind(v) for v in values[values.notna()]})))
     return tuple(kinds)
 
 
