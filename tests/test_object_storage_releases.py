@@ -49,11 +49,11 @@ def test_devices_fetch_from_the_bucket_and_a_publish_cut_after_its_targets_chang
     real_upload = mirror_module.upload
     cut: list[str] = []
 
-    def die_at_metadata(fs, prefix, key, data):
+    def die_at_metadata(fs, prefix, key, data, create_only=False):
         if key.startswith("metadata/"):
             cut.append(key)
             raise MirrorError("connection lost (injected)")
-        real_upload(fs, prefix, key, data)
+        real_upload(fs, prefix, key, data, create_only)
 
     metadata_before = {k: s3_server.client().get_object(Bucket=bucket, Key=k)["Body"].read()
                        for k in metadata_keys(s3_server, bucket)}
@@ -85,9 +85,9 @@ def test_timestamp_goes_last_and_caches_are_told_what_changes(world, s3_server: 
     order: list[str] = []
     real_upload = mirror_module.upload
 
-    def record(fs, prefix, key, data):
+    def record(fs, prefix, key, data, create_only=False):
         order.append(key)
-        real_upload(fs, prefix, key, data)
+        real_upload(fs, prefix, key, data, create_only)
 
     monkeypatch.setattr(mirror_module, "upload", record)
     publish(config, candidates[1], "canary")
@@ -127,10 +127,10 @@ folder, url, endpoint, candidate = sys.argv[1:5]
 config = replace(release_config(Path(folder)), mirror=mirror.Mirror(url, endpoint))
 real_upload = mirror.upload
 
-def upload(fs, prefix, key, data):
+def upload(fs, prefix, key, data, create_only=False):
     if key.startswith("metadata/"):
         os.kill(os.getpid(), signal.SIGKILL)  # the process dies: no exception handler, no cleanup
-    real_upload(fs, prefix, key, data)
+    real_upload(fs, prefix, key, data, create_only)
 
 mirror.upload = upload
 publish(config, Path(candidate), "canary")
@@ -158,3 +158,27 @@ def test_a_publisher_killed_between_targets_and_metadata(world, s3_server: S3Ser
     assert fetch(url, device, root=root, current=1).version == 1  # devices: the previous release
     assert publish(config, candidates[3], "canary").version == 3  # the lock died with it; this completes all
     assert fetch(url, device, root=root, current=1).version == 3
+
+
+def test_two_publishers_racing_on_two_hosts_the_loser_writes_no_metadata_and_redoes(
+    world, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, root, candidates, url, bucket = world
+    publish(config, candidates[1], "canary")
+    other_host = replace(config, repository=tmp_path / "other-host" / "releases")
+    promote(other_host, 1, "stable", create=True)  # the other host publishes while ...
+    monkeypatch.setattr("flows.releases.repository.pull", lambda repository, mirror: [])  # ... this one had pulled
+    metadata_before = {k: s3_server.client().get_object(Bucket=bucket, Key=k)["Body"].read()
+                       for k in metadata_keys(s3_server, bucket)}
+    with pytest.raises(MirrorError, match="another publisher already wrote .*targets.json"):
+        publish(config, candidates[2], "canary")
+    monkeypatch.undo()
+    after = {k: s3_server.client().get_object(Bucket=bucket, Key=k)["Body"].read()
+             for k in metadata_keys(s3_server, bucket)}
+    assert after == metadata_before  # the winner's state, untouched
+    device = tmp_path / "device"
+    assert fetch(url, device, channel="stable", root=root).version == 1
+
+    again = publish(config, candidates[2], "canary")  # pulls the winner's state first, then publishes
+    assert fetch(url, device, channel="canary", root=root).version == again.version
+    assert fetch(url, tmp_path / "device2", channel="stable", root=root).version == 1  # the promote survived

@@ -16,12 +16,19 @@ keep seeing the previous consistent release, and the next push (any release oper
 Cache-Control and ``timestamp.json``/``root.json``/``history.jsonl`` get ``no-cache``, so a CDN can sit
 in front.
 
-``pull`` brings the folder up to the bucket when the bucket's timestamp is newer (another host
-published, or this host is new): it downloads what the folder lacks or holds differently, the
-timestamp last. A folder ahead of the bucket (a push that failed) is kept as it is.
+``pull`` brings the folder up to the bucket when the bucket's state is not already in the folder
+(another host published, this host is new, or it lost a race): it downloads what the folder lacks or
+holds differently, the timestamp last. A folder ahead of the bucket (a push that did not finish: it
+holds the snapshot the bucket's timestamp names) is kept as it is, and the next push completes it.
 
-Leaves out: deleting anything from the bucket, and serialising publishers on different hosts (the
-lock is per host: run one publisher at a time, e.g. a Prefect concurrency limit), keys (never uploaded).
+Two publishers on different hosts (the writer lock is per host): a versioned file is created only if
+its key is free (``If-None-Match: *``, a conditional PUT AWS S3, MinIO and moto honour), and one the
+bucket already holds with other bytes stops the push before anything is written. So the loser's push
+fails before its ``timestamp.json`` and the bucket stays the winner's; its next operation pulls the
+winner's state (the loser's folder does not hold the winner's snapshot). Run one publisher at
+a time all the same (e.g. a Prefect concurrency limit): the loser's operation has to be redone.
+
+Leaves out: deleting anything from the bucket, and keys (never uploaded).
 """
 
 from __future__ import annotations
@@ -115,25 +122,45 @@ def _push_order(key: str) -> int:
     return 1  # N.root.json, N.targets.json
 
 
-def upload(fs: Any, root: str, key: str, data: bytes) -> None:
-    """One PUT of the whole object."""
+def _conflict(root: str, key: str) -> MirrorError:
+    return MirrorError(f"another publisher already wrote s3://{root}/{key} with other content; devices keep the"
+                       " bucket's release. Run the operation again: it starts from the bucket")
+
+
+def upload(fs: Any, root: str, key: str, data: bytes, create_only: bool = False) -> None:
+    """One PUT of the whole object; ``create_only``: only if no object has that key (If-None-Match: *)."""
     mutable = key in (TIMESTAMP, ROOT, HISTORY)
-    content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+    options = {"CacheControl": MUTABLE if mutable else IMMUTABLE,
+               "ContentType": "application/json" if key.endswith(".json") else "application/octet-stream"}
+    if create_only:
+        options["IfNoneMatch"] = "*"
     try:
-        fs.pipe_file(f"{root}/{key}", data, CacheControl=MUTABLE if mutable else IMMUTABLE, ContentType=content_type)
+        fs.pipe_file(f"{root}/{key}", data, **options)
+    except FileExistsError:
+        if not key.startswith("targets/"):  # a target's name is its hash: whoever wrote it wrote these bytes
+            raise _conflict(root, key) from None
     except Exception as exc:
         raise MirrorError(f"cannot write s3://{root}/{key}: {type(exc).__name__}: {exc}") from None
 
 
-def _pending(repository: Path, remote: dict[str, dict[str, Any]]) -> Iterator[tuple[str, bytes]]:
-    """(key, bytes) of every local file the bucket lacks or holds differently, in push order."""
+def _pending(root: str, repository: Path, remote: dict[str, dict[str, Any]]) -> Iterator[tuple[str, bytes, bool]]:
+    """(key, bytes, create only) of every local file the bucket lacks or holds differently, in push order.
+
+    A versioned file (a target, ``N.*.json``) the bucket holds with other bytes means another publisher
+    got there first: a conflict, raised before anything is written."""
+    pending = []
     for key, path in sorted(_local_files(repository).items(), key=lambda item: (_push_order(item[0]), item[0])):
         info = remote.get(key)
         if key.startswith("targets/") and info is not None and info.get("size") == path.stat().st_size:
             continue  # content-addressed: same name and size is the same file
         data = path.read_bytes()
-        if not _same(info, data):
-            yield key, data
+        if _same(info, data):
+            continue
+        versioned = _push_order(key) <= 2
+        if versioned and info is not None:
+            raise _conflict(root, key)
+        pending.append((key, data, versioned))
+    yield from pending
 
 
 def push(repository: Path, mirror: Mirror) -> list[str]:
@@ -141,8 +168,8 @@ def push(repository: Path, mirror: Mirror) -> list[str]:
     fs, root = mirror.filesystem()
     written = []
     try:
-        for key, data in _pending(repository, _remote_files(fs, root)):
-            upload(fs, root, key, data)
+        for key, data, create_only in _pending(root, repository, _remote_files(fs, root)):
+            upload(fs, root, key, data, create_only)
             written.append(key)
     except MirrorError as exc:
         raise MirrorError(f"{exc}; committed in {repository}, devices still see the previous release: the next"
@@ -150,24 +177,35 @@ def push(repository: Path, mirror: Mirror) -> list[str]:
     return written
 
 
-def _timestamp_version(data: bytes | None) -> int:
+def _timestamp_versions(data: bytes | None) -> tuple[int, int]:
+    """(timestamp version, snapshot version it names); zeros when absent or unreadable."""
     if data is None:
-        return 0
+        return 0, 0
     try:
-        return int(json.loads(data)["signed"]["version"])
+        signed = json.loads(data)["signed"]
+        return int(signed["version"]), int(signed["meta"]["snapshot.json"]["version"])
     except (ValueError, KeyError, TypeError):
-        return 0
+        return 0, 0
 
 
 def pull(repository: Path, mirror: Mirror) -> list[str]:
-    """When the bucket's timestamp is newer than the folder's, copy the bucket into the folder; the keys read."""
+    """Copy the bucket into the folder unless the folder already holds the bucket's state or extends it
+    (its timestamp is as new and it holds the very snapshot the bucket's timestamp names: a push that
+    did not finish). So a newer bucket (another host published) and a diverged folder (this host lost
+    a race) both end as the bucket. The keys read."""
     fs, root = mirror.filesystem()
     remote = _remote_files(fs, root)
     if TIMESTAMP not in remote:
         return []
     bucket_timestamp = fs.cat_file(f"{root}/{TIMESTAMP}")
     local = repository / TIMESTAMP
-    if _timestamp_version(bucket_timestamp) <= _timestamp_version(local.read_bytes() if local.is_file() else None):
+    local_timestamp = local.read_bytes() if local.is_file() else None
+    bucket_version, snapshot_version = _timestamp_versions(bucket_timestamp)
+    local_version, _ = _timestamp_versions(local_timestamp)
+    snapshot_key = f"metadata/{snapshot_version}.snapshot.json"
+    snapshot = repository / snapshot_key
+    extends = snapshot.is_file() and _same(remote.get(snapshot_key), snapshot.read_bytes())
+    if bucket_timestamp == local_timestamp or (local_version >= bucket_version and extends):
         return []
     read = []
     for key in sorted(remote, key=lambda k: (_push_order(k), k)):
