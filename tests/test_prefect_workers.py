@@ -12,8 +12,10 @@ start`` processes running the deployments from a checkout folder (``EDGELOOP_ROO
   nobody else does (``flows.orchestration.concurrency.retrain_slot``, what the retrain flow uses). The
   retrains here are a cheap stand-in flow (a real retrain takes about 30 s a run on this machine).
 
-The server runs without its scheduler service, so the deployments' schedules create no runs: each run
-here is started by the test. Telemetry is off in every process (edge.telemetry's switches, inherited).
+Without a server (fast lane): ``edgeloop deploy``'s mistakes are named in one message. The server
+runs without its scheduler service, so the deployments' schedules create no runs: each run
+here is started by the test; nor does it register Prefect's block types (nothing here uses blocks).
+Telemetry is off in every process (edge.telemetry's switches, inherited).
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ import yaml
 
 from edgeloop.testkit.postgres import postgres  # noqa: F401  (the session's PostgreSQL server)
 from edgeloop.testkit.project import REPO, override, repo_params_raw
-
-pytestmark = pytest.mark.slow
 
 POOL = "edgeloop"
 PREFECT = Path(sys.executable).with_name("prefect")
@@ -155,6 +155,7 @@ def stack(postgres, tmp_path_factory) -> Iterator[Stack]:  # noqa: F811
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # runs are started by the tests only
+        "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",  # no block is used; registering them costs seconds
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",  # a queued run re-asks after 1 s
     }
     server = running.spawn("server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port),
@@ -200,6 +201,7 @@ def _final(flow_run_id: Any, timeout: float, stack: Stack) -> Any:
             raise AssertionError(f"{exc}\n{tails}") from None
 
 
+@pytest.mark.slow
 def test_deploy_then_a_worker_process_runs_release_refresh_and_its_artifact_is_on_the_server(stack):
     import psycopg
     from prefect.client.orchestration import get_client
@@ -259,6 +261,7 @@ def _deploy_stand_in(name: str, concurrency: dict[str, Any] | None) -> Any:
                        print_next_steps=False, ignore_warnings=True)
 
 
+@pytest.mark.slow
 def test_two_workers_never_run_two_retrains_at_once_and_the_second_waits(stack, monkeypatch):
     from prefect.client.orchestration import get_client
 
@@ -296,3 +299,28 @@ def test_two_workers_never_run_two_retrains_at_once_and_the_second_waits(stack, 
     assert max(r["acquired"] - r["asked"] for r in held) > 1.0, f"no retrain waited for the slot: {held}"
     logs = " ".join((stack.logs / f"{name}.log").read_text() for name in ("worker-a", "worker-b"))
     assert all(str(run.id) in logs for run in runs)  # every run was executed by a worker process
+
+
+def _deploy_mistake(root: Path, env: dict[str, str], *args: str) -> str:
+    from typer.testing import CliRunner
+
+    from edge.contracts.errors import UserError
+    from edgeloop.cli import app
+
+    done = CliRunner().invoke(app, ["deploy", "--root", str(root), *args], env=env)
+    assert isinstance(done.exception, UserError), (done.output, done.exception)
+    return str(done.exception)
+
+
+def test_deploy_names_each_mistake_before_touching_a_server(tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "params.yaml").write_text(yaml.safe_dump(repo_params_raw(), sort_keys=False))
+    no_server = {"PREFECT_API_URL": ""}
+    assert "set PREFECT_API_URL" in _deploy_mistake(root, no_server)
+    somewhere = {"PREFECT_API_URL": "http://127.0.0.1:9/api"}  # never reached: each mistake comes first
+    assert f"no flows/prefect.yaml in {root}" in _deploy_mistake(root, somewhere)
+    (root / "mine.yaml").write_text("deployments:\n  - name: retrain-on-demand\n    entrypoint: x.py:y\n")
+    assert "'retrain-on-demand' in" in _deploy_mistake(root, somewhere, "--prefect-file", "mine.yaml")
+    (root / "mine.yaml").write_text("deployments: [\n")
+    assert "cannot read" in _deploy_mistake(root, somewhere, "--prefect-file", "mine.yaml")

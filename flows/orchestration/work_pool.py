@@ -136,16 +136,34 @@ def _read_back(prefect_file: Path, pools: list[str]) -> list[DeployedRow]:
     return sorted(rows, key=lambda row: names.index(row.name.split("/", 1)[1]))
 
 
+def _check_server(url: str) -> None:
+    """One clear line when the server cannot be reached or refuses us, instead of a client traceback."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pools(limit=1)
+        except PrefectHTTPStatusError as exc:
+            code = exc.response.status_code
+            hint = ": set PREFECT_API_AUTH_STRING to its user:password" if code in (401, 403) else ""
+            raise UserError(f"the Prefect server at {url} answered {code}{hint}") from None
+        except httpx.HTTPError as exc:
+            raise UserError(f"cannot reach the Prefect server at {url}: {exc}") from None
+
+
 def deploy_project(root: Path, prefect_file: Path = PREFECT_FILE) -> DeployReport:
     """Deploy ``prefect_file`` (relative to ``root``) to the server in ``PREFECT_API_URL``: its process
     pool(s), the retrain limit, ``prefect deploy --all``; the steps taken and the deployments stored."""
-    if not os.environ.get("PREFECT_API_URL"):
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
         raise UserError("set PREFECT_API_URL to the Prefect server to deploy to (e.g. http://127.0.0.1:4200/api)")
     root = root.resolve()
     path = prefect_file if prefect_file.is_absolute() else root / prefect_file
     if not path.is_file():
         raise UserError(f"no {prefect_file} in {root}: deploy from a checkout of the repository (its root)")
     pools = pool_names(path)
+    _check_server(url)
     steps = [ensure_process_pool(pool) for pool in pools]
     steps.append(ensure_retrain_limit())
     _run_prefect_deploy(root, path)
