@@ -44,7 +44,8 @@ from edge.contracts.errors import UserError
 from hub import migrations
 
 __all__ = ["Base", "DatabaseError", "Device", "DeviceCertificate", "EnrollmentCode", "Heartbeat", "NoLock", "Upload",
-           "database_url", "make_engine", "make_sessions", "reachable", "shown_url", "write_lock"]
+           "database_url", "make_engine", "make_sessions", "reachable", "shown_url", "single_statements",
+           "write_lock"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -228,6 +229,21 @@ class NoLock:
 def write_lock(engine: Engine) -> threading.Lock | NoLock:
     """What the hub holds around a write on ``engine``: one writer per process on SQLite, none on PostgreSQL."""
     return threading.Lock() if engine.dialect.name == "sqlite" else NoLock()
+
+
+def single_statements(engine: Engine) -> Engine:
+    """``engine`` for work that is one statement (a lookup, an insert-once, an upsert): on PostgreSQL in
+    autocommit, so the statement is its own transaction and no BEGIN, COMMIT or ROLLBACK travels to the
+    server (psycopg skips the ROLLBACK of an idle connection, and keeps its prepared statements), on the
+    same connection pool; SQLite's engine as it is. Several statements that must hold together use
+    ``engine.begin()`` or a session instead."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    cached: Engine | None = getattr(engine, "_edgeloop_single_statements", None)
+    if cached is None:
+        cached = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine._edgeloop_single_statements = cached  # type: ignore[attr-defined]  # built once per engine
+    return cached
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
-from hub.db import Device, DeviceCertificate
+from hub.db import Device, DeviceCertificate, single_statements
 
 __all__ = ["CertificateCredentials", "CertificateLookup", "IssuedCertificate", "certificate_credentials",
            "insert_certificate", "latest_expiry", "revoke_certificates"]
@@ -80,7 +80,7 @@ _BY_FINGERPRINT = (
 
 def certificate_credentials(engine: Engine, fingerprint: str) -> CertificateCredentials | None:
     """The issued certificate with ``fingerprint`` and its device, if the hub issued one."""
-    with engine.connect() as connection:
+    with single_statements(engine).connect() as connection:
         row = connection.execute(_BY_FINGERPRINT, {"fingerprint": fingerprint}).first()
     if row is None:
         return None

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
-from hub.db import Device, Upload
+from hub.db import Device, Upload, single_statements
 from hub.store.certificates import latest_expiry, revoke_certificates
 from hub.tokens import IssuedToken
 
@@ -124,7 +124,7 @@ _BY_TOKEN_ID = select(Device.device_id, Device.channel, Device.token_salt, Devic
 
 def credentials(engine: Engine, token_id: str) -> Credentials | None:
     """The row of the device whose token has ``token_id``, if any."""
-    with engine.connect() as connection:
+    with single_statements(engine).connect() as connection:
         row = connection.execute(_BY_TOKEN_ID, {"token_id": token_id}).first()
     if row is None:
         return None
@@ -134,7 +134,7 @@ def credentials(engine: Engine, token_id: str) -> Credentials | None:
 def device_channel(engine: Engine, device_id: str) -> str | None:
     """The channel of ``device_id`` when it is registered and not revoked, else None."""
     query = select(Device.channel).where(Device.device_id == device_id, Device.revoked_at.is_(None))
-    with engine.connect() as connection:
+    with single_statements(engine).connect() as connection:
         return connection.execute(query).scalar_one_or_none()
 
 

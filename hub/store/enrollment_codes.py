@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
-from hub.db import Device, EnrollmentCode
+from hub.db import Device, EnrollmentCode, single_statements
 from hub.tokens import IssuedToken
 
 __all__ = ["StoredCode", "claim_code", "find_code", "put_code"]
@@ -49,7 +49,7 @@ def put_code(sessions: sessionmaker[Session], device_id: str, issued: IssuedToke
 def find_code(engine: Engine, code_id: str) -> StoredCode | None:
     columns = (EnrollmentCode.code_id, EnrollmentCode.device_id, EnrollmentCode.salt, EnrollmentCode.digest,
                EnrollmentCode.expires_at, EnrollmentCode.used_at)
-    with engine.connect() as connection:
+    with single_statements(engine).connect() as connection:
         row = connection.execute(select(*columns).where(EnrollmentCode.code_id == code_id)).first()
     if row is None:
         return None

@@ -4,8 +4,8 @@ One row per device, written by one statement: ``INSERT ... ON CONFLICT (device_i
 dialect's own insert: SQLite and PostgreSQL both have it), so racing heartbeats of one device, in one
 process or several, never fail and never leave two rows. The update only applies when the new heartbeat
 is not older than the stored one (``received_at``, from the hub's clock), so a late request cannot
-replace a newer state. Leaves out validating the state (hub.schemas.heartbeats) and reading it back
-(hub.store.fleet).
+replace a newer state. Core, in autocommit on PostgreSQL (hub.db.single_statements). Leaves out
+validating the state (hub.schemas.heartbeats) and reading it back (hub.store.fleet).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.db import Heartbeat
+from hub.db import Heartbeat, single_statements
 from hub.store.dialect import insert_for
 
 __all__ = ["record_heartbeat"]
@@ -25,11 +26,13 @@ __all__ = ["record_heartbeat"]
 def record_heartbeat(sessions: sessionmaker[Session], write_lock: AbstractContextManager[Any], device_id: str,
                      state: dict[str, Any], received_at: datetime) -> None:
     """Store ``state`` as ``device_id``'s latest heartbeat, received at ``received_at``."""
-    with write_lock, sessions.begin() as session:
-        insert = insert_for(session.get_bind().dialect.name)
-        statement = insert(Heartbeat).values(device_id=device_id, received_at=received_at, state=state)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=[Heartbeat.device_id],
-            set_={"received_at": statement.excluded.received_at, "state": statement.excluded.state},
-            where=Heartbeat.received_at <= statement.excluded.received_at,
-        ))
+    engine: Engine = sessions.kw["bind"]
+    statement = insert_for(engine.dialect.name)(Heartbeat).values(device_id=device_id, received_at=received_at,
+                                                                  state=state)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Heartbeat.device_id],
+        set_={"received_at": statement.excluded.received_at, "state": statement.excluded.state},
+        where=Heartbeat.received_at <= statement.excluded.received_at,
+    )
+    with write_lock, single_statements(engine).begin() as connection:  # one statement: its own transaction
+        connection.execute(statement)

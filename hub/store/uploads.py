@@ -6,7 +6,8 @@ insert is ``INSERT ... ON CONFLICT DO NOTHING``, so of racing identical inserts 
 hub processes on several hosts sharing one PostgreSQL) exactly one adds the row and the others, seeing
 no row added, read the winner's row back (on PostgreSQL the loser's insert waits for the winner's
 transaction, so the row is there to read; no error is raised or logged by the server). Core, not the
-ORM (a third of the cost), under the app's write lock (hub.db.write_lock: SQLite only). Leaves out the
+ORM (a third of the cost), one statement in autocommit on PostgreSQL (hub.db.single_statements), under
+the app's write lock (hub.db.write_lock: SQLite only). Leaves out the
 batch files (hub.store.batches) and checking them (hub.checks).
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
 from hub.clock import as_utc
-from hub.db import Upload
+from hub.db import Upload, single_statements
 from hub.store.dialect import insert_for
 
 __all__ = ["UploadRecord", "find_upload", "record_upload"]
@@ -43,7 +44,7 @@ _BY_BATCH = select(Upload.device_id, Upload.batch_id, Upload.path, Upload.bytes,
 
 def find_upload(engine: Engine, device_id: str, batch_id: str) -> UploadRecord | None:
     """The recorded upload of ``batch_id`` by ``device_id``, if any."""
-    with engine.connect() as connection:
+    with single_statements(engine).connect() as connection:
         row = connection.execute(_BY_BATCH, {"device_id": device_id, "batch_id": batch_id}).first()
     if row is None:
         return None
@@ -57,7 +58,7 @@ def record_upload(engine: Engine, write_lock: AbstractContextManager[Any],
         device_id=upload.device_id, batch_id=upload.batch_id, path=upload.location, bytes=upload.bytes,
         rows=upload.rows, stored_at=upload.stored_at,
     ).on_conflict_do_nothing(index_elements=[Upload.device_id, Upload.batch_id]).returning(Upload.id)
-    with write_lock, engine.begin() as connection:
+    with write_lock, single_statements(engine).begin() as connection:  # one statement: its own transaction
         added = connection.execute(statement).first() is not None  # no row back: it was there already
     if added:
         return upload, True
