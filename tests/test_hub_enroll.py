@@ -275,7 +275,7 @@ def test_no_code_key_or_token_in_logs_responses_or_database(pki: PlantPki, tmp_p
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         logging.getLogger(name).removeHandler(caplog.handler)
     logged = caplog.text + "".join(str(r.args) for r in caplog.records)
-    secrets = [code, code.split("_")[2], token.split("_")[2], hub.admin_token, "PRIVATE KEY",
+    secrets = [code, code.split("_", 2)[2], token.split("_", 2)[2], hub.admin_token, "PRIVATE KEY",
                secret_key.splitlines()[1], device.key_file.read_text().splitlines()[1]]
     for secret in secrets:
         assert secret not in logged, secret
