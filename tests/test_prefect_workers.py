@@ -12,10 +12,12 @@ start`` processes running the deployments from a checkout folder (``EDGELOOP_ROO
   nobody else does (``flows.orchestration.concurrency.retrain_slot``, what the retrain flow uses). The
   retrains here are a cheap stand-in flow (a real retrain takes about 30 s a run on this machine).
 
-Without a server (fast lane): ``edgeloop deploy``'s mistakes are named in one message. The server
-runs without its scheduler service, so the deployments' schedules create no runs: each run
-here is started by the test; nor does it register Prefect's block types (nothing here uses blocks).
-Telemetry is off in every process (edge.telemetry's switches, inherited).
+Without a server (fast lane): ``edgeloop deploy``'s mistakes are named in one message. The server runs
+with ``--no-services``: no scheduler, so the deployments' schedules create no runs (each run here is
+started by the test), and none of the other background loops, which cost CPU the 2-core machine needs
+(131 s against 92 s for this file in one pair of runs); orchestration, deployment and global
+concurrency limits and artifacts are the API's own work. It does not register Prefect's block types
+either (nothing here uses blocks). Telemetry is off in every process (edge.telemetry's switches, inherited).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ POOL = "edgeloop"
 PREFECT = Path(sys.executable).with_name("prefect")
 STAND_IN = '''
 """A retrain stand-in for tests: holds the edgeloop-retrain slot as the retrain flow does, for hold_s."""
-import json, os, time
+import json, time
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from flows.orchestration.concurrency import retrain_slot
@@ -154,12 +156,11 @@ def stack(postgres, tmp_path_factory) -> Iterator[Stack]:  # noqa: F811
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url.replace("postgresql+psycopg://", "postgresql+asyncpg://"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",  # runs are started by the tests only
         "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",  # no block is used; registering them costs seconds
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",  # a queued run re-asks after 1 s
     }
     server = running.spawn("server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                                      "--analytics-off"], server_env)
+                                      "--analytics-off", "--no-services"], server_env)
     try:
         _checkout(running.checkout)
         import httpx
