@@ -6,8 +6,8 @@
 ``metrics``, ``write_lock``, ``intake`` (hub.intake, on the landing zone), ``release_files`` and
 ``auth_policy`` (how devices authenticate: hub.auth, from ``hub.tls``) and ``certificates`` (the issued
 certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
-live in hub.routes; GETs of the release repository are answered before routing (hub.static_releases);
-request logs and metrics in hub.observe (a per-request log line only with ``access_log``).
+live in hub.routes; release GETs and uploads are answered before routing (hub.hot_paths);
+request logs and metrics in hub.observe.
 ``app_from_environment`` is the factory uvicorn workers call (``edgeloop hub serve``; logging and the
 garbage collector as hub.serving sets them). Leaves out serving, TLS included (uvicorn: hub.tls,
 edgeloop.hub_cli, hub.embedded).
@@ -30,13 +30,13 @@ from hub.auth import AuthPolicy
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_sessions
 from hub.db import write_lock as db_write_lock
+from hub.hot_paths import HotPaths
 from hub.intake import Intake
 from hub.metrics import HubMetrics
 from hub.observe import ObserveRequests
 from hub.routes import enrollment, fleet, heartbeats, ops, releases, summaries, uploads
-from hub.serving import access_log_requested, settle_gc
+from hub.serving import configure_worker_logging, settle_gc
 from hub.settings import HubSettings
-from hub.static_releases import ReleaseFiles
 from hub.store.admin_token import load_or_create_admin_token
 from hub.store.certificates import CertificateLookup
 from hub.store.object_batches import landing_storage
@@ -51,7 +51,7 @@ NO_OPENTELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}} if find_spec("fastapi.telemetry") else {})
 
 
-def create_app(settings: HubSettings, clock: Clock | None = None, access_log: bool = False) -> FastAPI:
+def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -81,8 +81,8 @@ def create_app(settings: HubSettings, clock: Clock | None = None, access_log: bo
     salt = secrets.token_hex(16)
     state.admin_digest = (salt, tokens.digest(admin_token, salt))
 
-    app.add_middleware(ReleaseFiles)  # inside ObserveRequests: release GETs are counted and timed too
-    app.add_middleware(ObserveRequests, access_log=access_log)
+    app.add_middleware(HotPaths)  # inside ObserveRequests: release GETs and uploads are counted and timed too
+    app.add_middleware(ObserveRequests)
     for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)
     return app
@@ -91,6 +91,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None, access_log: bo
 def app_from_environment() -> FastAPI:
     """App factory for uvicorn workers (``--workers N``): the project root comes from EDGELOOP_HUB_ROOT."""
     paths = Paths.at(os.environ.get(ROOT_ENV, "."))
-    app = create_app(HubSettings.load(paths.root), access_log=access_log_requested())
+    configure_worker_logging()  # as `edgeloop hub serve` asked: the access log on or off (hub.serving)
+    app = create_app(HubSettings.load(paths.root))
     settle_gc()  # start-up's objects live as long as the process: out of every full collection (hub.serving)
     return app

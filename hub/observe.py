@@ -1,14 +1,15 @@
-"""Per request, one metrics update; a log line only for server errors, or for every request when asked.
+"""Per request, one metrics update; a log line for server errors, and an access-log line at DEBUG.
 
 Plain ASGI middleware (cheaper than ``@app.middleware("http")``). Metrics: ``edgeloop_hub_requests`` by
 method, route template and status, ``edgeloop_hub_request_seconds`` by route template (templates, not
 paths: device ids in paths would make label values unbounded); the labelled children are looked up once
 per (method, route, status) and kept. Logs: a response with status 500 or more is always one WARNING
-line on ``edgeloop.hub``; the access log, one INFO ``key=value`` line per request on
-``edgeloop.hub.access`` (method, route template, status, ms), is off unless ``access_log=True``
-(``edgeloop hub serve --access-log``): at a few thousand requests a second a line per request costs
-more than answering a release poll. Lines never carry headers (tokens) or bodies. Durations come from
-``time.perf_counter``, not the hub's clock (a manual clock must not bend latencies). Leaves out tracing.
+line on ``edgeloop.hub``; the access log, one DEBUG ``key=value`` line per request on
+``edgeloop.hub.access`` (method, route template, status, ms), is written only where that logger is
+enabled for DEBUG (``edgeloop hub serve --access-log``: hub.serving): at a few thousand requests a
+second a line per request costs more than answering a release poll. Lines never carry headers (tokens)
+or bodies. Durations come from ``time.perf_counter``, not the hub's clock (a manual clock must not bend
+latencies). Leaves out tracing.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ SERVER_ERROR = 500
 
 
 class ObserveRequests:
-    def __init__(self, app: ASGIApp, access_log: bool = False) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # bounded: methods x routes x statuses
 
     def _metrics(self, scope: Scope, method: str, route: str, status: int) -> tuple[Any, Any]:
@@ -67,5 +67,5 @@ class ObserveRequests:
             latency.observe(seconds)
             if status >= SERVER_ERROR:
                 log.warning(LINE, method, route, status, seconds * 1000)
-            elif self.access_log:
-                access.info(LINE, method, route, status, seconds * 1000)
+            elif access.isEnabledFor(logging.DEBUG):
+                access.debug(LINE, method, route, status, seconds * 1000)

@@ -1,11 +1,9 @@
-"""The TUF release repository on a fast path: ``GET /releases/metadata/...`` and ``/releases/targets/...``
-answered in plain ASGI, before FastAPI's routing and dependency solving.
+"""The TUF release repository, read-only, in plain ASGI: ``serve`` answers a GET of
+``/releases/metadata/...`` or ``/releases/targets/...``.
 
-``ReleaseFiles`` is raw ASGI middleware (``create_app`` adds it inside hub.observe's, so every request
-is still counted under its route template): a GET whose path starts with ``METADATA_PATH`` or
-``TARGETS_PATH`` is answered by ``serve``; anything else (other methods and paths) goes on to FastAPI,
-where hub.routes.releases documents the same two routes (OpenAPI) and answers through the same
-``serve``. What a client sees is exactly what the routes answered before:
+hub.hot_paths calls it before FastAPI's routing and dependency solving (a device's no-change poll is
+two of these requests); hub.routes.releases documents the same two routes (OpenAPI) and answers through
+it too. What a client sees:
 
 - ``settings.releases/metadata`` and ``/targets`` as static files, nothing else: a path reaches only a
   regular file inside the folder (hub.store.release_files.locate: strict segments, no symlink); anything
@@ -33,15 +31,14 @@ from anyio import to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.contracts.release_layout import HASHED_TARGET_PATTERN, METADATA_PATH, TARGETS_PATH
 from edge.contracts.wire import JSON
 from hub.auth import UNAUTHORIZED, may_read_releases
 from hub.store.release_files import MEMORY_FILE_BYTES, CachedFile, FileCache, hash_large, locate, read_small, stat_key
 
-__all__ = ["IMMUTABLE", "METADATA_ROUTE", "NO_CACHE", "TARGETS_ROUTE", "ReleaseFiles", "cache_control",
-           "etag_matches", "serve"]
+__all__ = ["IMMUTABLE", "METADATA_ROUTE", "NO_CACHE", "TARGETS_ROUTE", "cache_control", "etag_matches", "serve"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
@@ -147,34 +144,3 @@ async def serve(scope: Scope, receive: Receive, send: Send, kind: str, relative:
     media = JSON if relative.endswith(".json") else OCTET_STREAM
     await FileResponse(path, media_type=media, headers={name.decode(): value.decode()
                                                         for name, value in headers.not_modified})(scope, receive, send)
-
-
-class _RouteLabel:
-    """Stands in for the matched route in ``scope["route"]``: hub.observe labels metrics by its template."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-
-_KINDS = ((METADATA_PATH, "metadata", _RouteLabel(METADATA_ROUTE)),
-          (TARGETS_PATH, "targets", _RouteLabel(TARGETS_ROUTE)))
-
-
-class ReleaseFiles:
-    """Raw ASGI middleware: GETs of the release repository are answered by ``serve``, all else passes on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            for prefix, kind, route in _KINDS:
-                if path.startswith(prefix):
-                    scope["route"] = route
-                    await serve(scope, receive, send, kind, path[len(prefix):])
-                    return
-        await self.app(scope, receive, send)
-

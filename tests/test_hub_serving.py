@@ -17,18 +17,24 @@ import logging
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from edgeloop.testkit.hub import free_port, hub_project
+from edge.contracts.wire import IDEMPOTENCY_KEY, PARQUET_TYPES
+from edgeloop.testkit.hub import ManualClock, free_port, hub_project
 from edgeloop.testkit.pki import make_pki
+from edgeloop.testkit.synthetic import make_rows
+from flows.params import load_params
 from hub.app import ROOT_ENV, app_from_environment, create_app
-from hub.serving import ACCESS_LOG_ENV, GC_THRESHOLDS
+from hub.hot_paths import HotPaths
+from hub.registry import add_device
+from hub.serving import ACCESS_LOG_ENV, ACCESS_LOGGER, GC_THRESHOLDS, configure_logging
 from hub.settings import HubSettings
-from hub.static_releases import ReleaseFiles
+from simulator.batches import encode_batch
 
 
 def repository(folder: Path) -> Path:
@@ -59,12 +65,13 @@ def app(project: Path):
     return create_app(HubSettings.load(project))
 
 
-def send_raw(app, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> httpx.Response:
+def send_raw(app, path: str, headers: dict[str, str] | None = None, method: str = "GET",
+             content: bytes | None = None) -> httpx.Response:
     """One request to the ASGI ``app`` in this process (httpx's ASGI transport), the path sent as written."""
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
-            request = client.build_request(method, "http://hub/", headers=headers)
+            request = client.build_request(method, "http://hub/", headers=headers, content=content)
             request.url = request.url.copy_with(raw_path=path.encode())
             response = await client.send(request)
             await response.aread()
@@ -100,7 +107,7 @@ def test_release_gets_skip_routing_and_answer_exactly_as_the_routes_do(app, proj
         routes_seen.append(scope.get("route"))
 
     documented = create_app(HubSettings.load(project))  # the same hub without the fast path: FastAPI's routes
-    documented.user_middleware = [m for m in documented.user_middleware if m.cls is not ReleaseFiles]
+    documented.user_middleware = [m for m in documented.user_middleware if m.cls is not HotPaths]
     statuses = set()
     for path, headers in cases:
         got, expected = send_raw(observed, path, headers), send_raw(documented, path, headers)
@@ -113,6 +120,63 @@ def test_release_gets_skip_routing_and_answer_exactly_as_the_routes_do(app, proj
     assert {route.path for route in routes_seen} == {"/releases/metadata/{path:path}", "/releases/targets/{path:path}"}
     counted = send_raw(app, "/metrics").text
     assert 'route="/releases/metadata/{path:path}",status="304"' in counted
+
+
+def test_uploads_skip_routing_and_answer_exactly_as_the_route_does(tmp_path: Path) -> None:
+    """Every outcome of an upload, through hub.hot_paths and through the documented FastAPI route (two hubs
+    on their own projects, the same clock): the same status, headers and body, and nothing routed."""
+    clock = ManualClock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    hubs = {}
+    for way in ("hot", "routed"):
+        app = create_app(HubSettings.load(hub_project(tmp_path / way)), clock)
+        if way == "routed":
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not HotPaths]
+        tokens = {name: add_device(app.state.sessions, name, "canary") for name in ("press-1", "press-2")}
+        hubs[way] = (app, tokens)
+    schema = load_params(tmp_path / "hot" / "params.yaml").schema
+    body = encode_batch(make_rows(schema, "press-1", 20, 0))
+    key = hashlib.sha256(body).hexdigest()
+
+    def cases(tokens: dict[str, str]) -> list[tuple[str, str, dict[str, str], bytes]]:
+        auth = {"Authorization": f"Bearer {tokens['press-1']}"}
+        parquet = {**auth, "Content-Type": PARQUET_TYPES[0], IDEMPOTENCY_KEY: key}
+        return [
+            ("POST", "/v1/devices/press-1/uploads", parquet, body),  # 201
+            ("POST", "/v1/devices/press-1/uploads", parquet, body),  # 200, deduplicated
+            ("POST", "/v1/devices/press-1/uploads", {**parquet, "Authorization": "Bearer nope"}, body),  # 401
+            ("POST", "/v1/devices/press-2/uploads", parquet, body),  # 403
+            ("POST", "/v1/devices/Bad!/uploads", parquet, body),  # 422 device id
+            ("POST", "/v1/devices/press-1/uploads", {**parquet, IDEMPOTENCY_KEY: "abc"}, body),  # 422 bad_key
+            ("POST", "/v1/devices/press-1/uploads", {**parquet, "Content-Type": "image/png"}, body),  # 415
+            ("POST", "/v1/devices/press-1/uploads", {**parquet, "Content-Length": str(10**12)}, body),  # 413
+            ("POST", "/v1/devices/press-1/uploads", {**parquet, IDEMPOTENCY_KEY: hashlib.sha256(b"x").hexdigest()},
+             b"x"),  # 422 unreadable
+            ("GET", "/v1/devices/press-1/uploads", auth, b""),  # 405
+            ("POST", "/v1/devices//uploads", parquet, body),  # 404: no route
+        ]
+
+    answers: dict[str, list[tuple[int, dict[str, str], bytes]]] = {}
+    routes_seen = []
+    for way, (app, tokens) in hubs.items():
+        async def observed(scope, receive, send, app=app):
+            await app(scope, receive, send)
+            routes_seen.append((scope["method"], scope.get("route")))
+
+        answers[way] = []
+        for method, path, headers, content in cases(tokens):
+            response = send_raw(observed if way == "hot" else app, path, headers, method, content)
+            answers[way].append((response.status_code, dict(response.headers), response.content))
+    assert answers["hot"] == answers["routed"]
+    assert [status for status, _, _ in answers["hot"]] == [201, 200, 401, 403, 422, 422, 415, 413, 422, 405, 404]
+    posts = [route for method, route in routes_seen if method == "POST"]
+    assert not any(isinstance(route, APIRoute) for route in posts[:-1])  # answered before FastAPI's routing
+    assert {route.path for route in posts[:-1]} == {"/v1/devices/{device_id}/uploads"}
+    assert landed(hubs["hot"][0]) == landed(hubs["routed"][0]) == {f"press-1/{key}.parquet"}
+
+
+def landed(app) -> set[str]:
+    landing = app.state.settings.landing
+    return {p.relative_to(landing).as_posix() for p in landing.rglob("*") if p.is_file()}
 
 
 def test_other_methods_are_left_to_fastapi(app) -> None:
@@ -143,45 +207,46 @@ def _boom() -> None:
     raise RuntimeError("a bug")
 
 
-def test_access_log_off_by_default_errors_always_logged(project: Path, caplog: pytest.LogCaptureFixture) -> None:
-    quiet, chatty = create_app(HubSettings.load(project)), create_app(HubSettings.load(project), access_log=True)
-    for each in (quiet, chatty):
-        each.add_api_route("/boom", _boom)
-    caplog.set_level(logging.INFO, logger="edgeloop.hub")
-    for each in (quiet, chatty):
+def test_access_log_off_by_default_errors_always_logged(project: Path, caplog: pytest.LogCaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `edgeloop hub serve` sets up (hub.serving.configure_logging), without and with --access-log."""
+    monkeypatch.setattr(logging.getLogger(ACCESS_LOGGER), "level", logging.NOTSET)  # restored afterwards
+    monkeypatch.setenv(ACCESS_LOG_ENV, "")
+    app = create_app(HubSettings.load(project))
+    app.add_api_route("/boom", _boom)
+    caplog.set_level(logging.DEBUG)  # capture anything: the access logger's own level decides
+    for asked in (False, True):
+        configure_logging(access_log=asked)
         caplog.clear()
-        assert send_raw(each, "/healthz").status_code == 200
-        assert send_raw(each, "/releases/metadata/timestamp.json").status_code == 200
-        assert send_raw(each, "/boom").status_code == 500
-        access = [r.getMessage() for r in caplog.records if r.name == "edgeloop.hub.access"]
-        errors = [r for r in caplog.records if r.name == "edgeloop.hub" and r.levelno >= logging.WARNING]
-        assert [e.getMessage() for e in errors] == [errors[0].getMessage()] and "route=/boom status=500" in (
-            errors[0].getMessage())
-        if each is quiet:
-            assert access == []
-        else:
-            assert [line.split(" ms=")[0] for line in access] == [
-                "method=GET route=/healthz status=200",
-                "method=GET route=/releases/metadata/{path:path} status=200",
-            ]
+        assert send_raw(app, "/healthz").status_code == 200
+        assert send_raw(app, "/releases/metadata/timestamp.json").status_code == 200
+        assert send_raw(app, "/boom").status_code == 500
+        access = [r.getMessage() for r in caplog.records if r.name == ACCESS_LOGGER]
+        errors = [r.getMessage() for r in caplog.records if r.name == "edgeloop.hub" and r.levelno >= logging.WARNING]
+        assert len(errors) == 1 and "route=/boom status=500" in errors[0]
+        assert [line.split(" ms=")[0] for line in access] == ([
+            "method=GET route=/healthz status=200",
+            "method=GET route=/releases/metadata/{path:path} status=200",
+        ] if asked else [])
 
 
 def test_the_served_app_settles_the_garbage_collector(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app uvicorn's processes build (``app_from_environment``): GC settled, the access log as asked."""
     monkeypatch.setenv(ROOT_ENV, str(project))
+    monkeypatch.setattr(logging.getLogger(ACCESS_LOGGER), "level", logging.NOTSET)  # restored afterwards
     thresholds = gc.get_threshold()
-    served = {}
     try:
         for asked in ("0", "1"):  # what `edgeloop hub serve` without and with --access-log passes its workers
             monkeypatch.setenv(ACCESS_LOG_ENV, asked)
             gc.unfreeze()
-            served[asked] = app_from_environment()
+            served = app_from_environment()
+            assert served.state.settings.root == project.resolve()
             assert gc.get_freeze_count() > 10_000  # the hub's libraries, out of every full collection
             assert gc.get_threshold() == GC_THRESHOLDS
+            assert logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.DEBUG) == (asked == "1")
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
-    for asked, app in served.items():
-        assert [m.kwargs for m in app.user_middleware if m.kwargs] == [{"access_log": asked == "1"}]
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """The TUF release repository, read-only: ``/releases/metadata/{path}`` and ``/releases/targets/{path}``.
 
 These routes document the repository in the OpenAPI schema and answer through hub.static_releases.serve;
-in a running hub the GETs never get here: hub.static_releases.ReleaseFiles answers them first, in plain
+in a running hub the GETs never get here: hub.hot_paths answers them first, in plain
 ASGI, without FastAPI's routing and dependency solving (a no-change poll is the hub's most frequent
 request). What they answer (static files only, caching headers, strong ETags and 304s, 404 for anything
 else, the ``required`` certificate rule): hub.static_releases. Leaves out HEAD, Range requests for small
