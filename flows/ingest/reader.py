@@ -57,7 +57,7 @@ def parquet_table(body: bytes) -> pa.Table:
     if not body.endswith(PARQUET_MAGIC) or len(body) < 12:
         raise Unreadable("truncated parquet file (the footer is missing: upload cut short?)")
     try:
-        return pq.ParquetFile(pa.BufferReader(body)).read(use_pandas_metadata=True)
+        return pq.ParquetFile(pa.BufferReader(body)).read(use_threads=False, use_pandas_metadata=True)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise Unreadable(f"corrupt parquet file: {_first_line(exc)}") from None
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "ingest.json"
 DOCS_FOLDER = "data_docs"
+READ_THREADS = 4  # at most; never more than the machine's cores
+READ_WINDOW = 256  # files read ahead of the one being decided
 Clock = Callable[[], dt.datetime]
 
 
@@ -79,6 +83,7 @@ class _Run:
     seen: SeenEvents
     bounds: TimeBounds
     name: str  # labels this run's validations in Data Docs
+    text: list[str]  # CSV columns read as text
     counts: Counter[str] = field(default_factory=Counter)
     quarantined: list[dict[str, str]] = field(default_factory=list)
     _bulk: BulkValidator | None = None
@@ -112,26 +117,57 @@ def _reject(run: _Run, item: Found, bid: str, reason: str, result: dict[str, Any
     log.warning("quarantined %s/%s: %s", item.device_id, bid[:12], entry["reason"])
 
 
-def _open(run: _Run, item: Found) -> Loaded | None:
-    """The decoded batch, or None when it is done already or was rejected here (unreadable...)."""
+@dataclass(frozen=True)
+class _Read:
+    """One file after ``_read``: its batch id, and its decoded batch or the reason it has none."""
+
+    item: Found
+    batch_id: str
+    batch: Loaded | None
+    reason: str | None  # None with no batch: done already (decoding skipped)
+
+
+def _read(run: _Run, item: Found) -> _Read:
+    """Read, hash and decode one file (runs in a worker thread: it only reads ``run``)."""
     opened = open_file(item, run.params.ingest.max_bytes)
-    key = (item.device_id, opened.batch_id)
+    if (item.device_id, opened.batch_id) in run.done:  # read-only here; the caller updates it
+        return _Read(item, opened.batch_id, None, None)
+    reason = opened.problem
+    if reason is None:
+        try:
+            return _Read(item, opened.batch_id, decode(opened, run.text, run.params.schema.column_names), None)
+        except Unreadable as exc:
+            reason = str(exc)
+        except Exception as exc:  # one poisonous file must not block every run; traceback goes to the log
+            log.exception("unexpected error while reading %s", _shown(item.path, run.paths.root))
+            reason = could_not_process(exc)
+    return _Read(item, opened.batch_id, None, reason)
+
+
+def _take(run: _Run, read: _Read) -> Loaded | None:
+    """The decoded batch, or None when it is done already or was rejected here (unreadable...)."""
+    key = (read.item.device_id, read.batch_id)
     if key in run.done:
         run.counts["skipped"] += 1
         return None
     run.done.add(key)
-    shown = _shown(item.path, run.paths.root)
-    reason = opened.problem
-    if reason is None:
-        try:
-            return decode(opened, text_columns(run.params), run.params.schema.column_names)
-        except Unreadable as exc:
-            reason = str(exc)
-        except Exception as exc:  # one poisonous file must not block every run; traceback goes to the log
-            log.exception("unexpected error while reading %s", shown)
-            reason = could_not_process(exc)
-    _reject(run, item, opened.batch_id, reason, not_validated(reason, shown))
+    if read.batch is not None:
+        return read.batch
+    reason = read.reason or "not read"
+    _reject(run, read.item, read.batch_id, reason, not_validated(reason, _shown(read.item.path, run.paths.root)))
     return None
+
+
+def _read_all(run: _Run, items: list[Found]) -> Iterator[Loaded]:
+    """New batches in discovery order; files are read and decoded a window at a time by worker threads
+    (Parquet decoding releases the GIL), so memory holds at most one window beyond the current chunk."""
+    workers = max(1, min(READ_THREADS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(items), READ_WINDOW):
+            for read in pool.map(lambda item: _read(run, item), items[start : start + READ_WINDOW]):
+                batch = _take(run, read)
+                if batch is not None:
+                    yield batch
 
 
 def _check_one(run: _Run, batch: Loaded) -> tuple[pd.DataFrame | None, str, dict[str, Any]]:
@@ -315,13 +351,10 @@ def ingest(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, An
     bounds = TimeBounds.for_run(params.ingest, now)
     name = "ingest-" + now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run = _Run(params, paths, quarantined, done_keys(curated, quarantined), curated_ids(curated, params.schema),
-               bounds, name)
+               bounds, name, text_columns(params))
     pending: list[Loaded] = []
     rows = 0
-    for item in discover(source_locations(params, paths)):
-        batch = _open(run, item)
-        if batch is None:
-            continue
+    for batch in _read_all(run, discover(source_locations(params, paths))):
         pending.append(batch)
         rows += batch.rows
         if len(pending) >= params.ingest.chunk_batches or rows >= params.ingest.chunk_rows:
