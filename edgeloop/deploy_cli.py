@@ -3,7 +3,8 @@
 Against the server in ``PREFECT_API_URL``: creates the process work pool the file names, the
 ``edgeloop-retrain`` global concurrency limit (one retrain at a time across workers), and runs
 ``prefect deploy --all`` on the file (``flows.orchestration.work_pool``); then prints the deployments
-as the server holds them and the command that starts a worker. Run it from the root of a checkout.
+as the server holds them, a warning for a monitor or promotion interval that differs from params.yaml's,
+and the command that starts a worker. Run it from the root of a checkout.
 Leaves out starting workers and the server (docs/prefect.md) and ``edgeloop serve`` (one process, no pool).
 """
 
@@ -33,12 +34,14 @@ def deploy(
     from edge.contracts.layout import Paths
     from flows.params import load_params
 
-    load_params(Paths.at(root).params)  # fail fast on bad params, before Prefect loads
-    from flows.orchestration.work_pool import deploy_project, pool_names
+    params = load_params(Paths.at(root).params)  # fail fast on bad params, before Prefect loads
+    from flows.orchestration.work_pool import deploy_project, interval_drift, pool_names
 
     report = deploy_project(root, prefect_file)
     for step in report.steps:
         console.print(step, soft_wrap=True)
+    for line in interval_drift(prefect_file if prefect_file.is_absolute() else root / prefect_file, params):
+        console.print(f"[yellow]warning[/]: {line}", soft_wrap=True)
     table = Table(title="deployments")
     for column in ("deployment", "work pool", "schedule", "concurrency"):
         table.add_column(column, overflow="fold")

@@ -12,7 +12,8 @@ start`` processes running the deployments from a checkout folder (``EDGELOOP_ROO
   nobody else does (``flows.orchestration.concurrency.retrain_slot``, what the retrain flow uses). The
   retrains here are a cheap stand-in flow (a real retrain takes about 30 s a run on this machine).
 
-Without a server (fast lane): ``edgeloop deploy``'s mistakes are named in one message. The server runs
+Without a server (fast lane): ``edgeloop deploy``'s mistakes are named in one message, and it names a
+monitor or promotion interval that differs from params.yaml's. The server runs
 with ``--no-services``: no scheduler, so the deployments' schedules create no runs (each run here is
 started by the test), and none of the other background loops, which cost CPU the 2-core machine needs
 (131 s against 92 s for this file in one pair of runs); orchestration, deployment and global
@@ -176,9 +177,9 @@ def stack(postgres, tmp_path_factory) -> Iterator[Stack]:  # noqa: F811
         with temporary_settings({PREFECT_API_URL: api_url}):
             yield running
     finally:
-        for proc in reversed(running.procs):  # workers (with their flow-run children), then the server
+        for proc in reversed(running.procs):  # workers (and any flow-run child: nothing left to keep), then the server
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGTERM if proc is server else signal.SIGKILL)
         for proc in running.procs:
             try:
                 proc.wait(timeout=20)
@@ -325,3 +326,14 @@ def test_deploy_names_each_mistake_before_touching_a_server(tmp_path):
     assert "'retrain-on-demand' in" in _deploy_mistake(root, somewhere, "--prefect-file", "mine.yaml")
     (root / "mine.yaml").write_text("deployments: [\n")
     assert "cannot read" in _deploy_mistake(root, somewhere, "--prefect-file", "mine.yaml")
+
+
+def test_deploy_names_an_interval_that_differs_from_params_yaml():
+    from flows.orchestration.work_pool import interval_drift
+    from flows.params import parse_params
+
+    prefect_file = REPO / "flows/prefect.yaml"
+    assert interval_drift(prefect_file, parse_params(repo_params_raw())) == []  # in step as shipped
+    changed = parse_params(override(repo_params_raw(), {"loop.monitor.interval_s": 120}))
+    assert interval_drift(prefect_file, changed) == [
+        "loop-monitor runs every 300 s in prefect.yaml but loop.monitor.interval_s is 120 s: change one of them"]

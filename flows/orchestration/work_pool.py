@@ -6,6 +6,7 @@ that name must be a process pool: the deployments run from a local checkout), cr
 ``edgeloop-retrain`` global concurrency limit (``flows.orchestration.concurrency``), and run Prefect's
 own ``prefect --no-prompt deploy --all --prefect-file flows/prefect.yaml`` from the project folder, so
 the file is deployed exactly as by hand. Then it reads the deployments back from the server.
+``interval_drift`` names the monitor and promotion intervals that differ from params.yaml's.
 
 Leaves out starting workers (``prefect worker start --pool edgeloop`` on each host, with
 ``EDGELOOP_ROOT`` set: docs/prefect.md), the Prefect server itself, and ``edgeloop serve`` (the
@@ -27,8 +28,10 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from edge.contracts.errors import UserError
 from flows.orchestration.concurrency import ensure_retrain_limit
+from flows.params import Params
 
-__all__ = ["PREFECT_FILE", "DeployedRow", "DeployReport", "deploy_project", "ensure_process_pool", "pool_names"]
+__all__ = ["PREFECT_FILE", "DeployReport", "DeployedRow", "deploy_project", "ensure_process_pool", "interval_drift",
+           "pool_names"]
 
 PREFECT_FILE = Path("flows/prefect.yaml")  # relative to the project root (a checkout of the repository)
 DEPLOY_TIMEOUT_S = 600.0
@@ -134,6 +137,25 @@ def _read_back(prefect_file: Path, pools: list[str]) -> list[DeployedRow]:
     rows = [DeployedRow(f"{flows.get(d.flow_id, '?')}/{d.name}", d.work_pool_name or "-", _schedules(d),
                         _concurrency(d)) for d in stored if d.work_pool_name in pools]
     return sorted(rows, key=lambda row: names.index(row.name.split("/", 1)[1]))
+
+
+INTERVALS = {"loop-monitor": ("loop.monitor.interval_s", "monitor"),
+             "promote-soaked": ("loop.promotion.interval_s", "promotion")}
+
+
+def interval_drift(prefect_file: Path, params: Params) -> list[str]:
+    """Where an interval schedule in ``prefect_file`` differs from its ``params.yaml → loop`` value (the
+    file cannot read params.yaml, so the two are kept in step by hand)."""
+    declared = {entry.get("name"): entry for entry in yaml.safe_load(prefect_file.read_text())["deployments"]}
+    lines = []
+    for name, (key, section) in INTERVALS.items():
+        wanted = getattr(params.loop, section).interval_s
+        for schedule in (declared.get(name) or {}).get("schedules") or []:
+            every = schedule.get("interval") if isinstance(schedule, dict) else None
+            if every is not None and float(every) != wanted:
+                lines.append(f"{name} runs every {float(every):.0f} s in {prefect_file.name} but {key} is "
+                             f"{wanted:.0f} s: change one of them")
+    return lines
 
 
 def _check_server(url: str) -> None:
