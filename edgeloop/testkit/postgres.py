@@ -1,4 +1,4 @@
-"""A real PostgreSQL for tests and benchmarks: the pip package ``pgserver`` (PostgreSQL 16 binaries in a
+"""A real PostgreSQL for tests and benchmarks: the pip package ``pgserver`` (PostgreSQL 18 binaries in a
 wheel), started by the suite itself on a unix socket in a temporary folder, never a hand-started service.
 
 ``shared_postgres()`` starts one server per process on first use (~1 s) and stops it, and removes its
