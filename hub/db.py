@@ -147,6 +147,10 @@ class DatabaseError(UserError):
 
 
 SUPPORTED = ("sqlite", "postgresql")
+# PostgreSQL connections one hub process keeps open (and never more: no overflow connections, whose
+# connect and disconnect per burst cost the server a process start each time; a request waits for a free
+# one instead). N processes need N * POOL_SIZE of the server's max_connections (100 by default).
+POOL_SIZE = 10
 
 
 def database_url(url: str) -> URL:
@@ -192,7 +196,8 @@ def make_engine(url: str, migrate: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         try:
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0,
+                                   connect_args={"options": "-c timezone=UTC"})
         except ModuleNotFoundError as exc:
             raise DatabaseError(f"hub.database: {shown_url(parsed)} needs the {exc.name!r} driver: pip install "
                                 "'psycopg[binary]' (it comes with edgeloop's cloud extra)") from None
