@@ -34,8 +34,9 @@ def prefect_server():
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that needs the Prefect server is slow (the fast lane, ``-m "not slow"``, never starts it);
-    other slow tests (other servers, processes, the demo, kill -9 loops) carry ``pytest.mark.slow`` themselves."""
+    """A test that needs the Prefect server or the S3 server (``s3_server``, edgeloop/testkit/s3.py) is slow
+    (the fast lane, ``-m "not slow"``, never starts them); other slow tests (other servers, processes, the
+    demo, kill -9 loops) carry ``pytest.mark.slow`` themselves."""
     for item in items:
-        if "prefect_server" in getattr(item, "fixturenames", ()):
+        if {"prefect_server", "s3_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

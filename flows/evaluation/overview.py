@@ -2,18 +2,24 @@
 
 ``data/candidate/index.html``: the verdict, every gate rule (threshold, observed, pass/fail), candidate
 vs champion quality and per-feature drift as bars, what ingest curated and quarantined (with each
-reason), and links to the Evidently reports and the Data Docs. Inline CSS only: no script, no font, no
-CDN, so it opens on a closed network. Leaves out: the numbers' computation (evaluate, gate) and charts
-that need JavaScript.
+reason, read from ``storage.quarantine``: a folder or a bucket), and links to the Evidently reports and
+the Data Docs. Inline CSS only: no script, no font, no CDN, so it opens on a closed network. Leaves out:
+the numbers' computation (evaluate, gate) and charts that need JavaScript.
 """
 
 from __future__ import annotations
 
 from html import escape
-from pathlib import Path
-from typing import Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any
 
+from edge.contracts.errors import UserError
 from flows.evaluation.decision import metric_label
+from flows.storage import StoragePath, read_bytes
+
+if TYPE_CHECKING:
+    from edge.contracts.layout import Paths
+    from flows.params import Params
 
 MAX_QUARANTINE_ROWS = 200
 
@@ -120,13 +126,25 @@ def _ingest(ingest: dict[str, Any], quarantined: list[tuple[str, str]]) -> str:
     return f"{summary}<table><tr><th>batch</th><th>reason</th></tr>{''.join(rows)}</table>{more}"
 
 
-def quarantine_reasons(folder: Path) -> list[tuple[str, str]]:
-    """(device/batch, one-line reason) of quarantined batches, first ``MAX_QUARANTINE_ROWS`` by name."""
-    found = []
-    for path in sorted(folder.rglob("*.reason.txt"))[:MAX_QUARANTINE_ROWS]:
-        name = str(path.relative_to(folder)).removesuffix(".reason.txt")
-        found.append((name, path.read_text(encoding="utf-8", errors="replace").strip()))
-    return found
+def quarantine_reasons(folder: StoragePath) -> list[tuple[str, str]]:
+    """(device/batch, one-line reason) of quarantined batches, first ``MAX_QUARANTINE_ROWS`` by name: the
+    finished entries ingest counts (``flows.ingest.ledger``), in a folder or a bucket prefix."""
+    from flows.ingest.ledger import iter_quarantined
+
+    entries = iter_quarantined(folder)  # type: ignore[arg-type]  # it walks a UPath with the same calls
+    return [(f"{device}/{batch}", read_bytes(path).decode("utf-8", errors="replace").strip())
+            for device, batch, path in islice(entries, MAX_QUARANTINE_ROWS)]
+
+
+def project_quarantine_reasons(params: Params, paths: Paths) -> list[tuple[str, str]]:
+    """``quarantine_reasons`` of ``storage.quarantine``; one row saying why when it cannot be read (the
+    page is written all the same)."""
+    from flows.ingest.quarantine import quarantine_root
+
+    try:
+        return quarantine_reasons(quarantine_root(params, paths))
+    except (OSError, UserError) as exc:
+        return [(params.storage.quarantine, f"cannot be listed: {exc}")]
 
 
 def render_overview(

@@ -17,8 +17,9 @@ correct, confident rows).
 
 ``ipw_mean(values, p)`` is the core; ``accuracy`` and ``label_shares`` apply it; ``fleet_estimates``
 gives fleet, per-device, per-model-version and per-device-and-version accuracy and label balance,
-each with the naive (unweighted) number beside it. ``load_uploads`` reads the landing zone's edge
-batches (rows that carry an inclusion probability); ``write_estimates`` stores the result as
+each with the naive (unweighted) number beside it. ``load_uploads`` reads the landing zones' edge
+batches (rows that carry an inclusion probability; local folder and buckets through
+``flows.loop.landing``, which reads a bucket object once); ``write_estimates`` stores the result as
 ``data/loop/estimates.json`` for the hub's fleet page and the loop's flows (``read_estimates`` gives
 None when it is missing or unreadable); ``refresh_estimates`` does all three (every monitor pass).
 
@@ -28,6 +29,7 @@ Leaves out: deciding anything on these numbers (flows.loop.triggers, flows.loop.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -39,8 +41,10 @@ import numpy as np
 import pandas as pd
 
 from edge.atomic import write_text_atomic
+from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
-from edge.contracts.record import BATCH_EXTENSIONS, INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+from flows.loop.landing import Landed, edge_rows, forget_gone, landed_batches, landing_zones
 from flows.params import Params
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
 ]
 
 ESTIMATES_FILE = "loop/estimates.json"  # under data/
+log = logging.getLogger(__name__)
 Z95 = 1.959963984540054
 
 
@@ -161,32 +166,25 @@ def fleet_estimates(frame: pd.DataFrame, params: Params) -> dict[str, Any]:
 
 
 def load_uploads(paths: Paths, params: Params, since: datetime | None = None,
-                 model_versions: Iterable[str] | None = None) -> pd.DataFrame:
-    """Edge rows in the landing zone (``data/uploads/<device>/<batch>.{csv,parquet}``): those that carry
-    an inclusion probability and a label, optionally only batches landed after ``since`` (file time) and
-    rows made by ``model_versions``. Unreadable files are skipped: ingest quarantines them."""
-    from flows.ingest.reader import Unreadable, read_batch
-
+                 model_versions: Iterable[str] | None = None, batches: list[Landed] | None = None
+                 ) -> pd.DataFrame:
+    """Edge rows in the landing zones (``flows.loop.landing``: ``data/uploads/<device>/<batch>.{csv,parquet}``
+    and the buckets of ``storage.uploads`` and ``ingest.sources``): those that carry an inclusion
+    probability and a label, optionally only batches landed after ``since`` (file or object time) and
+    rows made by ``model_versions``; the loop's columns only. ``batches``: the zones' batches when
+    already listed. Unreadable files are skipped: ingest quarantines them. A bucket that cannot be
+    reached is a UserError."""
     schema = params.schema
     wanted = None if model_versions is None else {str(v) for v in model_versions}
+    if batches is None:
+        batches = landed_batches(landing_zones(params, paths))
     frames = []
-    root = paths.uploads
-    for path in sorted(root.glob("*/*")) if root.exists() else []:
-        extension = path.suffix.lstrip(".")
-        if extension not in BATCH_EXTENSIONS or not path.is_file():
+    for batch in batches:
+        if since is not None and batch.landed < since:
             continue
-        if since is not None and datetime.fromtimestamp(path.stat().st_mtime, UTC) < since:
+        frame = edge_rows(batch, params, paths)
+        if frame is None:
             continue
-        try:
-            frame = read_batch(path.read_bytes(), extension, [schema.device_id, MODEL_VERSION, schema.label.name,
-                                                             PREDICTION], schema.column_names)
-        except (Unreadable, OSError):
-            continue
-        needed = {INCLUSION_PROBABILITY, PREDICTION, MODEL_VERSION, UPLOAD_REASON, schema.label.name}
-        if not needed <= set(frame.columns):
-            continue
-        frame = frame[frame[schema.label.name].notna()].copy()
-        frame[MODEL_VERSION] = frame[MODEL_VERSION].astype(str)
         if wanted is not None:
             frame = frame[frame[MODEL_VERSION].isin(wanted)]
         frames.append(frame)
@@ -211,5 +209,13 @@ def read_estimates(paths: Paths) -> dict[str, Any] | None:
 
 
 def refresh_estimates(paths: Paths, params: Params) -> Path:
-    """Recompute ``data/loop/estimates.json`` from every edge row landed so far; the file written."""
-    return write_estimates(paths, fleet_estimates(load_uploads(paths, params), params))
+    """Recompute ``data/loop/estimates.json`` from every edge row landed so far; the file written. When a
+    landing zone cannot be listed (a bucket unreachable) the previous file stays, with a warning."""
+    try:
+        batches = landed_batches(landing_zones(params, paths))
+    except (OSError, UserError) as exc:
+        log.warning("fleet estimates not refreshed: %s", exc)
+        return paths.data / ESTIMATES_FILE
+    written = write_estimates(paths, fleet_estimates(load_uploads(paths, params, batches=batches), params))
+    forget_gone(paths, batches)
+    return written

@@ -6,14 +6,17 @@ returns ``flows.loop.triggers.Observations``:
 - the fleet from the hub's ``GET /v1/fleet`` (``flows.hub_client``: its URL and admin token rules), one
   ``DeviceState`` per device. Hub unreachable, a missing token or a bad answer: ``devices=None`` with
   the reason;
-- the labelled rows landed in ``data/uploads`` since the last training (file modification time);
+- the labelled rows landed since the last training in the landing zones (``flows.loop.landing``:
+  ``data/uploads`` and the buckets of ``storage.uploads`` and ``ingest.sources``; file modification
+  time or object LastModified; a bucket object is read once, then remembered);
 - the IPW accuracy (flows.loop.estimates) of the rows made by the models the channels point at now,
-  from batches landed since the newest of those releases was created;
+  from batches landed since the newest of those releases was created (the same listing);
 - the model file's time (``data/model/model.onnx``), the last training when the log has none.
 
 Nothing here raises on a missing or unreadable file or an unreachable hub: each part that cannot be
 had is recorded as unknown with its reason, and the other parts still work.
-Leaves out: deciding (flows.loop.triggers) and writing anything.
+Leaves out: deciding (flows.loop.triggers) and writing anything (but what ``flows.loop.landing`` keeps of
+bucket objects).
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
-from edge.contracts.record import BATCH_EXTENSIONS
 from edge.contracts.release_layout import MODEL_FILE
 from edge.contracts.wire import DEVICE_STATUSES
 from flows.hub_client import HubAdminClient, HubUnreachable
+from flows.loop.landing import Landed, labelled_rows, landed_batches, landing_zones
 from flows.loop.triggers import DeviceState, Observations, last_training, parse_time
 from flows.params import Params
 
@@ -54,42 +58,16 @@ def _device(raw: Mapping[str, Any]) -> DeviceState:
     return DeviceState(str(raw["device_id"]), str(raw.get("channel", "")), active, max(values) if values else None)
 
 
-def _batches(paths: Paths, since: datetime | None) -> list[Path]:
-    root = paths.uploads
-    if not root.is_dir():
-        return []
-    out = []
-    for path in sorted(root.glob("*/*")):
-        if path.suffix.lstrip(".") not in BATCH_EXTENSIONS or not path.is_file():
-            continue
-        try:
-            landed = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        except OSError:
-            continue
-        if since is None or landed > since:
-            out.append(path)
-    return out
+def count_labelled_rows(paths: Paths, params: Params, since: datetime | None,
+                        batches: list[Landed] | None = None) -> int:
+    """Rows with a label in batches landed after ``since`` (all when None); unreadable batches count 0.
+    ``batches``: the landing zones' batches when already listed (``flows.loop.landing``)."""
+    if batches is None:
+        batches = landed_batches(landing_zones(params, paths))
+    return sum(labelled_rows(b, params, paths) for b in batches if since is None or b.landed > since)
 
 
-def count_labelled_rows(paths: Paths, params: Params, since: datetime | None) -> int:
-    """Rows with a label in batches landed after ``since`` (all when None); unreadable batches count 0."""
-    from flows.ingest.reader import Unreadable, read_batch
-
-    schema = params.schema
-    label = schema.label.name
-    total = 0
-    for path in _batches(paths, since):
-        try:
-            frame = read_batch(path.read_bytes(), path.suffix.lstrip("."), [label, schema.device_id],
-                               schema.column_names)
-        except (Unreadable, OSError):
-            continue  # ingest quarantines it
-        if label in frame.columns:
-            total += int(frame[label].notna().sum())
-    return total
-
-
-def current_accuracy(paths: Paths, params: Params) -> dict[str, Any]:
+def current_accuracy(paths: Paths, params: Params, batches: list[Landed] | None = None) -> dict[str, Any]:
     """IPW accuracy of the channel models' rows since the newest of their releases: ``{"value", "low",
     "high", "rows", "versions", "since", "note"}`` (value None with a note when it cannot be had)."""
     from flows.loop.estimates import accuracy, load_uploads
@@ -108,9 +86,12 @@ def current_accuracy(paths: Paths, params: Params) -> dict[str, Any]:
     versions = sorted(str(r.version) for r in current)
     times = [t for t in (parse_time(r.created) for r in current) if t is not None]
     since = max(times) if times else None
-    frame = load_uploads(paths, params, since=since, model_versions=versions)
-    estimate = accuracy(frame, params.schema.label.name) if len(frame) else None
     out = empty | {"versions": versions, "since": None if since is None else since.isoformat()}
+    try:
+        frame = load_uploads(paths, params, since=since, model_versions=versions, batches=batches)
+    except (OSError, UserError) as exc:
+        return out | {"note": f"landing zone unreadable: {exc}"}
+    estimate = accuracy(frame, params.schema.label.name) if len(frame) else None
     if estimate is None or estimate.value is None:
         return out | {"note": f"no labelled edge rows from release(s) {', '.join(versions)} yet"}
     return out | {"value": estimate.value, "low": estimate.low, "high": estimate.high, "rows": estimate.rows,
@@ -138,11 +119,14 @@ def gather(paths: Paths, params: Params, last_fired: Mapping[str, Any] | None, u
         error = str(exc)
     trained_file = model_time(paths)
     since, _ = last_training(last_fired, trained_file)
-    try:
-        rows: int | None = count_labelled_rows(paths, params, since)
-    except OSError:
-        rows = None
-    acc = current_accuracy(paths, params)
+    rows: int | None = None
+    batches: list[Landed] | None = None
+    try:  # listed once for both counts; unreadable: the data-volume trigger is unknown, the accuracy says why
+        batches = landed_batches(landing_zones(params, paths))
+        rows = count_labelled_rows(paths, params, since, batches)
+    except (OSError, UserError):
+        pass
+    acc = current_accuracy(paths, params, batches)
     return Observations(
         devices=devices, fleet_error=error, new_labelled_rows=rows, accuracy=acc["value"],
         accuracy_rows=acc["rows"], accuracy_interval=(acc["low"], acc["high"]),

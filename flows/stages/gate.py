@@ -38,7 +38,7 @@ from flows.evaluation.bundle import (
     utc_now,
 )
 from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons, render_markdown
-from flows.evaluation.overview import quarantine_reasons, render_overview
+from flows.evaluation.overview import project_quarantine_reasons, render_overview
 from flows.lineage import frame_hash, git_commit, library_versions
 from flows.params import Params
 from flows.stages import StageError
@@ -126,7 +126,8 @@ def write_release(
         shutil.copyfile(html, reports / html.name)
 
 
-def overview_page(paths: Paths, decision: dict[str, Any], loaded: dict[str, Loaded], passed: bool) -> str:
+def overview_page(params: Params, paths: Paths, decision: dict[str, Any], loaded: dict[str, Loaded],
+                  passed: bool) -> str:
     """index.html of the candidate folder: the decision and its evidence, linking to every report."""
     reports = "reports" if passed else "../reports/evaluate"  # a blocked candidate has no report copies
     links = {
@@ -143,7 +144,7 @@ def overview_page(paths: Paths, decision: dict[str, Any], loaded: dict[str, Load
         decision,
         loaded["ingest"].data or {},
         loaded["evaluate"].data or {},
-        quarantine_reasons(paths.quarantine),
+        project_quarantine_reasons(params, paths),
         links,
     )
 
@@ -171,7 +172,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         write_text_atomic(staging / "decision.md", render_markdown(decision))
         if passed:
             write_release(staging, params, paths, decision, rules)
-        write_text_atomic(staging / "index.html", overview_page(paths, decision, loaded, passed))
+        write_text_atomic(staging / "index.html", overview_page(params, paths, decision, loaded, passed))
         replace_dir(staging, paths.candidate)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
