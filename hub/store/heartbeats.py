@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -27,12 +28,19 @@ def record_heartbeat(sessions: sessionmaker[Session], write_lock: AbstractContex
                      state: dict[str, Any], received_at: datetime) -> None:
     """Store ``state`` as ``device_id``'s latest heartbeat, received at ``received_at``."""
     engine: Engine = sessions.kw["bind"]
-    statement = insert_for(engine.dialect.name)(Heartbeat).values(device_id=device_id, received_at=received_at,
-                                                                  state=state)
-    statement = statement.on_conflict_do_update(
-        index_elements=[Heartbeat.device_id],
-        set_={"received_at": statement.excluded.received_at, "state": statement.excluded.state},
-        where=Heartbeat.received_at <= statement.excluded.received_at,
-    )
+    values = {"device_id": device_id, "received_at": received_at, "state": state}
     with write_lock, single_statements(engine).begin() as connection:  # one statement: its own transaction
-        connection.execute(statement)
+        connection.execute(_upsert(engine.dialect.name), values)
+
+
+@cache
+def _upsert(dialect_name: str) -> Any:
+    """The upsert, built once per dialect (building a statement costs more than running it), on the Table
+    (Core: an ORM entity would take SQLAlchemy's ORM bulk path)."""
+    table = Heartbeat.__table__
+    statement = insert_for(dialect_name)(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.device_id],
+        set_={"received_at": statement.excluded.received_at, "state": statement.excluded.state},
+        where=table.c.received_at <= statement.excluded.received_at,
+    )

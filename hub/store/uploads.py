@@ -16,6 +16,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -51,15 +52,22 @@ def find_upload(engine: Engine, device_id: str, batch_id: str) -> UploadRecord |
     return UploadRecord(row.device_id, row.batch_id, row.path, int(row.bytes), int(row.rows), as_utc(row.stored_at))
 
 
+@cache
+def _insert_once(dialect_name: str) -> Any:
+    """The insert, built once per dialect, on the Table (Core, not the ORM's bulk path)."""
+    table = Upload.__table__
+    return (insert_for(dialect_name)(table)
+            .on_conflict_do_nothing(index_elements=[table.c.device_id, table.c.batch_id])
+            .returning(table.c.id))
+
+
 def record_upload(engine: Engine, write_lock: AbstractContextManager[Any],
                   upload: UploadRecord) -> tuple[UploadRecord, bool]:
     """Insert ``upload``; (it, True), or (the row recorded first, False) when this batch is already there."""
-    statement = insert_for(engine.dialect.name)(Upload).values(
-        device_id=upload.device_id, batch_id=upload.batch_id, path=upload.location, bytes=upload.bytes,
-        rows=upload.rows, stored_at=upload.stored_at,
-    ).on_conflict_do_nothing(index_elements=[Upload.device_id, Upload.batch_id]).returning(Upload.id)
+    values = {"device_id": upload.device_id, "batch_id": upload.batch_id, "path": upload.location,
+              "bytes": upload.bytes, "rows": upload.rows, "stored_at": upload.stored_at}
     with write_lock, single_statements(engine).begin() as connection:  # one statement: its own transaction
-        added = connection.execute(statement).first() is not None  # no row back: it was there already
+        added = connection.execute(_insert_once(engine.dialect.name), values).first() is not None  # none: there
     if added:
         return upload, True
     winner = find_upload(engine, upload.device_id, upload.batch_id)  # committed: the insert waited for it
