@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from edge.contracts.record import UPLOAD_REASON
 from edge.contracts.schema import DataSchema
 from flows.ingest.reasons import describe_failures
 from flows.ingest.suite import (
@@ -157,6 +159,16 @@ class BulkResult:
     results: list[dict[str, Any]]  # the failed expectations' results as plain dicts ([] when success)
 
 
+def _whole_labels(column: pd.Series, schema: DataSchema) -> Any:
+    """Integer class labels as ``Int64`` when every value present is whole (another batch's missing
+    label made the column float): examples then read ``7`` as they would for the batch alone."""
+    if isinstance(schema.label.classes[0], str) or not pd.api.types.is_float_dtype(column.dtype):
+        return column.array
+    present = column.dropna().to_numpy()
+    whole = np.all(np.isfinite(present)) and np.all(present == np.round(present))
+    return column.astype("Int64").array if bool(whole) else column.array
+
+
 class BulkValidator(_Validator):
     """Validates a chunk of concatenated batches against the bulk suite, once per chunk."""
 
@@ -166,6 +178,33 @@ class BulkValidator(_Validator):
 
     def _expectations(self) -> list[Any]:
         return build_bulk_expectations(self._schema) if BULK_SUITE not in self._definitions else []
+
+    def frame(self, rows: pd.DataFrame, keys: np.ndarray, folders: np.ndarray) -> pd.DataFrame:
+        """What the bulk suite checks: ``rows``' checked columns (nulls for a record column none of the
+        batches carried: its in-set and range checks skip nulls), each row's batch key (``keys``) and its
+        batch's folder (``folders[key]``). GX copies the frame for nearly every expectation, so it gets
+        one consolidated copy, with device ids and upload reasons as categoricals (device and folder
+        sharing categories, so the two compare): 3-6x less GX time on a million rows."""
+        device_name = self._schema.device_id
+        device = rows[device_name]
+        categories = pd.Index(pd.unique(np.concatenate([folders.astype(object), device.dropna().unique()])))
+        columns: dict[str, Any] = {}
+        for name in self.checked:
+            if name == BATCH_KEY:
+                columns[name] = keys
+            elif name == FOLDER_DEVICE:
+                columns[name] = pd.Categorical.from_codes(categories.get_indexer(folders)[keys], categories)
+            elif name == device_name:
+                columns[name] = pd.Categorical(device, categories=categories)
+            elif name == UPLOAD_REASON and name in rows.columns:
+                columns[name] = pd.Categorical(rows[name])
+            elif name == self._schema.label.name and name in rows.columns:
+                columns[name] = _whole_labels(rows[name], self._schema)
+            elif name in rows.columns:
+                columns[name] = rows[name].to_numpy() if isinstance(rows[name].dtype, np.dtype) else rows[name].array
+            else:
+                columns[name] = np.full(len(rows), None, dtype=object)
+        return pd.DataFrame(columns)
 
     def validate(self, frame: pd.DataFrame, run_name: str) -> BulkResult:
         """Run the bulk suite on ``frame`` (the columns of ``self.checked``, every one present)."""

@@ -54,7 +54,6 @@ from flows.ingest.reader import Unreadable
 from flows.ingest.reasons import describe_failures
 from flows.ingest.store import curated_frame, curated_ids, write_chunk
 from flows.ingest.structure import set_aside, suspects
-from flows.ingest.suite import BATCH_KEY, FOLDER_DEVICE
 from flows.ingest.validate import BatchValidator, BulkValidator, TimeBounds
 from flows.params import Params
 from flows.storage import StoragePath
@@ -190,33 +189,22 @@ def _check_one(run: _Run, batch: Loaded) -> tuple[pd.DataFrame | None, str, dict
     return frame, "", {}
 
 
-def _bulk_frame(
-    pieces: list[Piece], batches: list[Loaded], run: _Run
-) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
-    """The chunk's rows, their batch keys, and the frame the bulk suite checks."""
+def _bulk_rows(pieces: list[Piece]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The chunk's normalised rows and their batch keys."""
     frame = pieces[0].frame if len(pieces) == 1 else pd.concat([p.frame for p in pieces], ignore_index=True)
-    frame = frame.reset_index(drop=True)
-    keys = np.concatenate([p.keys for p in pieces])
+    return frame.reset_index(drop=True), np.concatenate([p.keys for p in pieces])
+
+
+def _validate_bulk(run: _Run, frame: pd.DataFrame, keys: np.ndarray, batches: list[Loaded], chunk: int) -> Attribution:
+    """One GX validation of the chunk's rows, its failures attributed to their batches."""
     folders = np.array([b.device_id for b in batches], dtype=object)
-    checked: dict[str, Any] = {}
-    for name in run.bulk.checked:
-        if name == BATCH_KEY:
-            checked[name] = pd.Series(keys, index=frame.index)
-        elif name == FOLDER_DEVICE:
-            checked[name] = pd.Series(folders[keys], index=frame.index)
-        else:  # a record column no batch carried: nulls, which its in-set and range checks skip
-            checked[name] = frame[name] if name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
-    return frame, keys, pd.DataFrame(checked, copy=False)
-
-
-def _validate_bulk(run: _Run, gx_frame: pd.DataFrame, batches: list[Loaded], chunk: int) -> Attribution:
-    folders = {key: b.device_id for key, b in enumerate(batches)}
     try:
-        result = run.bulk.validate(gx_frame, run_name=f"{run.name}.chunk-{chunk}")
+        checked = run.bulk.frame(frame, keys, folders)
+        result = run.bulk.validate(checked, run_name=f"{run.name}.chunk-{chunk}")
     except Exception:  # the batches are then judged one by one, as before bulk ingest
         log.exception("bulk validation failed; checking this chunk's batches one by one")
         return Attribution(unattributed=True)
-    return Attribution() if result.success else attribute(result.results, folders, run.params.schema)
+    return Attribution() if result.success else attribute(result.results, dict(enumerate(folders)), run.params.schema)
 
 
 def _bulk_evidence(run: _Run, batch: Loaded, results: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
@@ -274,9 +262,8 @@ def _process_chunk(run: _Run, batches: list[Loaded], chunk: int) -> None:
             pieces.append(cleaned)
     frame, keys = pd.DataFrame(), np.zeros(0, dtype=np.int64)
     if pieces:
-        frame, keys, gx_frame = _bulk_frame(pieces, batches, run)
-        attribution = _validate_bulk(run, gx_frame, batches, chunk)
-        del gx_frame
+        frame, keys = _bulk_rows(pieces)
+        attribution = _validate_bulk(run, frame, keys, batches, chunk)
         if attribution.unattributed:
             alone |= {int(k) for p in pieces for k in p.members}
         for key, results in attribution.failed.items():
