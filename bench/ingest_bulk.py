@@ -49,6 +49,7 @@ switch_off()
 import logging
 logging.disable(logging.WARNING)
 import great_expectations, pyarrow.parquet
+from great_expectations.data_context.types.base import ProgressBarsConfig
 from flows.params import load_params
 from edge.contracts.layout import Paths
 imported = time.perf_counter()
@@ -82,6 +83,7 @@ params = load_params(paths.params)
 files = sorted(str(p) for p in pathlib.Path(params.ingest.sources[0]).glob("*/*.parquet"))
 frame = pyarrow.parquet.read_table(files).to_pandas()
 context = gx.get_context(mode="ephemeral")
+context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
 asset = context.data_sources.add_pandas("uploads").add_dataframe_asset("batch")
 batch = asset.add_batch_definition_whole_dataframe("whole")
 present = [c for c in OPTIONAL_CHECKED if c in frame.columns]
@@ -120,6 +122,7 @@ import great_expectations as gx
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
 from flows.ingest.suite import DEVICE_PARAMETER, MAX_TIME_PARAMETER, MIN_TIME_PARAMETER, OPTIONAL_CHECKED
 from flows.ingest.suite import build_expectations
 from flows.stages.train import build_estimator
@@ -131,6 +134,7 @@ t = time.perf_counter()
 files = sorted(str(p) for p in pathlib.Path(params.ingest.sources[0]).glob("*/*.parquet"))
 frame = pyarrow.parquet.read_table(files).to_pandas()
 context = gx.get_context(mode="ephemeral")
+context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
 asset = context.data_sources.add_pandas("uploads").add_dataframe_asset("batch")
 batch = asset.add_batch_definition_whole_dataframe("whole")
 present = [c for c in OPTIONAL_CHECKED if c in frame.columns]

@@ -59,7 +59,7 @@ class TimeBounds:
 
     @classmethod
     def for_run(cls, ingest: IngestParams, now: dt.datetime) -> TimeBounds:
-        latest = now.astimezone(dt.UTC) + dt.timedelta(seconds=ingest.max_future_s)
+        latest = now.astimezone(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=ingest.max_future_s)
         return cls(ingest.earliest_event_time(), latest)
 
     def parameters(self) -> dict[str, Any]:
@@ -96,9 +96,8 @@ class _Validator:
 
     def _definition_of(self, name: str, expectations: list[Any]) -> Any:
         if name not in self._definitions:
-            suite = self._context.suites.add(self._gx.ExpectationSuite(name=name))
-            for expectation in expectations:
-                suite.add_expectation(expectation)
+            # all expectations at once: adding them one by one re-saves the suite each time (~1 s)
+            suite = self._context.suites.add(self._gx.ExpectationSuite(name=name, expectations=expectations))
             definition = self._gx.ValidationDefinition(name=name, data=self._batch_definition, suite=suite)
             self._definitions[name] = self._context.validation_definitions.add(definition)
         return self._definitions[name]
