@@ -1,8 +1,10 @@
 """Prometheus counters of one hub app (own registry, so several apps in one process stay apart).
 
 Requests by route template and status; uploads stored / deduplicated / rejected by reason; bytes
-stored. ``/metrics`` renders them (hub.routes.ops). Never labels anything with a token or a device id
-(unbounded label values are a Prometheus anti-pattern; per-device state is in the fleet view).
+stored. ``/metrics`` renders them (hub.routes.ops). The counters of a stored and of a deduplicated upload
+are labelled once (``stored``, ``deduplicated``): they are counted on the hot path. Never labels anything
+with a token or a device id (unbounded label values are a Prometheus anti-pattern; per-device state is
+in the fleet view).
 """
 
 from __future__ import annotations
@@ -29,3 +31,6 @@ class HubMetrics:
         )
         self.upload_bytes = Counter("edgeloop_hub_upload_bytes", "Bytes of stored batches", registry=self.registry)
         self.heartbeats = Counter("edgeloop_hub_heartbeats", "Heartbeats received", registry=self.registry)
+        # the two outcomes of almost every upload, labelled once (labels() looks the child up under a lock)
+        self.stored = self.uploads.labels("stored", "")
+        self.deduplicated = self.uploads.labels("deduplicated", "")

@@ -71,10 +71,10 @@ async def receive_batch(scope: Scope, receive: Receive, send: Send, device_id: s
         await refusal_response(refused)(scope, receive, send)
         return
     if created:
-        metrics.uploads.labels("stored", "").inc()
+        metrics.stored.inc()
         metrics.upload_bytes.inc(result.bytes)
     else:
-        metrics.uploads.labels("deduplicated", "").inc()
+        metrics.deduplicated.inc()
     await JSONResponse(result.model_dump(), status_code=201 if created else 200)(scope, receive, send)
 
 
