@@ -20,7 +20,8 @@ is two of them back to back). Every measured phase follows a short warm-up of th
 Server CPU: utime + stime of the server's processes (``/proc/<pid>/stat``) over the measured phase,
 divided by what it did (uploads stored, polls answered). GC pauses: bench/gc_probe/sitecustomize.py
 times every collection in the server processes (gc.callbacks); the table shows the longest one during
-the measured phases. After each hub run the landing zone is checked against the hub's database: every
+the measured phases, and, after them, what a full collection costs the process (three forced by
+SIGUSR1, the shortest). After each hub run the landing zone is checked against the hub's database: every
 recorded batch is there exactly once, nothing else. Every phase runs ``--repeat`` times; the summary
 shows medians (max pause: the median of the runs' maxima; counts: totals).
 
@@ -40,6 +41,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -238,6 +240,26 @@ def wrk(url: str, connections: int, seconds: float, script: Path, *args: str) ->
     }
 
 
+FORCED = 3  # full collections forced in each server after the load (the table shows the shortest)
+
+
+def forced_full_collection_ms(pids: list[int], gc_dir: Path) -> float:
+    """What one full collection costs each server process now (bench/gc_probe on SIGUSR1): the shortest of
+    ``FORCED`` (the others may include being descheduled), the largest over the processes."""
+    since = time.time()
+    for _ in range(FORCED):
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(1.0)
+    times: dict[str, list[float]] = {}
+    for file in gc_dir.glob("*.jsonl"):
+        for line in file.read_text().splitlines():
+            entry = json.loads(line)
+            if "forced_full_ms" in entry and entry["t"] >= since:
+                times.setdefault(file.stem, []).append(entry["forced_full_ms"])
+    return max((min(each) for each in times.values()), default=float("nan"))
+
+
 def gc_pauses(gc_dir: Path, windows: list[tuple[float, float]]) -> dict[str, float]:
     """Longest pause (any generation, and full collections) and full-collection count inside ``windows``."""
     worst, worst_full, full, total_ms = 0.0, 0.0, 0, 0.0
@@ -341,6 +363,7 @@ def run_once(setup: dict[str, Any], work: Path, port: int, workers: int, seconds
             for phase in phases:
                 row[label] |= PHASES[phase](url, pids, gc_dir, setup, seconds, warmup)
             row[label]["peak_rss_mib"] = peak_rss_mib(pids)
+            row[label]["forced_full_gc_ms"] = forced_full_collection_ms(pids, gc_dir)
     if "hub" in servers and "uploads" in phases:
         row["hub"]["landing"] = check_landing(paths)
     return row

@@ -5,8 +5,10 @@ folder in EDGELOOP_BENCH_GC_DIR; Python imports ``sitecustomize`` at start-up in
 workers included. A ``gc.callbacks`` hook times each collection (perf_counter between its "start" and
 "stop") and a daemon thread appends, every half second, one JSON line per process to
 ``<folder>/<pid>.jsonl``: the wall time and, per generation, how many collections ran in that interval,
-their total and their longest pause in ms. Intervals with no collection are skipped. Without
-EDGELOOP_BENCH_GC_DIR it does nothing.
+their total and their longest pause in ms. Intervals with no collection are skipped. SIGUSR1 asks for
+one full collection now (``gc.collect()``, on the main thread, between two bytecodes of whatever it was
+doing) and appends how long it took (``forced_full_ms``): what any full collection would stall the
+process for at that moment. Without EDGELOOP_BENCH_GC_DIR it does nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
 import threading
 import time
 
@@ -51,8 +54,16 @@ def _install(folder: str) -> None:
                 with open(path, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(line) + "\n")
 
+    def forced(_signum: int, _frame: object) -> None:
+        started_at = time.perf_counter()
+        gc.collect()
+        ms = (time.perf_counter() - started_at) * 1000
+        with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"t": time.time(), "forced_full_ms": round(ms, 3)}) + "\n")
+
     gc.callbacks.append(timed)
     threading.Thread(target=dump, name="gc-probe", daemon=True).start()
+    signal.signal(signal.SIGUSR1, forced)
 
 
 if FOLDER:
