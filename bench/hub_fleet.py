@@ -568,12 +568,14 @@ def bench(processes: int, args: argparse.Namespace) -> dict[str, Any]:
 
                 found: dict[str, Any] = {}
                 for phase, load in (("uploads_1000_rows", ("upload", str(loads["1000"]), "Idempotency-Key",
-                                                           "application/vnd.apache.parquet", str(DEVICES * POOL - 1))),
+                                                           "application/vnd.apache.parquet",
+                                                           str(DEVICES * POOL // args.repeat // 2))),  # unused pairs
                                     ("polls", ("poll", METADATA_PATH, etag))):
                     runner = threading.Thread(target=lambda p=phase, a=load: found.__setitem__(
                         p, profile(pids, args.seconds - 2, work / f"profile-{p}")))
                     runner.start()
-                    wrk(hub_port, args.connections, args.seconds, *load)
+                    during = wrk(hub_port, args.connections, args.seconds, *load)
+                    hub_result["acknowledged_created"] += during["created"]  # its uploads are checked too
                     runner.join()
                 hub_result["profile"] = found
         finally:

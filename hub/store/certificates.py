@@ -10,7 +10,7 @@ microseconds: it changes whenever any other connection, in this process or anoth
 it runs the query every time, so a revocation committed through any hub process or host counts on the
 very next request to every other. (A cache there would need its own per-request check against the
 server, a "registry version" row read before each lookup; measured on the same socket, that read costs
-about as much as the indexed lookup it would save: docs/benchmarks.md, hub on PostgreSQL.) Leaves out
+about as much as the indexed lookup it would save, 70-120% in two runs: docs/benchmarks.md.) Leaves out
 signing (hub.pki), the rules of enrollment and renewal (hub.enrollment) and HTTP (hub.auth).
 """
 
