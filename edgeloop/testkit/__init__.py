@@ -6,7 +6,8 @@
   (the attacker's tools for the TUF tests);
 - ``runner_world``: a release repository with real HistGradientBoosting models and edge-runner configs;
 - ``synthetic``: ground-truth rows for any schema;
-- ``pki``: a plant CA, the hub's certificate and device certificates (good, expired, foreign, unrecorded).
+- ``pki``: a plant CA, the hub's certificate and device certificates (good, expired, foreign, unrecorded);
+- ``postgres``: a real PostgreSQL (pgserver) started once per process, a fresh database per test.
 
 Used by ``tests/`` and ``bench/`` alike (benchmarks never import the tests). For a source checkout: the
 kits read the repository's params.yaml. Importing this package imports nothing heavy.
