@@ -52,6 +52,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edge.contracts.wire import IDEMPOTENCY_KEY  # noqa: E402
 from edge.telemetry import switch_off  # noqa: E402
 
 switch_off()
@@ -319,7 +320,7 @@ async def _open_loop(port: int, issued: dict[str, str], seconds: float, etag: st
                 else:
                     body = batches[batch % len(batches)]
                     answer = await client.post(f"/v1/devices/{device}/uploads", content=body, headers={
-                        **auth, "Idempotency-Key": hashlib.sha256(body).hexdigest(),
+                        **auth, IDEMPOTENCY_KEY: hashlib.sha256(body).hexdigest(),
                         "Content-Type": "application/vnd.apache.parquet"})
                     good = answer.status_code in (200, 201)
                     statuses[f"upload_{answer.status_code}"] += 1
@@ -516,7 +517,7 @@ def phases(port: int, args: argparse.Namespace, loads: dict[str, Path], metadata
     results: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for repeat in range(args.repeat):
         for size in ("100", "1000"):
-            run = measured(port, args, servers, "created", "upload", str(loads[size]), "Idempotency-Key",
+            run = measured(port, args, servers, "created", "upload", str(loads[size]), IDEMPOTENCY_KEY,
                            "application/vnd.apache.parquet", str(offset + repeat * (DEVICES * POOL // args.repeat)))
             run["uploads_per_s"] = run["per_s"]
             results[f"uploads_{size}_rows"].append(run)
@@ -567,7 +568,7 @@ def bench(processes: int, args: argparse.Namespace) -> dict[str, Any]:
                 pids = [int(p) for p in workers] or [hub.pid]
 
                 found: dict[str, Any] = {}
-                for phase, load in (("uploads_1000_rows", ("upload", str(loads["1000"]), "Idempotency-Key",
+                for phase, load in (("uploads_1000_rows", ("upload", str(loads["1000"]), IDEMPOTENCY_KEY,
                                                            "application/vnd.apache.parquet",
                                                            str(DEVICES * POOL // args.repeat // 2))),  # unused pairs
                                     ("polls", ("poll", METADATA_PATH, etag))):
