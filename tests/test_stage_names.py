@@ -22,7 +22,8 @@ def test_dvc_stages_match_the_stage_list_and_driver():
         assert name in stage["params"] or any(str(p).startswith(f"{name}") for p in stage["params"])
 
 
-NOT_STAGES = {"schema", "release", "hub", "loop"}  # release follows the gate; hub is a service; loop drives flows
+NOT_STAGES = {"schema", "release", "hub", "loop", "storage"}  # release follows the gate; hub is a service;
+# loop drives flows; storage says where folders live (local or a bucket)
 
 
 def test_params_sections_are_the_stages():
