@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from edge.contracts.errors import UserError
 from edge.contracts.hub_section import HubSection, HubSectionError, parse_hub_section
@@ -87,9 +88,11 @@ class IngestParams(_Frozen):
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{value!r} is not an ISO 8601 time") from None
+            raise PydanticCustomError("iso_time", "'{value}' is not an ISO 8601 time", {"value": value}) from None
         if moment.tzinfo is None:
-            raise ValueError(f"{value!r} needs a time zone (e.g. 2000-01-01T00:00:00Z)")
+            raise PydanticCustomError(
+                "aware_time", "'{value}' needs a time zone (e.g. 2000-01-01T00:00:00Z)", {"value": value}
+            )
         return value
 
     def earliest_event_time(self) -> datetime:
