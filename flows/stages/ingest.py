@@ -232,6 +232,8 @@ def _curate(run: _Run, batches: list[Loaded], frame: pd.DataFrame, keys: np.ndar
                for k, r, a in zip(accepted, rows, all_rows, strict=True)]
     batch_of_row = np.searchsorted(members, kept_keys)
     _, unstorable = write_chunk(run.paths.curated, curated_frame(kept, schema), entries, batch_of_row)
+    # (a batch that cannot be stored still counts as seen for the rest of this run: later batches lose
+    # those events as repeats; the next run reads what is curated afresh)
     for index, reason in unstorable.items():
         batch = batches[accepted[index]]
         _reject(run, batch.item, batch.batch_id, reason, not_validated(reason, _shown(batch.item.path, run.paths.root)))
@@ -281,13 +283,15 @@ def _process_chunk(run: _Run, batches: list[Loaded], chunk: int) -> None:
         _reject(run, batches[key].item, batches[key].batch_id, *rejected[key])
     out = set(rejected) | alone
     good = ~np.isin(keys, np.fromiter(out, dtype=np.int64, count=len(out)))
-    frames = [frame.loc[good]] + [f for _, f in passed]
+    frames = [frame if good.all() else frame.loc[good]] + [f for _, f in passed]
     all_keys = np.concatenate([keys[good]] + [np.full(len(f), k, dtype=np.int64) for k, f in passed])
     if not len(all_keys):
         return
     curated = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    order = np.argsort(all_keys, kind="stable")  # chunk order: earlier batches win repeated events
-    _curate(run, batches, curated.iloc[order].reset_index(drop=True), all_keys[order])
+    if np.any(np.diff(all_keys) < 0):  # chunk order: earlier batches win repeated events
+        order = np.argsort(all_keys, kind="stable")
+        curated, all_keys = curated.iloc[order], all_keys[order]
+    _curate(run, batches, curated.reset_index(drop=True), all_keys)
 
 
 def _build_docs(run: _Run) -> str | None:
