@@ -35,8 +35,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,29 @@ def demo_hub_client(workspace: Path, hub: Any) -> Any:
                                       token_file=hub.settings.admin_token_file)
 
 
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def _remember_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so an interrupt that lands inside a
+    library call that swallows it (a Prefect flow run's HTTP call, say) still stops the demo at its next tick."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: object) -> None:
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    _INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_demo(project: Path, settings: DemoSettings, say: Say, report_dir: Path | None = None) -> DemoResult:
     """Run the demo with its workspace in ``project/data/demo`` and its report in ``report_dir``
     (default ``project/reports/demo``)."""
@@ -86,7 +111,7 @@ def run_demo(project: Path, settings: DemoSettings, say: Say, report_dir: Path |
         secure_workspace(workspace)
     say(f"workspace {workspace} (fresh), hub on 127.0.0.1:{port}"
         + (" over mutual TLS (plant CA, client certificates required)" if settings.tls else ""))
-    with embedded_hub(workspace, port) as hub, contextlib.ExitStack() as stack:
+    with _remember_ctrl_c(), embedded_hub(workspace, port) as hub, contextlib.ExitStack() as stack:
         world = _World(workspace, hub, timeline, say, settings)
         world.first_release()
         runners = world.start_runners(stack)
@@ -219,6 +244,8 @@ class _World:
                                           drift_start_h=drift_h))
         after_recovery = 0
         for tick in range(s.ticks):
+            if _INTERRUPTED.is_set():
+                raise KeyboardInterrupt
             samples = plant.tick()
             self.t_h = plant.t_h
             if tick == s.bad_candidate_tick:
