@@ -20,7 +20,7 @@ to other load on a shared machine) are reported too. Medians over ``--repeat`` r
 nothing and is never collected by pytest.
 
     .venv/bin/python bench/ingest_bulk.py --part a --repeat 3
-    .venv/bin/python bench/ingest_bulk.py --part b --repeat 1
+    .venv/bin/python bench/ingest_bulk.py --part b --b-repeat 3 --omp-threads 1
 """
 
 from __future__ import annotations
@@ -186,8 +186,13 @@ def make_project(root: Path, landing: Path) -> Path:
     return root
 
 
+OMP_THREADS: str | None = None  # --omp-threads: OMP_NUM_THREADS for every child (ours and floor alike)
+
+
 def child(code: str, root: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "DO_NOT_TRACK": "1", "ORT_DISABLE_TELEMETRY": "1"}
+    if OMP_THREADS is not None:
+        env["OMP_NUM_THREADS"] = OMP_THREADS
     load = os.getloadavg()[0]
     t = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, str(root)], cwd=root, env=env, capture_output=True, text=True)
@@ -254,6 +259,7 @@ def report(name: str, s: dict[str, Any]) -> str:
              f"{s['ours_work_min_s'] / s['floor_work_min_s']:.2f} |",
              f"| peak RSS MiB | {s['ours_peak_mib']:.0f} | {s['floor_peak_mib']:.0f} | |"]
     loads = [x for who in ("ours", "floor") for r in s[who] for x in r["load_1min"]]
+    lines.append(f"\nOMP_NUM_THREADS: {OMP_THREADS or 'library default'}")
     lines.append(f"\nload average (1 min) around runs: {min(loads):.1f} to {max(loads):.1f}, {os.cpu_count()} cores")
     for who in ("ours", "floor"):
         if f"{who}_stages_s" in s:
@@ -270,8 +276,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="(a) runs (median reported)")
     parser.add_argument("--b-rows", type=int, default=1_000_000, help="(b) rows")
     parser.add_argument("--b-repeat", type=int, default=1, help="(b) runs")
+    parser.add_argument("--omp-threads", help="OMP_NUM_THREADS for both sides (HistGradientBoosting's OpenMP "
+                        "threads; on a busy 2-core machine 2 threads can fit 5-10x slower than 1)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
+    global OMP_THREADS
+    OMP_THREADS = args.omp_threads
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="edgeloop-ingest-bulk-"))
     try:
