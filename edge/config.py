@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from edge.contracts.hub_section import LOOPBACK
 from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
 from edge.contracts.wire import UPLOAD_MAX_BYTES
+from edge.inputs.settings import InputsConfig, InputsError, read_inputs
 
 __all__ = [
     "ENV_PREFIX",
@@ -306,6 +307,7 @@ class RunnerConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    inputs: InputsConfig | None = None  # [inputs]: live values from MQTT / OPC UA (edge.inputs.settings)
 
 
 def sections() -> dict[str, type]:
@@ -384,8 +386,9 @@ def _build(source: Path, raw: dict[str, Any], environ: Mapping[str, str]) -> Run
     base = source.resolve().parent
     known = sections()
     for name in raw:
-        if name not in keys_of(RunnerConfig) and name not in known:
-            raise ConfigError(f"{name}: unknown key (expected one of {sorted([*keys_of(RunnerConfig), *known])})")
+        if name not in keys_of(RunnerConfig) and name not in known and name != "inputs":
+            raise ConfigError(f"{name}: unknown key (expected one of "
+                              f"{sorted([*keys_of(RunnerConfig), *known, 'inputs'])})")
     top = _read(RunnerConfig, raw, "", base)
     values: dict[str, Any] = {}
     for name, cls in known.items():
@@ -402,7 +405,11 @@ def _build(source: Path, raw: dict[str, Any], environ: Mapping[str, str]) -> Run
                                  targets_url=releases.targets_url or f"{hub.url}/releases/targets/")
     _check_transport(hub, tls, values["releases"])
     values["hub"] = replace(hub, token=_token(hub.token_file, environ, required=not _presents_certificate(hub, tls)))
-    return RunnerConfig(source=source, **top, **values)
+    try:
+        inputs = None if "inputs" not in raw else read_inputs(raw["inputs"], top["device_id"])
+    except InputsError as exc:
+        raise ConfigError(str(exc)) from None
+    return RunnerConfig(source=source, **top, **values, inputs=inputs)
 
 
 # --- transport rules ------------------------------------------------------------------------------------

@@ -1,0 +1,320 @@
+"""The runner's optional ``[inputs]`` section: live values from an MQTT broker or an OPC UA server.
+
+``read_inputs(table, device_id)`` checks the raw TOML table and returns a frozen ``InputsConfig``; every
+problem is an ``InputsError`` (a ``ValueError``; edge.config turns it into its ``ConfigError``) whose message
+names the key (``inputs.tags[3].source: expected a non-empty string, got 3``). Unknown keys are errors.
+
+Keys (defaults in the dataclasses below): ``protocol`` (``mqtt`` | ``opcua``), ``url`` (``mqtt://host:1883``
+or ``opc.tcp://host:4840``), ``client_id`` (default: the device id), ``trigger`` (``complete`` | ``change``
+| ``period``) with ``trigger_tag`` (a tag's feature, or ``"key"``) and ``period_s``, ``stale_after_s``,
+``reconnect_min_s``/``reconnect_max_s``, ``qos``; ``[[inputs.tags]]`` (feature, source, field,
+stale_after_s, required); ``[inputs.key]`` (source, field, stale_after_s); ``[inputs.output]`` (MQTT:
+``topic``, ``retain``; OPC UA: ``nodes``, a table decision field -> node id); ``[inputs.labels]`` (source,
+field, ``join`` = ``key`` | ``window``, key_field, key_source, window_s).
+
+A ``field`` is a path into a JSON payload: dot-separated names and list indexes (``"a.b.0"``); omitted, the
+payload itself is the value.
+
+Leaves out: what the values do (edge.inputs.live) and protocol clients. Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["DECISION_FIELDS", "InputsConfig", "InputsError", "KeyConfig", "LabelsConfig", "OutputConfig",
+           "TagConfig", "read_inputs", "split_path"]
+
+PROTOCOLS = {"mqtt": ("mqtt",), "opcua": ("opc.tcp",)}
+DEFAULT_PORTS = {"mqtt": 1883, "opc.tcp": 4840}
+DECISION_FIELDS = ("key", "label", "probability", "probabilities", "model_version", "event_id", "at")
+KEY_TAG = "key"  # the join key's tag name (trigger_tag = "key")
+
+
+class InputsError(ValueError):
+    """The ``[inputs]`` section is not valid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    feature: str  # a manifest feature name
+    source: str  # MQTT topic or OPC UA node id
+    field: tuple[str, ...] = ()  # path into the payload; () = the payload is the value
+    stale_after_s: float | None = None  # None: the section's stale_after_s
+    required: bool = True  # False: sent as missing (NaN) when stale or absent
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    source: str
+    field: tuple[str, ...] = ()
+    stale_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    topic: str | None = None  # MQTT: the topic decisions are published to (JSON)
+    retain: bool = False  # MQTT: published retained
+    nodes: Mapping[str, str] = field(default_factory=dict)  # OPC UA: decision field -> node id
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    source: str
+    field: tuple[str, ...] = ()  # path to the label in the payload
+    join: str = "key"  # key | window
+    key_field: tuple[str, ...] | None = None  # path to the key in the label payload (or in key_source's)
+    key_source: str | None = None  # the key is the latest value of this source (OPC UA: a separate part-id node)
+    window_s: float = 5.0  # join = window: the newest prediction at most this long before the label
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    protocol: str
+    url: str
+    client_id: str
+    tags: tuple[TagConfig, ...]
+    trigger: str = "complete"  # complete | change | period
+    trigger_tag: str | None = None
+    period_s: float = 1.0
+    stale_after_s: float = 10.0
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 30.0
+    qos: int = 1
+    key: KeyConfig | None = None
+    output: OutputConfig | None = None
+    labels: LabelsConfig | None = None
+    join_capacity: int = 100_000  # predictions remembered by key for their label (oldest evicted, counted)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+
+    def stale_limit(self, tag: TagConfig | KeyConfig) -> float:
+        return self.stale_after_s if tag.stale_after_s is None else tag.stale_after_s
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every distinct source to subscribe to, in configuration order."""
+        names = [t.source for t in self.tags]
+        if self.key is not None:
+            names.append(self.key.source)
+        if self.labels is not None:
+            names.append(self.labels.source)
+            if self.labels.key_source is not None:
+                names.append(self.labels.key_source)
+        return tuple(dict.fromkeys(names))
+
+
+# --- readers ---------------------------------------------------------------------------------------------
+
+def _fail(key: str, expected: str, value: Any) -> InputsError:
+    shown = repr(value)
+    return InputsError(f"{key}: expected {expected}, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(key, "a non-empty string", value)
+    return value
+
+
+def _number(low: float, high: float) -> Callable[[Any, str], float]:
+    def read(value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or not low < value <= high:
+            raise _fail(key, f"a number > {low:g} and <= {high:g}", value)
+        return float(value)
+    return read
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(key, "true or false", value)
+    return value
+
+
+def _choice(*options: str) -> Callable[[Any, str], str]:
+    def read(value: Any, key: str) -> str:
+        if value not in options:
+            raise _fail(key, " or ".join(repr(o) for o in options), value)
+        return str(value)
+    return read
+
+
+def split_path(text: str) -> tuple[str, ...]:
+    """``"a.b.0"`` -> ``("a", "b", "0")``."""
+    return tuple(text.split("."))
+
+
+def _path(value: Any, key: str) -> tuple[str, ...]:
+    text = _text(value, key)
+    parts = split_path(text)
+    if any(not p for p in parts):
+        raise _fail(key, "a field path such as \"value\" or \"data.temp.0\"", value)
+    return parts
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(key, "a table", value)
+    return value
+
+
+def _only(table: Mapping[str, Any], prefix: str, known: tuple[str, ...]) -> None:
+    for name in table:
+        if name not in known:
+            raise InputsError(f"{prefix}{name}: unknown key (expected one of {sorted(known)})")
+
+
+def _required(table: Mapping[str, Any], prefix: str, name: str) -> Any:
+    if name not in table:
+        raise InputsError(f"{prefix}{name}: required key is missing")
+    return table[name]
+
+
+_STALE = _number(0, 7 * 86_400)
+
+
+# --- the section -----------------------------------------------------------------------------------------
+
+def read_inputs(raw: Any, device_id: str) -> InputsConfig:
+    """The checked ``[inputs]`` section (see the module docstring)."""
+    table = _table(raw, "inputs")
+    p = "inputs."
+    _only(table, p, ("protocol", "url", "client_id", "trigger", "trigger_tag", "period_s", "stale_after_s",
+                     "reconnect_min_s", "reconnect_max_s", "qos", "join_capacity", "tags", "key", "output",
+                     "labels"))
+    protocol = _choice(*PROTOCOLS)(_required(table, p, "protocol"), p + "protocol")
+    url = _url(_required(table, p, "url"), p + "url", protocol)
+    client_id = _text(table.get("client_id", device_id), p + "client_id")
+    tags = _tags(_required(table, p, "tags"))
+    key = None if "key" not in table else _key(table["key"])
+    trigger = _choice("complete", "change", "period")(table.get("trigger", "complete"), p + "trigger")
+    trigger_tag = None
+    if "trigger_tag" in table:
+        trigger_tag = _text(table["trigger_tag"], p + "trigger_tag")
+        names = [t.feature for t in tags] + ([KEY_TAG] if key is not None else [])
+        if trigger_tag not in names:
+            raise _fail(p + "trigger_tag", f"a tag's feature or \"key\" with [inputs.key] (one of {names})",
+                        trigger_tag)
+    if trigger == "change" and trigger_tag is None:
+        raise InputsError(f"{p}trigger_tag: required with trigger = \"change\" (the tag whose change makes a "
+                          f"prediction)")
+    reconnect_min = _number(0, 3600)(table.get("reconnect_min_s", 0.2), p + "reconnect_min_s")
+    reconnect_max = _number(0, 86_400)(table.get("reconnect_max_s", 30.0), p + "reconnect_max_s")
+    if reconnect_max < reconnect_min:
+        raise InputsError(f"{p}reconnect_max_s: must be >= inputs.reconnect_min_s ({reconnect_min:g})")
+    qos = table.get("qos", 1)
+    if qos not in (0, 1, 2) or isinstance(qos, bool):
+        raise _fail(p + "qos", "0, 1 or 2", qos)
+    capacity = table.get("join_capacity", 100_000)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10_000_000:
+        raise _fail(p + "join_capacity", "an integer >= 1 and <= 10000000", capacity)
+    output = None if "output" not in table else _output(table["output"], protocol)
+    labels = None if "labels" not in table else _labels(table["labels"], key is not None)
+    return InputsConfig(
+        protocol=protocol, url=url, client_id=client_id, tags=tags, trigger=trigger, trigger_tag=trigger_tag,
+        period_s=_number(0, 86_400)(table.get("period_s", 1.0), p + "period_s"),
+        stale_after_s=_STALE(table.get("stale_after_s", 10.0), p + "stale_after_s"),
+        reconnect_min_s=reconnect_min, reconnect_max_s=reconnect_max, qos=int(qos), key=key, output=output,
+        labels=labels, join_capacity=capacity,
+    )
+
+
+def _url(value: Any, key: str, protocol: str) -> str:
+    schemes = PROTOCOLS[protocol]
+    example = {"mqtt": "mqtt://127.0.0.1:1883", "opcua": "opc.tcp://127.0.0.1:4840"}[protocol]
+    if not isinstance(value, str):
+        raise _fail(key, f"a URL such as {example}", value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise _fail(key, f"a URL such as {example}", value) from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise _fail(key, f"a {protocol} URL such as {example}", value)
+    return value
+
+
+def _tags(raw: Any) -> tuple[TagConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise _fail("inputs.tags", "one or more [[inputs.tags]] tables", raw)
+    tags: list[TagConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        p = f"inputs.tags[{i}]."
+        table = _table(item, p[:-1])
+        _only(table, p, ("feature", "source", "field", "stale_after_s", "required"))
+        feature = _text(_required(table, p, "feature"), p + "feature")
+        if feature in seen:
+            raise InputsError(f"{p}feature: {feature!r} is mapped twice")
+        if feature == KEY_TAG:
+            raise InputsError(f"{p}feature: \"key\" is the join key's name; map it with [inputs.key]")
+        seen.add(feature)
+        tags.append(TagConfig(
+            feature=feature, source=_text(_required(table, p, "source"), p + "source"),
+            field=_path(table["field"], p + "field") if "field" in table else (),
+            stale_after_s=_STALE(table["stale_after_s"], p + "stale_after_s") if "stale_after_s" in table else None,
+            required=_flag(table.get("required", True), p + "required"),
+        ))
+    return tuple(tags)
+
+
+def _key(raw: Any) -> KeyConfig:
+    p = "inputs.key."
+    table = _table(raw, "inputs.key")
+    _only(table, p, ("source", "field", "stale_after_s"))
+    return KeyConfig(source=_text(_required(table, p, "source"), p + "source"),
+                     field=_path(table["field"], p + "field") if "field" in table else (),
+                     stale_after_s=_STALE(table["stale_after_s"], p + "stale_after_s") if "stale_after_s" in table
+                     else None)
+
+
+def _output(raw: Any, protocol: str) -> OutputConfig:
+    p = "inputs.output."
+    table = _table(raw, "inputs.output")
+    if protocol == "mqtt":
+        _only(table, p, ("topic", "retain"))
+        topic = _text(_required(table, p, "topic"), p + "topic")
+        if "+" in topic or "#" in topic:
+            raise _fail(p + "topic", "a topic without wildcards (+, #)", topic)
+        return OutputConfig(topic=topic, retain=_flag(table.get("retain", False), p + "retain"))
+    _only(table, p, ("nodes",))
+    nodes = _table(_required(table, p, "nodes"), p + "nodes")
+    if not nodes:
+        raise _fail(p + "nodes", f"a table of decision fields to node ids ({', '.join(DECISION_FIELDS)})", nodes)
+    for name, node in nodes.items():
+        if name not in DECISION_FIELDS:
+            raise InputsError(f"{p}nodes.{name}: unknown decision field (expected one of {list(DECISION_FIELDS)})")
+        _text(node, f"{p}nodes.{name}")
+    return OutputConfig(nodes=dict(nodes))
+
+
+def _labels(raw: Any, has_key: bool) -> LabelsConfig:
+    p = "inputs.labels."
+    table = _table(raw, "inputs.labels")
+    _only(table, p, ("source", "field", "join", "key_field", "key_source", "window_s"))
+    join = _choice("key", "window")(table.get("join", "key"), p + "join")
+    key_field = _path(table["key_field"], p + "key_field") if "key_field" in table else None
+    key_source = _text(table["key_source"], p + "key_source") if "key_source" in table else None
+    if join == "key":
+        if key_field is None and key_source is None:
+            raise InputsError(f"{p}key_field: required with join = \"key\" (the label payload's part id; or "
+                              f"key_source, or join = \"window\")")
+        if not has_key:
+            raise InputsError(f"{p}join: \"key\" needs [inputs.key] (the value that names each part, which "
+                              f"predictions are made with)")
+    return LabelsConfig(source=_text(_required(table, p, "source"), p + "source"),
+                        field=_path(table["field"], p + "field") if "field" in table else (), join=join,
+                        key_field=key_field, key_source=key_source,
+                        window_s=_number(0, 86_400)(table.get("window_s", 5.0), p + "window_s"))
