@@ -31,8 +31,10 @@ from edgeloop.deploy_cli import deploy as deploy_command
 from edgeloop.devices_cli import devices_app
 from edgeloop.fleet_cli import fleet as fleet_command
 from edgeloop.hub_cli import hub_app
+from edgeloop.import_cli import import_history as import_command
 from edgeloop.loop_cli import loop_app
 from edgeloop.release_cli import release_app
+from edgeloop.schema_cli import schema_app
 
 if TYPE_CHECKING:
     from edge.contracts.layout import Paths
@@ -48,11 +50,13 @@ app = typer.Typer(
 app.add_typer(release_app, name="release")
 app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
+app.add_typer(schema_app, name="schema")
 app.add_typer(devices_app, name="devices",
               help="Register devices (one-time enrollment codes, tokens shown once), list and revoke them.")
 app.command("fleet")(fleet_command)
 app.command("demo")(demo_command)
 app.command("deploy")(deploy_command)
+app.command("import")(import_command)
 console = Console(stderr=True)
 out = Console()
 

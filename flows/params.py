@@ -7,6 +7,7 @@ user's. Does not read paths or data; see ``edge.contracts.layout`` for the layou
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,14 +271,33 @@ def _describe(error: ValidationError) -> str:
     return f"{key}: {first['msg']}{more}"
 
 
+_FEATURE_INDEX = re.compile(r"\bschema\.features\[(\d+)\]")
+
+
+def _by_feature_name(message: str, raw: dict[Any, Any]) -> str:
+    """``schema.features[51].x`` as ``schema.features.xmv_11.x`` (``['a.b']`` for a name with a dot)."""
+    schema = raw.get("schema")
+    features = schema.get("features") if isinstance(schema, dict) else None
+
+    def named(found: re.Match[str]) -> str:
+        index = int(found.group(1))
+        item = features[index] if isinstance(features, list) and index < len(features) else None
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return found.group(0)
+        return f"schema.features.{name}" if "." not in name and " " not in name else f"schema.features[{name!r}]"
+
+    return _FEATURE_INDEX.sub(named, message)
+
+
 def parse_params(raw: object, source: str = PARAMS_FILE) -> Params:
-    """Validate an already-loaded mapping; raises ParamsError naming the first bad key."""
+    """Validate an already-loaded mapping; raises ParamsError naming the first bad key (a feature by name)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at the top level")
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(f"{source}: {_describe(exc)}") from None
+        raise ParamsError(f"{source}: {_by_feature_name(_describe(exc), raw)}") from None
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
