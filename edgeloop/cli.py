@@ -3,7 +3,8 @@
 Commands here: ``simulate``, ``stage`` (one stage without Prefect), ``retrain`` (the Prefect retrain
 flow, recorded in the loop log as a manual retrain), ``serve`` (every Prefect deployment, the
 ``loop-monitor`` being the one retraining scheduler) and ``check-params``; the sub-apps ``release``,
-``loop``, ``hub``, ``devices``, ``fleet``, ``demo`` and ``deploy`` live in their own ``edgeloop.*_cli`` modules.
+``loop``, ``hub``, ``devices``, ``fleet``, ``demo`` and ``deploy`` live in their own ``edgeloop.*_cli`` modules,
+``plant`` in ``edgeloop.plant.cli``.
 Thin by design: every command parses flags, calls the library, and shows progress and results with rich.
 User mistakes (``UserError``, including bad params.yaml) print one line and exit 2, without a traceback.
 Heavy libraries (Prefect among them) are imported inside commands so ``--help`` stays fast.
@@ -33,6 +34,7 @@ from edgeloop.fleet_cli import fleet as fleet_command
 from edgeloop.hub_cli import hub_app
 from edgeloop.import_cli import import_history as import_command
 from edgeloop.loop_cli import loop_app
+from edgeloop.plant.cli import plant_app
 from edgeloop.release_cli import release_app
 from edgeloop.schema_cli import schema_app
 
@@ -50,6 +52,7 @@ app = typer.Typer(
 app.add_typer(release_app, name="release")
 app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
+app.add_typer(plant_app, name="plant")
 app.add_typer(schema_app, name="schema")
 app.add_typer(devices_app, name="devices",
               help="Register devices (one-time enrollment codes, tokens shown once), list and revoke them.")

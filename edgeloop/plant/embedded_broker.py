@@ -1,0 +1,52 @@
+"""An MQTT broker inside the plant process (amqtt), for trying the plant and the runner on one machine.
+
+``EmbeddedBroker(host, port)`` runs an amqtt broker (MQTT 3.1.1, anonymous, no TLS) on its own asyncio loop in a
+daemon thread; ``start()`` returns once it listens, ``stop()`` shuts it down. For a real plant use Mosquitto
+(docs/plant-integration.md). Leaves out persistence, authentication and TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+__all__ = ["EmbeddedBroker"]
+
+
+class EmbeddedBroker:
+    """See the module docstring."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+        self.host, self.port = host, port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="plant-broker", daemon=True)
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Listen (OSError when the port is taken)."""
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+
+    async def _start(self) -> None:
+        from amqtt.broker import Broker
+
+        config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                  "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+        broker = Broker(config)
+        await broker.start()
+        self._broker = broker
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=30)
+            self._broker = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
