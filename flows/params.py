@@ -101,8 +101,25 @@ class IngestParams(_Frozen):
         return datetime.fromisoformat(self.min_event_time).astimezone(UTC)
 
 
+SPLIT_STRATEGIES = ("time", "time_per_device", "stratified_random", "group")
+
+
 class SplitParams(_Frozen):
+    """How the holdout is chosen (``flows.stages.split``): the strategy, its size, and the class floor."""
+
     holdout_fraction: float = Field(gt=0.0, lt=1.0)
+    strategy: Literal["time", "time_per_device", "stratified_random", "group"] = "time"
+    group_column: str | None = Field(default=None, min_length=1)  # strategy group: a curated column, or "batch"
+    seed: int = 0  # stratified_random and group: which rows / groups are held out
+    min_class_rows: int = Field(default=5, ge=1)  # fewer training rows of any schema class: split stops
+
+    @model_validator(mode="after")
+    def _group_needs_column(self) -> SplitParams:
+        if self.strategy == "group" and self.group_column is None:
+            raise PydanticCustomError(
+                "group_column", "strategy 'group' needs split.group_column (a curated column, or batch)"
+            )
+        return self
 
 
 class HGBParams(_Frozen):

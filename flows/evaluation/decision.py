@@ -5,7 +5,8 @@ Rules, all of which must pass:
 - ``data_validation``: ingest curated something (``curated`` batches and their ``rows`` > 0) and the
   quarantined share of batches is ``<= gate.max_quarantined_share``.
 - ``parity``: export passed and its ``max_abs_diff <= export.parity_max_abs_diff``.
-- ``quality_floor``: candidate ``[gate.metric] >= gate.min_quality``.
+- ``quality_floor``: candidate ``[gate.metric] >= gate.min_quality``; its detail names the split strategy
+  that chose the holdout (``holdout_label``), so the signed manifest records it too.
 - ``champion``: candidate ``[gate.metric] >= champion[gate.metric] - gate.champion_tolerance``; passes
   with "no champion" when evaluate had none to compare against.
 - ``drift``: share of drifted features ``<= gate.max_drift_share``.
@@ -110,13 +111,24 @@ def parity(export: Loaded, max_diff: float) -> GateRule:
     return GateRule("parity", passed, max_diff, diff, detail)
 
 
-def quality_floor(evaluate: Loaded, metric: str, minimum: float) -> GateRule:
+def holdout_label(split: dict[str, Any]) -> str:
+    """How the holdout was chosen, e.g. ``split.strategy=group (group_column batch, seed 0), 20% held out``."""
+    strategy = split.get("strategy") or "time"
+    extra = [f"{key} {split[key]}" for key in ("group_column", "seed") if split.get(key) is not None]
+    shown = f"split.strategy={strategy}" + (f" ({', '.join(extra)})" if extra else "")
+    fraction = split.get("holdout_fraction")
+    return shown + (f", {fraction:.0%} held out" if isinstance(fraction, int | float) else "")
+
+
+def quality_floor(evaluate: Loaded, metric: str, minimum: float, split: dict[str, Any] | None = None) -> GateRule:
     try:
         value = _number(evaluate, "candidate", metric)
     except _Missing as exc:
         return _fail("quality_floor", str(exc), minimum)
     label = metric_label(metric, (evaluate.data or {}).get("candidate"))
     detail = f"candidate {label} {value:.4f} (min {minimum:g})"
+    if split:  # the signed manifest keeps every rule's detail: the release records its holdout
+        detail += f" on the holdout of {holdout_label(split)}"
     return GateRule("quality_floor", value >= minimum, minimum, value, detail)
 
 
@@ -183,13 +195,14 @@ def _artifact_problems(export: Loaded, evaluate: Loaded, facts: Artifacts, featu
 
 
 def evaluate_rules(
-    params: Params, ingest: Loaded, export: Loaded, evaluate: Loaded, facts: Artifacts
+    params: Params, ingest: Loaded, export: Loaded, evaluate: Loaded, facts: Artifacts,
+    split: dict[str, Any] | None = None,
 ) -> list[GateRule]:
     gate = params.gate
     return [
         data_validation(ingest, gate.max_quarantined_share),
         parity(export, params.export.parity_max_abs_diff),
-        quality_floor(evaluate, gate.metric, gate.min_quality),
+        quality_floor(evaluate, gate.metric, gate.min_quality, split),
         champion(evaluate, gate.metric, gate.champion_tolerance),
         drift(evaluate, gate.max_drift_share),
         artifacts(export, evaluate, facts, params.schema.feature_names),
@@ -216,6 +229,7 @@ def render_markdown(decision: dict[str, Any]) -> str:
         "",
         f"- candidate version: {decision.get('version') or '-'}",
         f"- gate metric: {metric_label(decision['metric'], decision.get('candidate'))}",
+        f"- holdout: {holdout_label(decision.get('split') or {})}",
         f"- decided: {decision['created']}",
         "",
         "| rule | result | observed | threshold | detail |",

@@ -14,7 +14,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from edge.contracts.errors import UserError
-from flows.evaluation.decision import metric_label
+from flows.evaluation.decision import holdout_label, metric_label
 from flows.storage import StoragePath, read_bytes
 
 if TYPE_CHECKING:
@@ -76,6 +76,14 @@ def _quality(evaluate: dict[str, Any]) -> str:
     note = "" if champion else f"<p class='muted'>{escape(str(evaluate.get('champion_note') or 'No champion.'))}</p>"
     table = f"<table><tr><th>metric</th><th>model</th><th>value</th><th></th></tr>{''.join(rows)}</table>{note}"
     return _weighting_note(candidate, champion) + table
+
+
+def _holdout(decision: dict[str, Any]) -> str:
+    """Which split strategy chose the holdout, and the classes it lacks (the candidate is not judged on them)."""
+    split = decision.get("split") or {}
+    missing = split.get("holdout_missing_classes") or []
+    lacks = f" It has no rows of classes {', '.join(map(str, missing))}." if missing else ""
+    return f"<p class='muted'>Holdout: {escape(holdout_label(split))}.{escape(lacks)}</p>"
 
 
 def _weighting_note(candidate: dict[str, Any], champion: dict[str, Any]) -> str:
@@ -167,7 +175,7 @@ def render_overview(
 <p class="muted">Decided {escape(str(decision.get('created', '')))} on {escape(metric)}.</p>
 {f'<ul>{reasons}</ul>' if reasons else ''}
 <h2>Gate rules</h2>{_rules(decision)}
-<h2>Quality on the newest ground truth (holdout)</h2>{_quality(evaluate)}
+<h2>Quality on the holdout</h2>{_holdout(decision)}{_quality(evaluate)}
 <h2>Drift: training window vs newest ground truth</h2>{_drift(evaluate)}
 <h2>Ingest</h2>{_ingest(ingest, quarantined)}
 <h2>Reports</h2><ul>{link_items}</ul>

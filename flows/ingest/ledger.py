@@ -2,8 +2,10 @@
 
 A batch ``(device_id, batch_id)`` is done when a curated file commits it (a chunk's footer ledger lists
 it, or its one-batch part of the older layout exists: ``flows.ingest.store``) or when its quarantine
-``reason.txt`` exists. Totals for ``data/metrics/ingest.json`` are recomputed from the same folders
-every run (footers only), so they are deterministic and survive crashes. Also: the run lock (one
+``reason.txt`` exists. A quarantined batch that ``--retry-quarantined`` curated later is both: its
+quarantine entry stays (never deleted), and it counts as curated, not quarantined (``still_quarantined``).
+Totals for ``data/metrics/ingest.json`` are recomputed from the same folders every run (footers only), so
+they are deterministic and survive crashes. Also: the run lock (one
 ingest at a time) and the removal of temp files that a killed run left behind. Does not write curated
 files or quarantine entries.
 """
@@ -24,7 +26,7 @@ from flows.ingest.store import chunks_root, committed, parts_root
 LOCK_NAME = ".ingest.lock"
 
 
-def iter_quarantined(quarantine: Path) -> Iterator[tuple[str, str, Path]]:
+def iter_quarantined(quarantine: Path) -> Iterator[tuple[str, str, Path]]:  # or a UPath (a bucket prefix)
     """(device id or _unsorted, batch id, reason file) of every finished quarantine entry, sorted."""
     if not quarantine.is_dir():
         return
@@ -35,24 +37,37 @@ def iter_quarantined(quarantine: Path) -> Iterator[tuple[str, str, Path]]:
                 yield folder.name, stem, path
 
 
+def curated_keys(curated: Path) -> set[tuple[str, str]]:
+    return {(c.device_id, c.batch_id) for c in committed(curated, with_stats=False)}
+
+
 def done_keys(curated: Path, quarantine: Path) -> set[tuple[str, str]]:
-    keys = {(c.device_id, c.batch_id) for c in committed(curated, with_stats=False)}
+    keys = curated_keys(curated)
     keys.update((device, batch) for device, batch, _ in iter_quarantined(quarantine))
     return keys
 
 
+def still_quarantined(curated: Path, quarantine: Path) -> Iterator[tuple[str, str, Path]]:
+    """``iter_quarantined`` less the batches curated since (by ``ingest --retry-quarantined``)."""
+    done = curated_keys(curated)
+    return ((d, b, p) for d, b, p in iter_quarantined(quarantine) if (d, b) not in done)
+
+
 def totals(curated: Path, quarantine: Path) -> dict[str, int | float]:
-    """The ingest.json metrics: totals over everything curated or quarantined so far."""
-    rows = duplicates = curated_count = 0
+    """The ingest.json metrics: totals over everything curated or still quarantined so far (a batch
+    curated after a retry counts once, as curated)."""
+    rows = duplicates = 0
+    keys: set[tuple[str, str]] = set()
     for batch in committed(curated):
         rows += batch.rows
         duplicates += batch.duplicates_dropped
-        curated_count += 1
-    quarantined = sum(1 for _ in iter_quarantined(quarantine))
-    batches = curated_count + quarantined
+        keys.add((batch.device_id, batch.batch_id))
+    entries = [(device, batch) for device, batch, _ in iter_quarantined(quarantine)]
+    quarantined = sum(1 for key in entries if key not in keys)
+    batches = len(keys) + quarantined
     return {
         "batches": batches,
-        "curated": curated_count,
+        "curated": len(keys),
         "quarantined": quarantined,
         "rows": rows,
         "duplicates_dropped": duplicates,

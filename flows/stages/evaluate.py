@@ -92,14 +92,28 @@ def read_split(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -
     return frame
 
 
-def score_probabilities(model: bytes, x: np.ndarray, n_classes: int, who: str) -> np.ndarray:
+def score_probabilities(model: bytes, x: np.ndarray, n_classes: int, who: str, why: str = "") -> np.ndarray:
+    """The model's probabilities; a StageError when they do not have one column per schema class
+    (``why``: what explains it, e.g. the classes the training split lacked)."""
     threads = max(1, min(4, os.cpu_count() or 1))
     probabilities = score(model, x, threads=threads).probabilities
     if probabilities.ndim != 2 or probabilities.shape[1] != n_classes:
-        raise StageError(
-            f"{who} model outputs probabilities of shape {probabilities.shape}; the schema has {n_classes} classes"
-        )
+        shape = probabilities.shape
+        known = f"{shape[1]} of" if probabilities.ndim == 2 and shape[1] < n_classes else f"shape {shape} for"
+        raise StageError(f"{who} model outputs probabilities for {known} the schema's {n_classes} classes"
+                         + (f": {why}" if why else ""))
     return probabilities
+
+
+def unseen_classes(train_file: Path, schema: DataSchema) -> str:
+    """Why a candidate may lack classes: those with no row in the training split, and what to do."""
+    labels = pd.read_parquet(train_file, columns=[schema.label.name])[schema.label.name].astype(str)
+    seen = set(labels.unique())
+    missing = [str(c) for c in schema.label.classes if str(c) not in seen]
+    if not missing:
+        return ""
+    return (f"it never saw classes {', '.join(missing)} (0 rows in {train_file.name}); re-run split, which "
+            "stops on such a split, and choose split.strategy: stratified_random or group")
 
 
 def positive_index(schema: DataSchema) -> int | None:
@@ -107,11 +121,11 @@ def positive_index(schema: DataSchema) -> int | None:
 
 
 def evaluate_model(
-    model: bytes, x: np.ndarray, actual: np.ndarray, params: Params, who: str
+    model: bytes, x: np.ndarray, actual: np.ndarray, params: Params, who: str, why: str = ""
 ) -> tuple[QualityResult, np.ndarray, np.ndarray]:
     """Score, decide and measure one model on the sampled holdout rows."""
     classes = tuple(params.schema.label.classes)
-    probabilities = score_probabilities(model, x, len(classes), who)
+    probabilities = score_probabilities(model, x, len(classes), who, why)
     pos, threshold = positive_index(params.schema), params.gate.decision_threshold
     predicted = decide_many(probabilities, pos, threshold)
     try:
@@ -183,7 +197,8 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     drift = drift_report(
         train.iloc[reference_rows], current, features, settings.drift_method, settings.drift_threshold
     )
-    candidate, predicted, probabilities = evaluate_model(candidate_bytes, x, actual, params, "candidate")
+    why = unseen_classes(paths.split / "train.parquet", schema)
+    candidate, predicted, probabilities = evaluate_model(candidate_bytes, x, actual, params, "candidate", why)
     champion, champion_predicted = None, predicted
     if lookup.champion is not None:
         champion, champion_predicted, _ = evaluate_model(lookup.champion.model, x, actual, params, "champion")

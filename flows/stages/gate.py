@@ -1,6 +1,6 @@
 """gate: decide whether the candidate may be released, and if so assemble the release candidate.
 
-Reads ``data/metrics/{ingest,export,evaluate}.json`` and applies the rules of
+Reads ``data/metrics/{ingest,export,evaluate,split}.json`` and applies the rules of
 ``flows.evaluation.decision`` with thresholds from ``params.gate`` (and ``params.export``). A missing or
 malformed metrics file fails the rules that need it, with the reason; it never crashes the stage.
 
@@ -12,6 +12,9 @@ hash being ``frame_hash`` of the training split, as export records it) and ``rep
 the evaluate HTML reports) and ``lineage/`` (the exact dvc.lock and params.yaml bytes the manifest's
 lineage describes, for ``edgeloop release reproduce``). A blocked candidate is a valid outcome:
 ``main`` returns normally with ``passed: False`` and the reasons; the CLI and the Prefect flow surface it.
+``decision.json`` also records how the holdout was chosen (``split``: strategy, fraction, seed or group
+column, classes missing from the holdout; from ``data/metrics/split.json``), and the quality rule's detail
+names it, so the release manifest carries it.
 
 Leaves out: publishing (TUF) and signing; promoting the candidate to champion.
 """
@@ -65,6 +68,25 @@ def _reference_features(path: Path) -> list[str] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return list(features) if isinstance(features, dict) else None
+
+
+SPLIT_KEYS = ("strategy", "holdout_fraction", "group_column", "seed", "groups", "holdout_groups",
+              "holdout_missing_classes")
+
+
+def split_facts(params: Params, paths: Paths) -> dict[str, Any]:
+    """How the holdout was chosen: from ``data/metrics/split.json`` (what the split stage did), else from
+    ``params.split`` (an older split that did not record it)."""
+    loaded = load_metrics(paths.metrics / "split.json", "data/metrics/split.json")
+    if loaded.data is not None and isinstance(loaded.data.get("strategy"), str):
+        return {key: loaded.data[key] for key in SPLIT_KEYS if key in loaded.data}
+    settings = params.split
+    facts: dict[str, Any] = {"strategy": settings.strategy, "holdout_fraction": settings.holdout_fraction}
+    if settings.strategy == "group":
+        facts["group_column"] = settings.group_column
+    if settings.strategy in ("group", "stratified_random"):
+        facts["seed"] = settings.seed
+    return facts
 
 
 def gather_artifacts(paths: Paths) -> Artifacts:
@@ -151,7 +173,9 @@ def overview_page(params: Params, paths: Paths, decision: dict[str, Any], loaded
 
 def main(params: Params, paths: Paths) -> dict[str, Any]:
     loaded = {name: load_metrics(paths.metrics / f"{name}.json", f"data/metrics/{name}.json") for name in METRICS_FILES}
-    rules = evaluate_rules(params, loaded["ingest"], loaded["export"], loaded["evaluate"], gather_artifacts(paths))
+    split = split_facts(params, paths)
+    rules = evaluate_rules(params, loaded["ingest"], loaded["export"], loaded["evaluate"], gather_artifacts(paths),
+                           split)
     passed = all(rule.passed for rule in rules)
     evaluate = loaded["evaluate"].data or {}
     version = (loaded["export"].data or {}).get("candidate_version")
@@ -165,6 +189,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         "candidate": evaluate.get("candidate"),
         "champion": evaluate.get("champion"),
         "champion_version": evaluate.get("champion_version"),
+        "split": split,
     }
     staging = make_staging_dir(paths.candidate)
     try:
