@@ -406,7 +406,7 @@ def _build(source: Path, raw: dict[str, Any], environ: Mapping[str, str]) -> Run
     _check_transport(hub, tls, values["releases"])
     values["hub"] = replace(hub, token=_token(hub.token_file, environ, required=not _presents_certificate(hub, tls)))
     try:
-        inputs = None if "inputs" not in raw else read_inputs(raw["inputs"], top["device_id"])
+        inputs = None if "inputs" not in raw else read_inputs(raw["inputs"], top["device_id"], base)
     except InputsError as exc:
         raise ConfigError(str(exc)) from None
     return RunnerConfig(source=source, **top, **values, inputs=inputs)

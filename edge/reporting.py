@@ -10,7 +10,8 @@ report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub a
 start). ``certificate_expires`` (when the client certificate ends, ISO 8601, or None) is in the state
 report and status.json but not in the heartbeat (the hub knows it from its own registry). The metrics
 registry's gauges (drift, accuracy, backlog, evictions, uploader counters, health) and the predictions
-counter are refreshed from the same report on every scrape.
+counter are refreshed from the same report on every scrape. With live inputs (``inputs_report`` set by
+the runner) the report has an ``inputs`` block (edge.inputs.live); the heartbeat leaves it out.
 
 Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them),
 the heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).
@@ -56,6 +57,7 @@ class StatusBoard:
         self._spool, self._uploader, self._updates, self._client = spool, uploader, updates, client
         self._api_url = api_url
         self._certificate_expires = certificate_expires
+        self.inputs_report: Callable[[], dict[str, Any]] | None = None  # the live inputs' block, when configured
         self._started_at = time.time()
         self._last_heartbeat: str | None = None
         self._sent_seq = int(self._read_status().get("sent_event_seq", 0))
@@ -122,7 +124,7 @@ class StatusBoard:
             "last_heartbeat": self._last_heartbeat,
             "started_at": datetime.fromtimestamp(self._started_at, UTC).isoformat(),
             "certificate_expires": None if expires is None else expires.isoformat(),
-        }
+        } | ({} if self.inputs_report is None else {"inputs": self.inputs_report()})
 
     # -- the hub and status.json --
 

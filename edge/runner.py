@@ -15,6 +15,9 @@ one job each:
 - ``uploads`` (edge.upload_loop): the uploader; summaries every ``upload.summary_interval_s`` in aggregates mode;
 - ``board`` (edge.reporting): health, the state report, heartbeats every ``hub.heartbeat_interval_s``,
   status.json, metrics gauges;
+- ``inputs`` (edge.inputs.live, only with an ``[inputs]`` section): live plant values from MQTT or OPC UA
+  predicted on the same hot path, decisions written back, labels joined and fed to ``feedback``; its
+  protocol client is imported by ``start()``, never otherwise;
 - ``tls`` (edge.transport, when ``tls.ca_file`` or ``tls.system_store`` is set): the one TLS context of
   every request to the hub (hub client and TUF fetcher); ``renewal`` (edge.cert_renewal, only with a
   client certificate over https): renews it every ``tls.renew_check_s`` when it ends within
@@ -56,6 +59,7 @@ from edge.uploader import Uploader
 
 if TYPE_CHECKING:
     from edge.cert_renewal import CertificateRenewal
+    from edge.inputs.live import LiveInputs
     from edge.transport import ClientTls
 
 __all__ = ["RECENT_FILE", "SPOOL_FILE", "STATUS_FILE", "Runner", "RunnerError"]
@@ -125,6 +129,15 @@ class Runner:
                 self.renewal = CertificateRenewal(config.device_id, config.tls, store, tls, self.client,
                                                   self.metrics, self.state)
         self.loops = Loops(self.metrics.counter("loop_errors_total", "Unexpected errors in a loop", ("loop",)))
+        self.inputs: LiveInputs | None = None
+        if config.inputs is not None:
+            from edge.inputs.live import LiveInputs
+
+            slot = self.slot
+            self.inputs = LiveInputs(config.inputs, slot.predict_one, self.truth.feedback,
+                                     lambda: None if slot.current is None else slot.current.manifest,
+                                     self.metrics)
+            self.board.inputs_report = self.inputs.report
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -149,12 +162,22 @@ class Runner:
         if self.renewal is not None:
             self.loops.every("certificate", lambda: self.config.tls.renew_check_s, self.renewal.check_now)
         self.uploads.start(self.loops)
+        if self.inputs is not None:
+            from edge.inputs.live import InputsUnavailable
+
+            try:
+                self.inputs.start()
+            except InputsUnavailable as exc:
+                self.stop()
+                raise RunnerError(str(exc)) from None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the loops (an upload in flight finishes), close the API and the stores, release the lock."""
         if self._stopped:
             return
         self._stopped = True
+        if self.inputs is not None:
+            self.inputs.stop()
         if self.api is not None:
             self.api.close()
         self.loops.stop(timeout)

@@ -7,7 +7,9 @@ names the key (``inputs.tags[3].source: expected a non-empty string, got 3``). U
 Keys (defaults in the dataclasses below): ``protocol`` (``mqtt`` | ``opcua``), ``url`` (``mqtt://host:1883``
 or ``opc.tcp://host:4840``), ``client_id`` (default: the device id), ``trigger`` (``complete`` | ``change``
 | ``period``) with ``trigger_tag`` (a tag's feature, or ``"key"``) and ``period_s``, ``stale_after_s``,
-``reconnect_min_s``/``reconnect_max_s``, ``qos``; ``[[inputs.tags]]`` (feature, source, field,
+``reconnect_min_s``/``reconnect_max_s``, ``qos`` (labels and write-back), ``tag_qos`` (tag subscriptions:
+0 by default, so a broker never replays old tag values queued while the runner was away), ``username`` and
+``password_file`` (MQTT; the file mode 0600, read when connecting); ``[[inputs.tags]]`` (feature, source, field,
 stale_after_s, required); ``[inputs.key]`` (source, field, stale_after_s); ``[inputs.output]`` (MQTT:
 ``topic``, ``retain``; OPC UA: ``nodes``, a table decision field -> node id); ``[inputs.labels]`` (source,
 field, ``join`` = ``key`` | ``window``, key_field, key_source, window_s).
@@ -21,8 +23,10 @@ Leaves out: what the values do (edge.inputs.live) and protocol clients. Standard
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,7 +88,10 @@ class InputsConfig:
     stale_after_s: float = 10.0
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 30.0
-    qos: int = 1
+    qos: int = 1  # labels and write-back
+    tag_qos: int = 0  # tag subscriptions
+    username: str | None = None
+    password_file: Path | None = None  # mode 0600; read by the adapter when it connects
     key: KeyConfig | None = None
     output: OutputConfig | None = None
     labels: LabelsConfig | None = None
@@ -187,13 +194,14 @@ _STALE = _number(0, 7 * 86_400)
 
 # --- the section -----------------------------------------------------------------------------------------
 
-def read_inputs(raw: Any, device_id: str) -> InputsConfig:
-    """The checked ``[inputs]`` section (see the module docstring)."""
+def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfig:
+    """The checked ``[inputs]`` section (see the module docstring); ``base`` resolves a relative
+    ``password_file``."""
     table = _table(raw, "inputs")
     p = "inputs."
     _only(table, p, ("protocol", "url", "client_id", "trigger", "trigger_tag", "period_s", "stale_after_s",
-                     "reconnect_min_s", "reconnect_max_s", "qos", "join_capacity", "tags", "key", "output",
-                     "labels"))
+                     "reconnect_min_s", "reconnect_max_s", "qos", "tag_qos", "username", "password_file",
+                     "join_capacity", "tags", "key", "output", "labels"))
     protocol = _choice(*PROTOCOLS)(_required(table, p, "protocol"), p + "protocol")
     url = _url(_required(table, p, "url"), p + "url", protocol)
     client_id = _text(table.get("client_id", device_id), p + "client_id")
@@ -214,9 +222,15 @@ def read_inputs(raw: Any, device_id: str) -> InputsConfig:
     reconnect_max = _number(0, 86_400)(table.get("reconnect_max_s", 30.0), p + "reconnect_max_s")
     if reconnect_max < reconnect_min:
         raise InputsError(f"{p}reconnect_max_s: must be >= inputs.reconnect_min_s ({reconnect_min:g})")
-    qos = table.get("qos", 1)
-    if qos not in (0, 1, 2) or isinstance(qos, bool):
-        raise _fail(p + "qos", "0, 1 or 2", qos)
+    qos, tag_qos = table.get("qos", 1), table.get("tag_qos", 0)
+    for name, level in (("qos", qos), ("tag_qos", tag_qos)):
+        if level not in (0, 1, 2) or isinstance(level, bool):
+            raise _fail(p + name, "0, 1 or 2", level)
+    username = None if "username" not in table else _text(table["username"], p + "username")
+    password_file = None
+    if "password_file" in table:
+        password_file = _private(p + "password_file", base / Path(_text(table["password_file"],
+                                                                           p + "password_file")).expanduser())
     capacity = table.get("join_capacity", 100_000)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10_000_000:
         raise _fail(p + "join_capacity", "an integer >= 1 and <= 10000000", capacity)
@@ -226,9 +240,23 @@ def read_inputs(raw: Any, device_id: str) -> InputsConfig:
         protocol=protocol, url=url, client_id=client_id, tags=tags, trigger=trigger, trigger_tag=trigger_tag,
         period_s=_number(0, 86_400)(table.get("period_s", 1.0), p + "period_s"),
         stale_after_s=_STALE(table.get("stale_after_s", 10.0), p + "stale_after_s"),
-        reconnect_min_s=reconnect_min, reconnect_max_s=reconnect_max, qos=int(qos), key=key, output=output,
+        reconnect_min_s=reconnect_min, reconnect_max_s=reconnect_max, qos=int(qos), tag_qos=int(tag_qos),
+        username=username, password_file=password_file, key=key, output=output,
         labels=labels, join_capacity=capacity,
     )
+
+
+def _private(key: str, path: Path) -> Path:
+    """A readable file that group and others cannot read."""
+    try:
+        mode = path.stat().st_mode
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InputsError(f"{key}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+    return path
 
 
 def _url(value: Any, key: str, protocol: str) -> str:
@@ -243,6 +271,9 @@ def _url(value: Any, key: str, protocol: str) -> str:
         raise _fail(key, f"a URL such as {example}", value) from None
     if parts.scheme not in schemes or not parts.hostname:
         raise _fail(key, f"a {protocol} URL such as {example}", value)
+    if parts.username is not None or parts.password is not None:
+        raise InputsError(f"{key}: credentials in the URL are not supported (they would show in logs and the "
+                          f"state report)")
     return value
 
 
