@@ -33,6 +33,7 @@ from edgeloop.devices_cli import devices_app
 from edgeloop.fleet_cli import fleet as fleet_command
 from edgeloop.hub_cli import hub_app
 from edgeloop.import_cli import import_history as import_command
+from edgeloop.ingest_cli import ingest as ingest_command
 from edgeloop.loop_cli import loop_app
 from edgeloop.plant.cli import plant_app
 from edgeloop.release_cli import release_app
@@ -59,6 +60,7 @@ app.add_typer(devices_app, name="devices",
 app.command("fleet")(fleet_command)
 app.command("demo")(demo_command)
 app.command("deploy")(deploy_command)
+app.command("ingest")(ingest_command)
 app.command("import")(import_command)
 console = Console(stderr=True)
 out = Console()

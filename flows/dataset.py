@@ -84,15 +84,16 @@ def sort_rows(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
 
 
 def quarantine_summary(quarantine: StoragePath, curated: Path) -> tuple[int, list[tuple[str, int]]]:
-    """(batches still quarantined, their commonest reasons with counts): what a retry could bring back.
+    """(batches still quarantined, their commonest kinds of reason with counts): what a retry could bring back.
 
     A batch curated since (``edgeloop ingest --retry-quarantined``) is not counted."""
     from flows.ingest.ledger import still_quarantined
+    from flows.ingest.quarantine import reason_kind
     from flows.storage import read_bytes
 
     reasons: Counter[str] = Counter()
-    for _, _, path in still_quarantined(curated, quarantine):
-        reasons[read_bytes(path).decode("utf-8", errors="replace").strip()] += 1
+    for _, _, path in still_quarantined(curated, quarantine):  # type: ignore[arg-type]  # a UPath walks alike
+        reasons[reason_kind(read_bytes(path).decode("utf-8", errors="replace"))] += 1
     return sum(reasons.values()), reasons.most_common(TOP_REASONS)
 
 

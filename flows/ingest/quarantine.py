@@ -4,7 +4,13 @@ Layout: ``data/quarantine/<device_id>/<batch_id>.{<ext>,gx.json,reason.txt}``. T
 copy of the source file and ``reason.txt`` is written last, so its presence means "done": a crash in
 between leaves an incomplete entry that the next run simply redoes. Every write is atomic. The folder
 and the source may each be a local folder or an object-store path (``flows.storage``): in a bucket each
-file is one whole object, written in the same order. Does not decide why a batch is rejected, and never
+file is one whole object, written in the same order.
+
+A retry (``edgeloop ingest --retry-quarantined``) never deletes an entry: it appends each attempt to
+``<batch_id>.retries.json`` (time, outcome ``curated`` or ``quarantined``, the reason before and after),
+then rewrites ``gx.json`` and ``reason.txt`` for a batch that still fails, or ``reason.txt`` alone
+("curated on retry ...; was: ...") for one that passed. The curated chunk's ledger, not this record, is
+what makes a batch curated (``flows.ingest.ledger``). Does not decide why a batch is rejected, and never
 touches the source file.
 """
 
@@ -25,6 +31,8 @@ if TYPE_CHECKING:
 
 REASON_SUFFIX = ".reason.txt"
 GX_SUFFIX = ".gx.json"
+RETRIES_SUFFIX = ".retries.json"
+CURATED_ON_RETRY = "curated on retry"
 _SAFE_EXTENSION = re.compile(r"^[a-z0-9]{1,10}$")
 
 
@@ -63,6 +71,16 @@ def one_line(reason: str) -> str:
     return " ".join(reason.split()) or "rejected"
 
 
+_EXAMPLE = re.compile(r"\s*\(e\.g\. [^)]*\)")
+_COUNT = re.compile(r"\b\d+ values?\b")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its counts and examples, so batches failing the same way group together
+    ("air_temp_k: 24 values outside [250, 300] (e.g. 313.7)" -> "air_temp_k: values outside [250, 300]")."""
+    return one_line(_COUNT.sub("values", _EXAMPLE.sub("", reason)))
+
+
 def quarantine(
     folder: StoragePath, batch_id: str, extension: str, source: StoragePath, gx_result: dict[str, Any], reason: str
 ) -> StoragePath:
@@ -79,3 +97,55 @@ def _write_text(path: StoragePath, text: str) -> None:
         write_text_atomic(path, text)
     else:
         write_bytes(path, text.encode("utf-8"))
+
+
+def raw_copy(folder: StoragePath, batch_id: str) -> StoragePath | None:
+    """The entry's byte copy of the rejected file (``<batch_id>.<ext>``), or None when it is missing."""
+    own = (GX_SUFFIX, REASON_SUFFIX, RETRIES_SUFFIX)
+    for path in sorted(folder.glob(f"{batch_id}.*"), key=lambda p: p.name):
+        if not path.name.endswith(own) and not path.name.startswith("."):
+            return path
+    return None
+
+
+def retries(folder: StoragePath, batch_id: str) -> list[dict[str, Any]]:
+    """Every recorded retry of the entry, oldest first ([] when never retried or unreadable)."""
+    path = folder / f"{batch_id}{RETRIES_SUFFIX}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _record(folder: StoragePath, batch_id: str, attempt: dict[str, Any]) -> None:
+    history = [*retries(folder, batch_id), attempt]
+    _write_text(folder / f"{batch_id}{RETRIES_SUFFIX}", json.dumps(history, indent=1, default=str) + "\n")
+
+
+def _reason(folder: StoragePath, batch_id: str) -> str:
+    try:
+        return reason_path(folder, batch_id).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def requarantine(folder: StoragePath, batch_id: str, gx_result: dict[str, Any], reason: str, at: str) -> None:
+    """A retried batch that still fails: record the attempt, then its new evidence and reason (last)."""
+    _record(folder, batch_id, {"at": at, "outcome": "quarantined", "before": _reason(folder, batch_id),
+                               "reason": one_line(reason)})
+    _write_text(folder / f"{batch_id}{GX_SUFFIX}", json.dumps(gx_result, indent=1, default=str))
+    _write_text(reason_path(folder, batch_id), one_line(reason) + "\n")
+
+
+def mark_curated(folder: StoragePath, batch_id: str, at: str) -> None:
+    """A retried batch that a curated chunk now holds: record it, and say so in ``reason.txt`` (last)."""
+    before = _reason(folder, batch_id)
+    _record(folder, batch_id, {"at": at, "outcome": "curated", "before": before})
+    was = before.split("; was: ", 1)[-1] if before.startswith(CURATED_ON_RETRY) else before
+    _write_text(reason_path(folder, batch_id), one_line(f"{CURATED_ON_RETRY} {at}; was: {was}") + "\n")
+
+
+def is_marked_curated(folder: StoragePath, batch_id: str) -> bool:
+    history = retries(folder, batch_id)
+    return bool(history) and history[-1].get("outcome") == "curated"

@@ -18,6 +18,14 @@ quarantined alone; the good ones lose the events already curated (earlier batche
 committed together in one chunk file. Event ids must be whole numbers and event times must lie between
 ``ingest.min_event_time`` and the run's clock plus ``ingest.max_future_s``. Writes
 ``data/metrics/ingest.json`` (totals derived from the folders) and Data Docs (one page per chunk).
+
+A quarantined batch stays quarantined (``skipped_already_done``) until asked: with ``retry=True``
+(``edgeloop ingest --retry-quarantined``) every batch still in quarantine is read again from its raw
+copy, before the landing zones, and judged by the current params like a new batch: one that passes is
+curated by the same chunk commit (so at most once, ever: the ledger lists it, and later copies of it in
+a landing zone or a second retry skip it), one that fails keeps its entry with the new reason. Each
+attempt is recorded beside the entry (``flows.ingest.quarantine``). Files quarantined under ``_unsorted``
+(not in a device folder) cannot be retried: they need moving into one and landing again.
 Never modifies or deletes a source file. Does not split, train or judge drift; does not import Prefect.
 """
 
@@ -43,13 +51,22 @@ from edge.atomic import write_text_atomic
 from edge.contracts.layout import Paths
 from flows.ingest.attribute import Attribution, attribute
 from flows.ingest.combine import Piece, combine, could_not_process
-from flows.ingest.discover import Found, discover, source_locations
+from flows.ingest.discover import UNSORTED, Found, discover, extension_of, source_locations
 from flows.ingest.events import SeenEvents
-from flows.ingest.ledger import done_keys, remove_temp_files, run_lock, totals
+from flows.ingest.ledger import curated_keys, done_keys, iter_quarantined, remove_temp_files, run_lock, totals
 from flows.ingest.loader import Loaded, decode, open_file, text_columns
 from flows.ingest.normalise import normalise
 from flows.ingest.offline_docs import make_site_offline
-from flows.ingest.quarantine import not_validated, one_line, quarantine, quarantine_root
+from flows.ingest.quarantine import (
+    is_marked_curated,
+    mark_curated,
+    not_validated,
+    one_line,
+    quarantine,
+    quarantine_root,
+    raw_copy,
+    requarantine,
+)
 from flows.ingest.reader import Unreadable
 from flows.ingest.reasons import describe_failures
 from flows.ingest.store import curated_frame, curated_ids, write_chunk
@@ -85,6 +102,8 @@ class _Run:
     text: list[str]  # CSV columns read as text
     counts: Counter[str] = field(default_factory=Counter)
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    retrying: set[tuple[str, str]] = field(default_factory=set)  # quarantined batches judged again this run
+    at: str = ""  # the run's clock, ISO 8601 (retry records)
     _bulk: BulkValidator | None = None
     _single: BatchValidator | None = None
 
@@ -108,8 +127,12 @@ def _shown(path: StoragePath, root: Path) -> str:
 
 def _reject(run: _Run, item: Found, bid: str, reason: str, result: dict[str, Any]) -> None:
     folder = run.quarantine / item.device_id
-    quarantine(folder, bid, item.extension, item.path, result, reason)
-    run.counts["quarantined"] += 1
+    if (item.device_id, bid) in run.retrying:  # its entry stays; the attempt and new reason are recorded
+        requarantine(folder, bid, result, reason, run.at)
+        run.counts["retried_still_quarantined"] += 1
+    else:
+        quarantine(folder, bid, item.extension, item.path, result, reason)
+        run.counts["quarantined"] += 1
     source = _shown(item.path, run.paths.root)
     entry = {"device_id": item.device_id, "batch_id": bid, "source": source, "reason": one_line(reason)}
     run.quarantined.append(entry)
@@ -237,11 +260,14 @@ def _curate(run: _Run, batches: list[Loaded], frame: pd.DataFrame, keys: np.ndar
     for index, reason in unstorable.items():
         batch = batches[accepted[index]]
         _reject(run, batch.item, batch.batch_id, reason, not_validated(reason, _shown(batch.item.path, run.paths.root)))
-    for index, (_, _, kept_rows, dropped) in enumerate(entries):
+    for index, (device_id, bid, kept_rows, dropped) in enumerate(entries):
         if index not in unstorable:
             run.counts["curated"] += 1
             run.counts["rows"] += kept_rows
             run.counts["duplicates_dropped"] += dropped
+            if (device_id, bid) in run.retrying:  # committed above: now record it beside its entry
+                mark_curated(run.quarantine / device_id, bid, run.at)
+                run.counts["retried_curated"] += 1
 
 
 def _process_chunk(run: _Run, batches: list[Loaded], chunk: int) -> None:
@@ -312,13 +338,39 @@ def _build_docs(run: _Run) -> str | None:
     return str(target / "index.html")
 
 
+def retry_items(run: _Run) -> list[Found]:
+    """Every batch still quarantined, as items to judge again (their raw copies), sorted by device and
+    batch. Also completes the record of a batch a crashed retry committed but did not mark."""
+    curated = curated_keys(run.paths.curated)
+    items: list[Found] = []
+    for device_id, bid, _ in iter_quarantined(run.quarantine):  # type: ignore[arg-type]  # a UPath walks alike
+        folder = run.quarantine / device_id
+        if (device_id, bid) in curated:
+            if not is_marked_curated(folder, bid):
+                mark_curated(folder, bid, run.at)
+            continue
+        copy = raw_copy(folder, bid) if device_id != UNSORTED else None
+        if copy is None:
+            run.counts["retry_impossible"] += 1
+            continue
+        items.append(Found(copy, -1, device_id, extension_of(copy)))
+        run.retrying.add((device_id, bid))
+    run.done.difference_update(run.retrying)
+    return items
+
+
 def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | None) -> dict[str, Any]:
     new = run.counts
+    retried = new["retried_curated"] + new["retried_still_quarantined"]
     return {
         **metrics,
-        "new_batches": new["curated"] + new["quarantined"],
-        "new_curated": new["curated"],
+        "new_batches": new["curated"] - new["retried_curated"] + new["quarantined"],
+        "new_curated": new["curated"] - new["retried_curated"],
         "new_quarantined": new["quarantined"],
+        "retried": retried,
+        "retried_curated": new["retried_curated"],
+        "retried_still_quarantined": new["retried_still_quarantined"],
+        "retry_impossible": new["retry_impossible"],
         "new_rows": new["rows"],
         "new_duplicates_dropped": new["duplicates_dropped"],
         "skipped_already_done": new["skipped"],
@@ -331,7 +383,7 @@ def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | Non
     }
 
 
-def ingest(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, Any]:
+def ingest(params: Params, paths: Paths, clock: Clock = utc_now, retry: bool = False) -> dict[str, Any]:
     """The run itself, under the lock; see the module docstring."""
     started = time.perf_counter()
     now = clock()
@@ -342,10 +394,11 @@ def ingest(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, An
     bounds = TimeBounds.for_run(params.ingest, now)
     name = "ingest-" + now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     run = _Run(params, paths, quarantined, done_keys(curated, quarantined), curated_ids(curated, params.schema),
-               bounds, name, text_columns(params))
+               bounds, name, text_columns(params), at=now.astimezone(dt.UTC).isoformat(timespec="seconds"))
+    items = retry_items(run) if retry else []
     pending: list[Loaded] = []
     rows = 0
-    for batch in _read_all(run, discover(source_locations(params, paths))):
+    for batch in _read_all(run, items + discover(source_locations(params, paths))):
         pending.append(batch)
         rows += batch.rows
         if len(pending) >= params.ingest.chunk_batches or rows >= params.ingest.chunk_rows:
@@ -361,13 +414,14 @@ def ingest(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, An
     return _summary(run, metrics, time.perf_counter() - started, docs)
 
 
-def main(params: Params, paths: Paths, clock: Clock = utc_now) -> dict[str, Any]:
+def main(params: Params, paths: Paths, clock: Clock = utc_now, retry_quarantined: bool = False) -> dict[str, Any]:
     """Ingest every new batch from the sources; returns totals, this run's counts and rejections.
 
     ``clock`` gives the run's time (event times later than it plus ``ingest.max_future_s`` are rejected).
+    ``retry_quarantined`` first judges every batch still in quarantine again (module docstring).
     """
     # DVC declares these folders as outputs: they exist even when nothing has landed in them yet.
     for folder in (paths.curated, paths.quarantine, paths.reports / "ingest"):
         folder.mkdir(parents=True, exist_ok=True)
     with run_lock(paths.data):  # data/.ingest.lock: outside the DVC outputs
-        return ingest(params, paths, clock)
+        return ingest(params, paths, clock, retry_quarantined)
