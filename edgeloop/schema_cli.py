@@ -55,7 +55,8 @@ def infer(
         console.print(f"note: {note}", soft_wrap=True, markup=False)
     section = render(inferred)
     summary = (f"{len(inferred.features)} features, {len(inferred.classes)} classes, "
-               f"{len(inferred.skipped)} skipped, from {inferred.rows} rows in {inferred.files} files")
+               f"{len(inferred.skipped)} skipped, from {inferred.rows} rows in {inferred.files} "
+               f"file{'s' if inferred.files != 1 else ''}")
     if not write:
         typer.echo(section, nl=False)
         console.print(summary, markup=False)

@@ -275,7 +275,7 @@ def render(schema: InferredSchema) -> str:
     percent = f"{schema.margin * 100:g}%"
     lines = [
         f"schema:  # inferred by `edgeloop schema infer` from {schema.source or 'the data'} "
-        f"({schema.rows} rows, {schema.files} files): review it",
+        f"({schema.rows} rows, {schema.files} file{'s' if schema.files != 1 else ''}): review it",
         "  features:",
     ]
     for f in schema.features:
