@@ -1,12 +1,13 @@
 """split strategies: sizes, determinism, groups that never straddle, per-device newest rows, and a split
 that would leave a class untrained stopping in one line before any training.
 
-Unit tests on small frames, then the real ingest + split stages on one temp project (ingested once per
-module) and the CLI's one-line error.
+Unit tests on small frames, then the real split stage on one temp project (curated once per module) and
+the CLI's one-line error; the evaluate stage's backstop message and the gate's record of the strategy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,10 +22,11 @@ import yaml
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edgeloop.testkit.project import override, repo_params_raw
+from flows.ingest import store
+from flows.ingest.store import curated_frame
 from flows.params import Params, ParamsError, parse_params
-from flows.stages import ingest, run_stage
+from flows.stages import run_stage
 from flows.stages.split import class_rows, split_frame
-from simulator.batches import write_batch
 from tests.bad_batches import good_frame
 
 FRACTION = 0.2
@@ -100,15 +102,21 @@ def test_group_needs_an_existing_column_and_params_say_so() -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Paths:
-    """Two devices, 10 batches of 40 rows each; class 1 only in the newest batch of each device (10%)."""
+    """Two devices, 10 batches of 40 rows each; class 1 only in the newest batch of each device (10%).
+
+    Curated by the store's own chunk writer (what ingest commits), in two chunks; ingest itself is
+    tested elsewhere and would cost seconds of Great Expectations here."""
     paths = Paths.at(tmp_path_factory.mktemp("split-project"))
     schema = params_for().schema
     for device in ("m-1", "m-2"):
+        frames, entries = [], []
         for index in range(10):
             frame = good_frame(schema, device, rows=40, seed=index, first_event=index * 40, record=False)
             frame["failure"] = int(index == 9)
-            write_batch(paths.uploads, device, frame)
-    ingest.main(params_for(), paths)
+            frames.append(frame)
+            entries.append((device, hashlib.sha256(f"{device}/{index}".encode()).hexdigest(), 40, 0))
+        rows = curated_frame(pd.concat(frames, ignore_index=True), schema)
+        store.write_chunk(paths.curated, rows, entries, np.repeat(np.arange(10), 40))
     return paths
 
 
@@ -182,3 +190,76 @@ def test_a_holdout_without_some_class_is_recorded(project: Paths, caplog: pytest
     three = parse_params(raw)
     with pytest.raises(UserError, match="class 2 has 0 rows in all the curated data"):
         run_stage("split", three, project)
+
+
+# --- the backstop in evaluate, and the gate's record ---------------------------------------------------
+
+
+def two_class_onnx(n_features: int) -> bytes:
+    """A real linear softmax model with 2 outputs, as a candidate trained without a third class would be
+    (built with onnx.helper: skl2onnx costs seconds to import)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.linspace(-1, 1, n_features * 2, dtype=np.float32).reshape(n_features, 2),
+                                      "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["features", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0)],
+        "two_classes",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        [weights],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_evaluate_names_the_classes_a_candidate_never_saw(tmp_path) -> None:
+    from flows.stages import StageError, evaluate
+    from tests.evaluation_helpers import install_candidate, make_params, write_ingest, write_splits
+
+    params = make_params(three_class=True)
+    paths = Paths.at(tmp_path)
+    train, _ = write_splits(paths, params, train_rows=300, holdout_rows=100)
+    label = params.schema.label
+    lacking = train[train[label.name] != label.classes[2]]  # a split that missed the last class
+    lacking.to_parquet(paths.split / "train.parquet", index=False)
+    install_candidate(paths, two_class_onnx(len(params.schema.feature_names)))
+    write_ingest(paths)
+    with pytest.raises(StageError) as error:
+        evaluate.main(params, paths)
+    assert str(error.value) == (
+        f"candidate model outputs probabilities for 2 of the schema's 3 classes: it never saw classes "
+        f"{label.classes[2]} (0 rows in train.parquet); re-run split, which stops on such a split, and choose "
+        "split.strategy: stratified_random or group"
+    )
+
+
+def test_the_gate_records_which_strategy_chose_the_holdout(tmp_path) -> None:
+    from flows.stages import gate
+    from tests.evaluation_helpers import read_json, write_ingest, write_json
+
+    params = params_for(strategy="group", group_column="batch", seed=4)
+    paths = Paths.at(tmp_path)
+    write_ingest(paths)
+    write_json(paths.metrics / "evaluate.json", {"candidate": {"accuracy": 0.9, "balanced_accuracy": 0.9,
+                                                               "f1_macro": 0.9}, "champion": None})
+    write_json(paths.metrics / "split.json", {"strategy": "group", "group_column": "batch", "seed": 4,
+                                              "holdout_fraction": 0.2, "groups": 20, "holdout_groups": 4,
+                                              "holdout_missing_classes": ["1"], "train_rows": 640})
+    gate.main(params, paths)
+    decision = read_json(paths.candidate / "decision.json")
+    assert decision["split"] == {"strategy": "group", "group_column": "batch", "seed": 4, "holdout_fraction": 0.2,
+                                 "groups": 20, "holdout_groups": 4, "holdout_missing_classes": ["1"]}
+    quality = next(rule for rule in decision["rules"] if rule["name"] == "quality_floor")
+    # the rule details are what the signed manifest's gate block carries
+    assert quality["detail"].endswith("on the holdout of split.strategy=group (group_column batch, seed 4), "
+                                      "20% held out")
+    assert "- holdout: split.strategy=group (group_column batch, seed 4), 20% held out" in (
+        paths.candidate / "decision.md").read_text()
+    page = (paths.candidate / "index.html").read_text()
+    assert "Holdout: split.strategy=group" in page and "no rows of classes 1" in page
+    (paths.metrics / "split.json").unlink()  # a split from before the record: params.yaml says it
+    gate.main(params_for(), paths)
+    assert read_json(paths.candidate / "decision.json")["split"] == {"strategy": "time", "holdout_fraction": 0.2}

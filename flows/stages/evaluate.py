@@ -194,11 +194,11 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
     x, actual = features_matrix(current, schema), class_indices(current, schema)
     weights = inclusion_weights(current)
 
+    why = unseen_classes(paths.split / "train.parquet", schema)  # the candidate first: a wrong shape fails fast
+    candidate, predicted, probabilities = evaluate_model(candidate_bytes, x, actual, params, "candidate", why)
     drift = drift_report(
         train.iloc[reference_rows], current, features, settings.drift_method, settings.drift_threshold
     )
-    why = unseen_classes(paths.split / "train.parquet", schema)
-    candidate, predicted, probabilities = evaluate_model(candidate_bytes, x, actual, params, "candidate", why)
     champion, champion_predicted = None, predicted
     if lookup.champion is not None:
         champion, champion_predicted, _ = evaluate_model(lookup.champion.model, x, actual, params, "champion")
