@@ -102,10 +102,8 @@ def _write_text(path: StoragePath, text: str) -> None:
 def raw_copy(folder: StoragePath, batch_id: str) -> StoragePath | None:
     """The entry's byte copy of the rejected file (``<batch_id>.<ext>``), or None when it is missing."""
     own = (GX_SUFFIX, REASON_SUFFIX, RETRIES_SUFFIX)
-    for path in sorted(folder.glob(f"{batch_id}.*"), key=lambda p: p.name):
-        if not path.name.endswith(own) and not path.name.startswith("."):
-            return path
-    return None
+    found: list[StoragePath] = sorted(folder.glob(f"{batch_id}.*"), key=lambda p: str(p))
+    return next((p for p in found if not p.name.endswith(own) and not p.name.startswith(".")), None)
 
 
 def retries(folder: StoragePath, batch_id: str) -> list[dict[str, Any]]:
