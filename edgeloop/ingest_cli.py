@@ -34,7 +34,8 @@ def summary_lines(summary: dict[str, Any], retried: bool) -> list[str]:
     ]
     if retried:
         lines.append(
-            f"retried from quarantine: {summary['retried']} batches, {summary['retried_curated']} now curated, "
+            f"retried from quarantine: {summary['retried']} batches, {summary['retried_curated']} now curated "
+            f"({summary['retried_rows']} rows), "
             f"{summary['retried_still_quarantined']} still quarantined"
             + (f", {summary['retry_impossible']} not retriable (outside a device folder, or no raw copy)"
                if summary["retry_impossible"] else "")

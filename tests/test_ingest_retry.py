@@ -92,6 +92,7 @@ def test_fixed_batches_are_curated_once_and_never_twice(landed: dict[str, Any]) 
 
     assert (first["retried"], first["retried_curated"], first["retried_still_quarantined"]) == (4, 3, 1)
     assert first["new_batches"] == 0 and first["skipped_already_done"] == 5  # originals still landed + a copy
+    assert first["new_rows"] == 0 and first["retried_rows"] == 3 * 40
     assert (first["curated"], first["quarantined"], first["batches"]) == (3, 1, 4)
     assert first["quarantined_share"] == 0.25  # the gate counts batches still quarantined only
     metrics = json.loads((paths.metrics / "ingest.json").read_text())
@@ -177,6 +178,7 @@ def test_the_ingest_command_retries_and_says_what_it_did(landed: dict[str, Any])
     retried = runner.invoke(app, ["ingest", "--retry-quarantined", "--root", str(paths.root)])
 
     assert retried.exit_code == 0, retried.output
-    assert "retried from quarantine: 4 batches, 3 now curated, 1 still quarantined" in retried.output
+    assert "retried from quarantine: 4 batches, 3 now curated (120 rows), 1 still quarantined" in retried.output
+    assert "new batches: 0 curated (0 rows" in retried.output
     assert "1 x failure: values not in classes [0, 1]" in retried.output
     assert "totals: 3 batches curated (120 rows), 1 in quarantine" in retried.output

@@ -268,6 +268,7 @@ def _curate(run: _Run, batches: list[Loaded], frame: pd.DataFrame, keys: np.ndar
             if (device_id, bid) in run.retrying:  # committed above: now record it beside its entry
                 mark_curated(run.quarantine / device_id, bid, run.at)
                 run.counts["retried_curated"] += 1
+                run.counts["retried_rows"] += kept_rows
 
 
 def _process_chunk(run: _Run, batches: list[Loaded], chunk: int) -> None:
@@ -369,9 +370,10 @@ def _summary(run: _Run, metrics: dict[str, Any], seconds: float, docs: str | Non
         "new_quarantined": new["quarantined"],
         "retried": retried,
         "retried_curated": new["retried_curated"],
+        "retried_rows": new["retried_rows"],
         "retried_still_quarantined": new["retried_still_quarantined"],
         "retry_impossible": new["retry_impossible"],
-        "new_rows": new["rows"],
+        "new_rows": new["rows"] - new["retried_rows"],
         "new_duplicates_dropped": new["duplicates_dropped"],
         "skipped_already_done": new["skipped"],
         "chunks": new["chunks"],
