@@ -14,8 +14,9 @@
     pandas and counts classes. Once, for scale: the train stage (params.yaml's model) on the
     stratified split, what the time strategy would have run before evaluate failed.
 
-Every measurement is a fresh ``python`` child; the child's wall time includes its imports on both
-sides. Medians over ``--repeat``. A benchmark, not a test: it asserts nothing.
+Every measurement is a fresh ``python`` child; its wall time and its CPU time (user + system, all
+threads; steadier than wall time on a shared machine) include its imports on both sides. Medians over
+``--repeat``. A benchmark, not a test: it asserts nothing.
 
     .venv/bin/python bench/quarantine_retry_split.py --repeat 3
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -63,11 +65,19 @@ print("BENCH", frame["fault"].value_counts().to_dict() and len(frame))
 """
 
 
+CPU: list[float] = []  # CPU seconds (user + system) of each child, in call order
+
+
 def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[float, str, int]:
+    """Wall seconds, output and exit code of a fresh child; its CPU seconds go to ``CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
-    return time.perf_counter() - started, (done.stdout + done.stderr).strip(), done.returncode
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return wall, (done.stdout + done.stderr).strip(), done.returncode
 
 
 def write_params(root: Path, raw: dict[str, Any]) -> None:
@@ -89,23 +99,29 @@ def retry_part(work: Path, batches: int, batch_rows: int, repeat: int) -> dict[s
     _, out, code = run(["-c", RETRY, str(base), "plain"])
     assert code == 0 and out.endswith(f"BENCH 0 {batches} 0"), out
     write_params(base, fixed)
-    retry, floor = [], []
+    retry: list[float] = []
+    floor: list[float] = []
+    retry_cpu: list[float] = []
+    floor_cpu: list[float] = []
     for index in range(repeat):
         copy = work / f"retry-{index}"
         shutil.copytree(base, copy)
         seconds, out, code = run(["-c", RETRY, str(copy), "retry"])
         assert code == 0 and out.endswith(f"BENCH {batches} 0 {batches}"), out
         retry.append(seconds)
+        retry_cpu.append(CPU[-1])
         fresh = work / f"floor-{index}"
         shutil.copytree(base / "data" / "uploads", fresh / "data" / "uploads")
         write_params(fresh, fixed)
         seconds, out, code = run(["-c", RETRY, str(fresh), "plain"])
         assert code == 0 and out.endswith(f"BENCH {batches} 0 0"), out
         floor.append(seconds)
+        floor_cpu.append(CPU[-1])
         shutil.rmtree(copy)
         shutil.rmtree(fresh)
     return {"batches": batches, "rows": batches * batch_rows, "retry_s": retry, "floor_s": floor,
-            "retry_median_s": statistics.median(retry), "floor_median_s": statistics.median(floor)}
+            "retry_median_s": statistics.median(retry), "floor_median_s": statistics.median(floor),
+            "retry_cpu_median_s": statistics.median(retry_cpu), "floor_cpu_median_s": statistics.median(floor_cpu)}
 
 
 def te_params() -> dict[str, Any]:
@@ -148,6 +164,7 @@ def split_part(work: Path, rows: int, repeat: int) -> dict[str, Any]:
     store.write_chunk(root / "data" / "curated", curated_frame(frame, params.schema), entries,
                       np.arange(rows) // per)
     times: dict[str, list[float]] = {"time_stops": [], "stratified_random": [], "floor_read": []}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     line = ""
     for _ in range(repeat):
         write_params(root, raw)
@@ -155,17 +172,21 @@ def split_part(work: Path, rows: int, repeat: int) -> dict[str, Any]:
         assert code == 2, out
         line = out.splitlines()[-1]
         times["time_stops"].append(seconds)
+        cpu["time_stops"].append(CPU[-1])
         write_params(root, override(raw, {"split.strategy": "stratified_random"}))
         seconds, out, code = run(["-m", "flows", "split", "--root", str(root)])
         assert code == 0, out
         times["stratified_random"].append(seconds)
+        cpu["stratified_random"].append(CPU[-1])
         seconds, out, code = run(["-c", READ_FLOOR, str(root)])
         assert code == 0, out
         times["floor_read"].append(seconds)
+        cpu["floor_read"].append(CPU[-1])
     seconds, out, code = run(["-m", "flows", "train", "--root", str(root)], env={"OMP_NUM_THREADS": "1"})
     assert code == 0, out
-    return {"rows": rows, "line": line, "train_once_s": seconds,
-            **{f"{k}_median_s": statistics.median(v) for k, v in times.items()}, "runs": times}
+    return {"rows": rows, "line": line, "train_once_s": seconds, "train_once_cpu_s": CPU[-1],
+            **{f"{k}_median_s": statistics.median(v) for k, v in times.items()},
+            **{f"{k}_cpu_median_s": statistics.median(v) for k, v in cpu.items()}, "runs": times}
 
 
 def main() -> None:
