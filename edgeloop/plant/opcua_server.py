@@ -13,6 +13,9 @@ features share one, its ``part_id`` is 1 µs later), so a client can restore the
 groups a publish's changes by node). Predictions written back are scored on the plant's ``Scoreboard`` (the
 runner writes ``prediction.part_id`` last, in the same call).
 
+The quality nodes are historized (the last ``HISTORY_VALUES`` writes, repeats included, in memory), so a
+client that was disconnected reads the verdicts it missed with HistoryRead.
+
 Security: no encryption or user authentication (``NoSecurity``, anonymous), for a loopback or an isolated
 plant network; binds 127.0.0.1 unless told otherwise. Leaves out the stream (``source``) and the command line.
 """
@@ -45,6 +48,8 @@ _TYPES: dict[str, tuple[ua.VariantType, Any]] = {
     "prediction.model_version": (ua.VariantType.String, ""),
 }
 _BAD = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
+_HISTORIZED = (QUALITY_KEY, QUALITY_VERDICT)
+HISTORY_VALUES = 100_000  # verdicts kept per machine for HistoryRead
 _TICK = timedelta(microseconds=1)
 _WAITING = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
 
@@ -63,6 +68,7 @@ class OpcUaPlant:
         self.published = 0
         self.verdicts = 0
         self._last_stamp = datetime.now(UTC)
+        self._history: set[ua.NodeId] = set()
 
     @property
     def url(self) -> str:
@@ -85,6 +91,8 @@ class OpcUaPlant:
                 variant, initial = _TYPES.get(name, (ua.VariantType.Double, 0.0))
                 node = await machine.add_variable(ua.NodeId(signal(device, name), index), name,
                                                   ua.Variant(initial, variant), varianttype=variant)
+                if name in _HISTORIZED:
+                    await self._historize(server, node)
                 if name.startswith("prediction."):
                     await node.set_writable()
                 else:  # no reading yet: a client sees a bad status, not a made-up zero
@@ -95,10 +103,41 @@ class OpcUaPlant:
         await server.start()
         self.server = server
 
+    async def _historize(self, server: Server, node: Any) -> None:
+        """Keep every write of ``node`` (the last ``HISTORY_VALUES``) for HistoryRead, repeats included."""
+        await server.iserver.history_manager.storage.new_historized_node(node.nodeid, None, HISTORY_VALUES)
+        await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)))
+        access = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.HistoryRead.mask
+        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+            await node.write_attribute(attribute, ua.DataValue(ua.Variant(access, ua.VariantType.Byte)))
+        self._history.add(node.nodeid)
+
     async def stop(self) -> None:
         if self.server is not None:
+            await self._drain(self.server)
             server, self.server = self.server, None
             await server.stop()
+
+    @staticmethod
+    async def _drain(server: Server, timeout_s: float = 2.0) -> None:
+        """Wait (up to ``timeout_s``) until every subscription has published its queued changes, so a clean stop
+        loses no verdict a connected client has not received yet."""
+        deadline = time.monotonic() + timeout_s
+        subscriptions = getattr(server.iserver.subscription_service, "subscriptions", {})
+        while time.monotonic() < deadline and any(getattr(sub, "_triggered_datachanges", None)
+                                                   for sub in list(subscriptions.values())):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)  # the last publish response on its way out
+
+    async def drop_connections(self) -> None:
+        """Stop listening and close every client connection; the address space, history and writes go on."""
+        assert self.server is not None and self.server.bserver is not None
+        await self.server.bserver.stop()
+
+    async def listen_again(self) -> None:
+        """Listen again on the same address after ``drop_connections``."""
+        assert self.server is not None and self.server.bserver is not None
+        await self.server.bserver.start()
 
     def _on_prediction(self, device: str) -> Any:
         async def changed(_handle: int, value: ua.DataValue) -> None:
@@ -117,7 +156,10 @@ class OpcUaPlant:
                                 ServerTimestamp=stamp)
         else:
             data = ua.DataValue(ua.Variant(value, variant), SourceTimestamp=stamp, ServerTimestamp=stamp)
-        await self.server.iserver.write_attribute_value(self.nodes[signal(device, name)], data)
+        node = self.nodes[signal(device, name)]
+        await self.server.iserver.write_attribute_value(node, data)
+        if node in self._history:
+            await self.server.iserver.history_manager.storage.save_node_value(node, data)
 
     async def write_tag(self, device: str, name: str, value: Any) -> None:
         """Write one signal now (None: a lost reading), with the next source timestamp."""

@@ -98,6 +98,7 @@ class PlantStream:
         self.waiting: deque[tuple[float, Verdict]] = deque()  # (due time, verdict), oldest first
         self.parts_made = 0
         self.parts_skipped = 0  # parts a stall made too late to send (never sent, never labelled)
+        self.making = True  # False: the line is paused (no new parts; verdicts still come)
 
     def part_time(self, part_id: int) -> float:
         """Wall-clock time (Unix s) part ``part_id`` is due."""
@@ -113,6 +114,8 @@ class PlantStream:
             self.parts_skipped += (oldest - self.next_part) * self.settings.devices
             self.next_part = oldest
         parts: list[Part] = []
+        if not self.making:
+            self.next_part = max(self.next_part, end)
         if end > self.next_part:
             count = end - self.next_part
             for index, name in enumerate(self.settings.names):

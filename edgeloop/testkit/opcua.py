@@ -3,9 +3,12 @@
 ``PlantServer(settings)`` runs ``edgeloop.plant.opcua_server.OpcUaPlant`` on its own asyncio loop in a daemon
 thread on 127.0.0.1. ``start()`` listens (and, with ``drive=True``, publishes the plant's stream as it falls due);
 ``stop_server()`` closes the server (clients see the connection drop) and ``restart()`` serves again on the same
-port with the same stream and scoreboard, so parts resume and verdicts still due are reported. ``call(coro_fn)``
+port with the same stream and scoreboard, so parts resume and verdicts still due are reported (a new address
+space: values and history start again). ``drop_connections()``/``listen_again()`` cut and restore the endpoint
+while the server lives on. ``call(coro_fn)``
 runs a coroutine on the server's loop (``write_tag``, ``publish``) for tests that drive tags by hand; ``close()``
-ends everything. Leaves out clients and runners.
+ends everything. ``making=False`` starts with the line paused (``stream.making = True`` starts it).
+Leaves out clients and runners.
 """
 
 from __future__ import annotations
@@ -35,11 +38,14 @@ class PlantServer:
     """See the module docstring. A context manager (``close`` on exit)."""
 
     def __init__(self, settings: PlantSettings, *, drive: bool = True, port: int | None = None,
-                 stream_start: float | None = None) -> None:
+                 stream_start: float | None = None, making: bool = True) -> None:
         self.settings = settings
         self.drive = drive
         self.port = port or free_port()
         self.scoreboard = Scoreboard()
+        self._stream_start = stream_start
+        self._started = False
+        self._making = making
         self.stream = PlantStream(settings, stream_start)
         self.plant: OpcUaPlant | None = None
         self._loop = asyncio.new_event_loop()
@@ -70,6 +76,10 @@ class PlantServer:
         async def start() -> None:
             plant = OpcUaPlant(self.settings, "127.0.0.1", self.port, self.scoreboard)
             await plant.start()
+            if not self._started:  # the line starts now, not when the server began its 1-2 s set-up
+                self._started = True
+                self.stream = PlantStream(self.settings, self._stream_start)
+                self.stream.making = self._making
             self.plant = plant
             self._stop = asyncio.Event()
             if self.drive:
@@ -90,6 +100,15 @@ class PlantServer:
                 self.plant = None
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(60)
 
+    def drop_connections(self) -> None:
+        """The server's endpoint goes away: it stops listening and every connection is closed, while its
+        address space and history live on and the line keeps writing (as a server behind a network cut, or
+        one restarted with a persistent history). ``listen_again()`` brings the endpoint back."""
+        self.call(lambda plant: plant.drop_connections())
+
+    def listen_again(self) -> None:
+        self.call(lambda plant: plant.listen_again())
+
     def restart(self) -> None:
         self.stop_server()
         self.start()
@@ -106,5 +125,15 @@ class PlantServer:
             try:
                 self.stop_server()
             finally:
+                asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(10)
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=10)
+
+
+async def _cancel_others() -> None:
+    """Cancel the server's leftover tasks (sessions, subscriptions) so the loop stops clean."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
