@@ -177,7 +177,7 @@ def test_opcua_server_changes_tags_at_the_rate_and_reports_labels_after_the_dela
         verdict = verdicts[stamp + timedelta(microseconds=1)]  # type: ignore[operator]  # written right after
         assert verdict == _truth(settings, 0, int(key))[1]  # type: ignore[call-overload]
         if key in made:
-            assert DELAY_S - 0.1 <= at - made[key] <= DELAY_S + 0.5, at - made[key]
+            assert DELAY_S - 0.1 <= at - made[key] <= DELAY_S + 1.0, at - made[key]
     # the prediction written back was scored against the truth of that part
     assert written is not None and stats["predictions"] == 1 and stats["scored"] == 1
     assert stats["correct"] == int(_truth(settings, 0, written)[1] == 1)
@@ -258,7 +258,7 @@ def test_mqtt_plant_publishes_parts_and_labels_to_a_real_broker() -> None:
         key = int(body["part_id"])  # type: ignore[call-overload]
         assert body["verdict"] == _truth(settings, 1, key)[1]
         if key in made:
-            assert DELAY_S - 0.1 <= at - made[key] <= DELAY_S + 0.5
+            assert DELAY_S - 0.1 <= at - made[key] <= DELAY_S + 1.0
     stats = plant.scoreboard.stats()
     assert stats["scored"] == 1 and stats["correct"] == int(_truth(settings, 1, ids[0])[1] == 0)
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,7 @@ class OpcUaPlant:
         self.verdicts = 0
         self._last_stamp = datetime.now(UTC)
         self._history: set[ua.NodeId] = set()
+        self.on_prediction: Callable[[str, int, float], None] | None = None  # (device, part id, perf_counter)
 
     @property
     def url(self) -> str:
@@ -145,8 +147,10 @@ class OpcUaPlant:
             if self.server is None or value.Value is None or value.Value.Value is None:
                 return
             label = self.server.iserver.read_attribute_value(self.nodes[signal(device, "prediction.label")])
-            self.scoreboard.predicted(device, int(value.Value.Value), None if label.Value is None else
-                                      label.Value.Value, at)
+            part_id = int(value.Value.Value)
+            self.scoreboard.predicted(device, part_id, None if label.Value is None else label.Value.Value, at)
+            if self.on_prediction is not None:
+                self.on_prediction(device, part_id, at)
         return changed
 
     async def _write(self, device: str, name: str, value: Any, variant: ua.VariantType, stamp: datetime) -> None:
