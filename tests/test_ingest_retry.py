@@ -85,6 +85,7 @@ def test_split_says_how_many_are_quarantined_and_how_to_retry(landed: dict[str, 
 
 def test_fixed_batches_are_curated_once_and_never_twice(landed: dict[str, Any]) -> None:
     paths, fixed = landed["paths"], make_params()
+    before = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file())
     plain = stage.main(fixed, paths)  # the default: no silent reprocessing
     assert plain["skipped_already_done"] == 5 and plain["retried"] == 0 and plain["curated"] == 0
 
@@ -99,30 +100,23 @@ def test_fixed_batches_are_curated_once_and_never_twice(landed: dict[str, Any]) 
     assert metrics["quarantined"] == 1 and metrics["curated"] == 3
     assert len(load_curated(paths, fixed.schema)) == 3 * 40
 
+    shutil.copy2(landed["good"][0], paths.uploads / "m-0" / "copy.parquet")  # landed again, another name
     second = stage.main(fixed, paths, retry_quarantined=True)  # retried twice: only the still-bad one again
 
     assert (second["retried"], second["retried_curated"], second["retried_still_quarantined"]) == (1, 0, 1)
-    assert second["skipped_already_done"] == 5
+    assert second["skipped_already_done"] == 6 and second["new_batches"] == 0
     entries = ledger_entries(paths)
-    assert len(entries) == len(set(entries)) == 3
+    assert len(entries) == len(set(entries)) == 3 == len(ledger.curated_keys(paths.curated))
     assert len(load_curated(paths, fixed.schema)) == 3 * 40
 
-
-def test_quarantine_keeps_every_entry_and_records_each_retry(landed: dict[str, Any]) -> None:
-    paths, fixed = landed["paths"], make_params()
-    before = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file())
-    stage.main(fixed, paths, retry_quarantined=True)
-    stage.main(fixed, paths, retry_quarantined=True)
+    # the quarantine keeps every entry, with a record of each attempt beside it
     after = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file())
-    assert set(before) < set(after)  # nothing removed; a .retries.json beside each retried entry
-    assert sum(name.endswith(".retries.json") for name in after) == 4
-
+    assert set(before) < set(after) and sum(name.endswith(".retries.json") for name in after) == 4
     good = paths.quarantine / "m-0" / landed["good"][0].name
     history = json.loads(good.with_suffix(".retries.json").read_text())
     assert [h["outcome"] for h in history] == ["curated"] and "air_temp_k" in history[0]["before"]
     assert good.with_suffix(".reason.txt").read_text().startswith("curated on retry ")
     assert good.read_bytes() == landed["good"][0].read_bytes()  # the raw copy is untouched
-
     bad = paths.quarantine / "m-0" / landed["bad"].name
     history = json.loads(bad.with_suffix(".retries.json").read_text())
     assert [h["outcome"] for h in history] == ["quarantined", "quarantined"]
@@ -153,16 +147,6 @@ def test_a_crash_between_commit_and_record_never_curates_twice(
     for path in landed["good"]:
         device = path.parent.name
         assert (paths.quarantine / device / path.name).with_suffix(".reason.txt").read_text().startswith("curated")
-
-
-def test_a_batch_landed_again_after_its_retry_is_skipped(landed: dict[str, Any]) -> None:
-    paths, fixed = landed["paths"], make_params()
-    stage.main(fixed, paths, retry_quarantined=True)
-    copy = paths.uploads / "m-0" / ("copy-" + landed["good"][0].name)  # same bytes, another name
-    shutil.copy2(landed["good"][0], copy)
-    summary = stage.main(fixed, paths, retry_quarantined=True)
-    assert summary["new_batches"] == 0 and summary["retried_curated"] == 0
-    assert len(ledger_entries(paths)) == 3 == len(ledger.curated_keys(paths.curated))
 
 
 def test_the_ingest_command_retries_and_says_what_it_did(landed: dict[str, Any]) -> None:
