@@ -25,7 +25,10 @@ def inputs_section(protocol: str, device: str, url: str, rate: float) -> str:
     """See the module docstring; ``protocol`` is ``opcua`` or ``mqtt``."""
     stale = round(max(2.0, 10.0 / rate), 3)
     lines = [f"# {device} of `edgeloop plant serve --{protocol}`", "[inputs]", f"protocol = {_q(protocol)}",
-             f"url = {_q(url)}", 'trigger = "change"', 'trigger_tag = "key"', f"stale_after_s = {stale}", ""]
+             f"url = {_q(url)}", 'trigger = "change"', 'trigger_tag = "key"', f"stale_after_s = {stale}"]
+    if protocol == "mqtt":  # a named client: the broker keeps its session (and queued verdicts) across a loss
+        lines.append(f"username = {_q(device)}")
+    lines.append("")
     if protocol == "opcua":
         for feature in FEATURES:
             lines += ["[[inputs.tags]]", f"feature = {_q(feature)}", f"source = {_q(node_id(device, feature))}", ""]
