@@ -286,7 +286,7 @@ def test_live_rows_predict_write_back_and_labels_join_once(predictor: Predictor)
     assert inputs.deliver("q", b'{"part": "A2", "verdict": "bad"}', clock.now)  # refused, kept for a retry
     assert inputs.deliver("q", b'{"part": "A2", "verdict": 0}', clock.now)
     assert [(e, label) for e, label, _ in fed] == [(decision.event_id, 1), (adapter.written[1].event_id, 0)]
-    assert fed[0][2] == [1.25, 0.5] and fed[1][2][0] == -2.0 and math.isnan(fed[1][2][1])  # type: ignore[arg-type]
+    assert list(fed[0][2]) == [1.25, 0.5] and fed[1][2][0] == -2.0 and math.isnan(fed[1][2][1])  # type: ignore[arg-type]
     adapter.up = False
     inputs.disconnected("test")
     assert inputs.deliver("m/x", b'{"x0": 0.1, "part": "A3"}', clock.now)  # predicted, not written back
@@ -317,6 +317,7 @@ def test_live_stale_required_tag_blocks_and_is_counted(predictor: Predictor) -> 
     inputs.deliver("a", b"1.0", clock.now)
     inputs.deliver("b", b"3.0", clock.now)
     assert len(adapter.written) == 1
+    assert inputs.report()["awaiting_label"] == 0  # no [inputs.labels]: no prediction is kept for one
 
 
 def test_live_period_trigger_and_window_join(predictor: Predictor) -> None:

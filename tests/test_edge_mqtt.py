@@ -20,7 +20,7 @@ import pytest
 from edge.config import load_config
 from edge.runner import Runner
 from edgeloop.testkit.hub import HubHandle, running_hub
-from edgeloop.testkit.mqtt import MqttBroker, connect_client
+from edgeloop.testkit.mqtt import MqttBroker, connect_client, inputs_toml
 from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, params, runner_config, site_data, wait_for
 from hub.registry import add_device
 
@@ -48,25 +48,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MqttBroker]:
         b.stop()
 
 
-def _toml(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
-
-
-def inputs_section(inputs: dict[str, Any]) -> str:
-    """``[inputs]`` as TOML: plain keys, ``[[inputs.tags]]`` and one level of sub-tables."""
-    lines = ["[inputs]"] + [f"{k} = {_toml(v)}" for k, v in inputs.items() if not isinstance(v, dict | list)]
-    for tag in inputs.get("tags", []):
-        lines += ["[[inputs.tags]]"] + [f"{k} = {_toml(v)}" for k, v in tag.items()]
-    for name, table in inputs.items():
-        if isinstance(table, dict):
-            lines += [f"[inputs.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
 def start_runner(folder: Path, world: tuple[ReleaseWorld, HubHandle, str, int], inputs: dict[str, Any]) -> Runner:
     w, hub, token, version = world
     path = runner_config(folder, hub.url, token, w.root_bytes, upload={"random_rate": 1.0})
-    path.write_text(path.read_text() + inputs_section(inputs))
+    path.write_text(path.read_text() + inputs_toml(inputs))
     runner = Runner(load_config(path, environ={}))
     runner.start()
     wait_for(lambda: runner.model_version == str(version), what="first activation")
@@ -222,9 +207,10 @@ def test_a_stale_tag_blocks_the_row_and_a_missing_optional_one_is_nan(world, bro
 
 def test_broker_killed_mid_stream_loses_no_label(world, tmp_path: Path) -> None:
     """Labels trail predictions by 20 parts; the broker is SIGKILLed with 20 parts predicted and unlabelled,
-    their labels are published during the outage (the quality station's client queues them), the broker
-    comes back: the runner reconnects by itself, every label reaches the spool and the hub exactly once, and
-    predictions resume."""
+    their labels are published during the outage (the quality station's client queues them and sends them
+    when it is back; the broker queues them for the runner's persistent session when the runner is not back
+    yet), the broker comes back: the runner reconnects by itself, every label reaches the spool and the hub
+    exactly once, and predictions resume."""
     _, hub, _, _ = world
     before = {r["event_id"] for r in landed_rows(hub)}
     broker = MqttBroker(tmp_path / "broker")
@@ -235,7 +221,7 @@ def test_broker_killed_mid_stream_loses_no_label(world, tmp_path: Path) -> None:
         live = runner.inputs
         assert live is not None
         decisions = Decisions(broker, "c/prediction")
-        plant = connect_client(broker, "plant-c", clean_session=False)
+        plant = connect_client(broker, "plant-c")
         x, y = site_data(80, 23)
         lag = 20
 
@@ -250,7 +236,9 @@ def test_broker_killed_mid_stream_loses_no_label(world, tmp_path: Path) -> None:
             part(i)
             if i >= lag:
                 label(i - lag)
-        broker.kill()
+        wait_for(lambda: live.report()["labels"].get("joined") == 40 - lag, what="labels before the kill joined")
+        broker.kill()  # (a label the broker took but had not passed on would die with it: a broker's own
+        # durability, Mosquitto's persistence; amqtt's keeps sessions and subscriptions, not messages in flight)
         wait_for(lambda: not live.connected_now, what="the runner sees the broker gone")
         for i in range(40 - lag, 40):
             label(i)  # queued by the quality station's client while the broker is down
@@ -267,7 +255,7 @@ def test_broker_killed_mid_stream_loses_no_label(world, tmp_path: Path) -> None:
         for i in range(80 - lag, 80):
             label(i)
         wait_for(lambda: live.report()["labels"].get("joined") == 80, timeout=30,
-                 what=f"80 labels joined (report: {live.report()['labels']})")
+                 what=f"80 labels joined (report: {live.report()})")
         report = live.report()
         assert report["reconnects"] >= 1 and report["predictions"] == 80 and report["labels"] == {"joined": 80}
         wait_for(lambda: runner.spool.backlog_rows() == 0, what="spool drained")

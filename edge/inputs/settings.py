@@ -95,7 +95,7 @@ class InputsConfig:
     key: KeyConfig | None = None
     output: OutputConfig | None = None
     labels: LabelsConfig | None = None
-    join_capacity: int = 100_000  # predictions remembered by key for their label (oldest evicted, counted)
+    join_capacity: int = 10_000  # predictions remembered for their label (oldest evicted, counted); ~0.3 KB each
 
     @property
     def host(self) -> str:
@@ -231,7 +231,7 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     if "password_file" in table:
         password_file = _private(p + "password_file", base / Path(_text(table["password_file"],
                                                                            p + "password_file")).expanduser())
-    capacity = table.get("join_capacity", 100_000)
+    capacity = table.get("join_capacity", 10_000)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10_000_000:
         raise _fail(p + "join_capacity", "an integer >= 1 and <= 10000000", capacity)
     output = None if "output" not in table else _output(table["output"], protocol)

@@ -7,7 +7,8 @@
 - ``runner_world``: a release repository with real HistGradientBoosting models and edge-runner configs;
 - ``synthetic``: ground-truth rows for any schema;
 - ``pki``: a plant CA, the hub's certificate and device certificates (good, expired, foreign, unrecorded);
-- ``postgres``: a real PostgreSQL (pgserver) started once per process, a fresh database per test.
+- ``postgres``: a real PostgreSQL (pgserver) started once per process, a fresh database per test;
+- ``mqtt``: a real MQTT broker (amqtt) in a subprocess a test can kill and restart, paho test clients.
 
 Used by ``tests/`` and ``bench/`` alike (benchmarks never import the tests). For a source checkout: the
 kits read the repository's params.yaml. Importing this package imports nothing heavy.

@@ -8,7 +8,8 @@ clients are refused (amqtt forgets an anonymous client's session on disconnect),
 username (any; no password is checked); amqtt's ``SessionDBPlugin`` keeps sessions and subscriptions in
 SQLite across a kill, so QoS 1 messages published while a subscriber is away are queued for it again.
 ``connect_client(broker, client_id)`` returns a connected paho client (its loop running, the test
-username), for tests and benchmarks that publish.
+username), for tests and benchmarks that publish. ``inputs_toml(inputs)`` renders a runner's ``[inputs]``
+section from a dict (``tags`` a list of tables, ``key``/``output``/``labels`` sub-tables).
 
 Leaves out: TLS, passwords and MQTT 5 (amqtt speaks 3.1.1); messages a killed broker had queued in memory
 are lost with it (as with Mosquitto without ``persistence true``).
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["USERNAME", "MqttBroker", "connect_client", "running_broker"]
+__all__ = ["USERNAME", "MqttBroker", "connect_client", "inputs_toml", "running_broker"]
 
 USERNAME = "edgeloop-test"
 _START = "from amqtt.scripts.broker_script import main; main()"
@@ -145,3 +146,18 @@ def connect_client(broker: MqttBroker, client_id: str, *, clean_session: bool = 
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return client
+
+
+def _toml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+
+
+def inputs_toml(inputs: dict[str, Any]) -> str:
+    """``[inputs]`` as TOML: plain keys, ``[[inputs.tags]]`` and one level of sub-tables."""
+    lines = ["[inputs]"] + [f"{k} = {_toml(v)}" for k, v in inputs.items() if not isinstance(v, dict | list)]
+    for tag in inputs.get("tags", []):
+        lines += ["[[inputs.tags]]"] + [f"{k} = {_toml(v)}" for k, v in tag.items()]
+    for name, table in inputs.items():
+        if isinstance(table, dict):
+            lines += [f"[inputs.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
