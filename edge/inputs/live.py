@@ -101,6 +101,7 @@ class LiveInputs:
         self._last_message: float | None = None
         self._counts: collections.Counter[tuple[str, ...]] = collections.Counter()
         self._counts_lock = threading.Lock()  # counted from the adapter's and the period timer's threads
+        self._warned: set[tuple[str, str]] = set()  # (what, tag) logged once as a warning, then at debug level
         m = metrics
         self._m: dict[str, Counter] = {
             "skipped": m.counter("inputs_skipped_total", "Due rows not predicted", ("reason", "tag")),
@@ -190,7 +191,7 @@ class LiveInputs:
             prediction = self._predict(values)
         except InputError as exc:
             self._count("skipped", "refused", exc.feature or "")
-            log.info("live inputs: row refused by the model's schema: %s", exc)
+            self._log_once("refused", exc.feature or "", "live inputs: row refused by the model's schema: %s", exc)
             return None
         except RuntimeError as exc:  # no model, or the model failed (the health monitor has it)
             self._count("skipped", "unavailable", "")
@@ -278,7 +279,13 @@ class LiveInputs:
     def _bad(self, name: str, source: str, exc: PayloadError) -> None:
         tag = {_LABEL: "label", _LABEL_KEY: "label_key"}.get(name, name)
         self._count("bad", tag)
-        log.info("live inputs: %s (%s): %s", tag, source, exc)
+        self._log_once("bad", tag, "live inputs: %s (%s): %s", tag, source, exc)
+
+    def _log_once(self, what: str, tag: str, message: str, *args: object) -> None:
+        """A warning the first time per (what, tag), then debug lines: a bad tag at 100 Hz floods no log."""
+        first = (what, tag) not in self._warned
+        self._warned.add((what, tag))
+        log.log(logging.WARNING if first else logging.DEBUG, message + ("" if first else " (repeated)"), *args)
 
     def _sync_evicted(self) -> None:
         with self._counts_lock:
