@@ -299,7 +299,14 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], ort: dict[st
           f"{[round(r['p99'], 2) for r in results['floor']]} ms")
 
 
-PROTOCOLS: dict[str, Callable[[argparse.Namespace], None]] = {"mqtt": bench_mqtt}
+def bench_opcua(args: argparse.Namespace) -> None:
+    """The OPC UA part, in its own file (bench/live_inputs_opcua.py)."""
+    from bench.live_inputs_opcua import bench_opcua as run
+
+    run(args)
+
+
+PROTOCOLS: dict[str, Callable[[argparse.Namespace], None]] = {"mqtt": bench_mqtt, "opcua": bench_opcua}
 
 
 def main() -> None:
