@@ -8,7 +8,8 @@
 - ``synthetic``: ground-truth rows for any schema;
 - ``pki``: a plant CA, the hub's certificate and device certificates (good, expired, foreign, unrecorded);
 - ``postgres``: a real PostgreSQL (pgserver) started once per process, a fresh database per test;
-- ``mqtt``: a real MQTT broker (amqtt) in a subprocess a test can kill and restart, paho test clients.
+- ``mqtt``: a real MQTT broker (amqtt) in a subprocess a test can kill and restart, paho test clients;
+- ``opcua``: the live plant's OPC UA server (asyncua) in a background thread, on an ephemeral port, restartable.
 
 Used by ``tests/`` and ``bench/`` alike (benchmarks never import the tests). For a source checkout: the
 kits read the repository's params.yaml. Importing this package imports nothing heavy.
