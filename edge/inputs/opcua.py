@@ -16,9 +16,9 @@ reconnect differs between versions, so the adapter does its own. ``stop`` is not
 Delivery order: OPC UA groups a publish's changes by monitored item, not by time, so the adapter collects the
 changes of one publish and delivers them ordered by source timestamp (server timestamp when there is none),
 each to ``inbox.deliver(node id, value, at)``. A value with a bad status is delivered as None (a lost reading)
-for a feature, and not at all for the key or a label source (there is nothing to join). A change whose source
-timestamp is not newer than the last one delivered for that node (a subscription's first values after a
-reconnect, already seen) is skipped, so nothing is predicted or labelled twice.
+for a feature, and not at all for the key or a label source (there is nothing to join). A change older than
+the last one delivered for that node, or with the same source timestamp and value (a subscription's first
+values after a reconnect, already seen), is skipped, so nothing is predicted or labelled twice.
 
 ``write(decision)`` queues the decision's fields for the configured output nodes (converted to each node's data
 type; ``probabilities`` as JSON text; ``key`` written last, so a reader of the key finds the rest in place);
@@ -142,6 +142,7 @@ class OpcUaAdapter:
         self._outputs = [(name, _node_id(node, f"inputs.output.nodes.{name}")) for name, node in nodes.items()]
         self._types: dict[str, Any] = {}  # output field -> VariantType, read at each connection
         self._last: dict[str, datetime] = {}  # configured source -> source timestamp last delivered
+        self._last_value: dict[str, Any] = {}  # ... and its value (a coarse clock may stamp two values alike)
         # label sources read back from the server's history after a reconnect (the key first: a label takes it)
         self._history = [s for s in ((labels.key_source if labels else None), (labels.source if labels else None))
                          if s is not None]
@@ -161,9 +162,10 @@ class OpcUaAdapter:
             return
         if stamp is not None:
             last = self._last.get(source)
-            if last is not None and stamp <= last:
+            if last is not None and (stamp < last or (stamp == last and value == self._last_value.get(source))):
                 return  # seen before this (re)subscription
             self._last[source] = stamp
+            self._last_value[source] = value
         if value is None and source in self._needs_good:
             return
         try:
@@ -258,7 +260,7 @@ class OpcUaAdapter:
                 continue
             for value in values:
                 found_at: Any = value.SourceTimestamp or value.ServerTimestamp
-                if found_at is not None and found_at > start:
+                if found_at is not None and found_at >= start:  # deliver() skips the one already seen
                     good = value.StatusCode is None or value.StatusCode.is_good()
                     found.append((found_at, order, node, value.Value.Value if good and value.Value else None))
         found.sort(key=lambda item: (item[0], item[1]))
