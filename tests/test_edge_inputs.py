@@ -127,25 +127,38 @@ def test_runner_toml_inputs_section_and_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_base_runner_imports_no_protocol_client_and_cli_errors_are_one_line(tmp_path: Path) -> None:
-    """`import edge.runner`, reading a config with [inputs] and building the live core import neither paho
-    nor asyncua; `edge-runner run` with a bad [inputs] prints one line naming the key, no traceback."""
+    """`import edge.runner` and building a runner, without [inputs] and with it (not started), import neither
+    paho nor asyncua; starting one whose client is not installed says which extra to install; `edge-runner
+    run` with a bad [inputs] prints one line naming the key, no traceback."""
     (tmp_path / "root.json").write_text("{}")
-    (tmp_path / "runner.toml").write_text(RUNNER_TOML + "[inputs]\nprotocol = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\n"
-                                          "[[inputs.tags]]\nfeature = \"x0\"\nsource = \"m/x\"\n")
+    plain = RUNNER_TOML + "[api]\nenabled = false\n"
+    (tmp_path / "plain.toml").write_text(plain)
+    (tmp_path / "live.toml").write_text(plain + "[inputs]\nprotocol = \"mqtt\"\nurl = \"mqtt://127.0.0.1:1\"\n"
+                                        "[[inputs.tags]]\nfeature = \"x0\"\nsource = \"m/x\"\n")
     code = textwrap.dedent(f"""
         import sys
-        import edge.runner, edge.cli
-        from edge.config import load_config
-        from edge.inputs.live import LiveInputs
-        from edge.metrics import Registry
         from pathlib import Path
-        config = load_config(Path({str(tmp_path / "runner.toml")!r}), {{"EDGE_RUNNER_TOKEN": "t"}})
-        LiveInputs(config.inputs, print, print, lambda: None, Registry())
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("paho", "asyncua")))
+        import edge.cli
+        from edge.config import load_config
+        from edge.runner import Runner, RunnerError
+        def clients():
+            return sorted(m for m in sys.modules if m.split(".")[0] in ("paho", "asyncua"))
+        for name in ("plain", "live"):
+            runner = Runner(load_config(Path({str(tmp_path)!r}) / f"{{name}}.toml", {{"EDGE_RUNNER_TOKEN": "t"}}))
+            print(name, runner.inputs is not None, clients())
+            if name == "plain":
+                runner.stop()
+        sys.modules["paho"] = None  # as in a base install without the mqtt extra
+        try:
+            runner.start()
+        except RunnerError as exc:
+            print(exc)
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    lines = out.stdout.strip().splitlines()
+    assert lines[:2] == ["plain False []", "live True []"], out.stdout
+    assert lines[2].startswith("inputs.protocol: 'mqtt' needs paho-mqtt") and 'pip install "edgeloop[mqtt]"' in lines[2]
     (tmp_path / "bad.toml").write_text(RUNNER_TOML + "[inputs]\nprotocol = \"mqtt\"\nurl = \"mqtt://h\"\ntags = 3\n")
     run = subprocess.run([str(Path(sys.executable).parent / "edge-runner"), "run", "-c", str(tmp_path / "bad.toml")],
                          capture_output=True, text=True, timeout=60, env={"EDGE_RUNNER_TOKEN": "t", "PATH": ""})
