@@ -72,6 +72,9 @@ def test_settings_defaults_and_sources() -> None:
     ({"labels": {"source": "q"}}, "inputs.labels.key_field: required with join = \"key\""),
     ({"labels": {"source": "q", "key_field": "id"}}, "inputs.labels.join: \"key\" needs [inputs.key]"),
     ({"colour": "red"}, "inputs.colour: unknown key"),
+    ({"url": "mqtts://h:8883"}, "inputs.ca_file: required with an mqtts:// url"),
+    ({"ca_file": "ca.pem"}, "inputs.ca_file: only with an mqtts:// url"),
+    ({"url": "mqtts://h", "ca_file": "/nonexistent/ca.pem"}, "inputs.ca_file: cannot read /nonexistent/ca.pem"),
 ])
 def test_bad_settings_name_the_key(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError) as caught:

@@ -72,11 +72,11 @@ def machine_inputs(broker: MqttBroker, prefix: str, **extra: Any) -> dict[str, A
 class Decisions:
     """The control system's side: every decision on a topic, by part id, with its arrival time."""
 
-    def __init__(self, broker: MqttBroker, topic: str) -> None:
+    def __init__(self, broker: MqttBroker, topic: str, ca_file: Path | None = None) -> None:
         self.by_part: dict[str, dict[str, Any]] = {}
         self.arrived: dict[str, float] = {}
         self.changed = threading.Condition()
-        self.client = connect_client(broker, f"control-{topic.replace('/', '-')}")
+        self.client = connect_client(broker, f"control-{topic.replace('/', '-')}", ca_file=ca_file)
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *_: self.subscribed.set()
@@ -267,4 +267,35 @@ def test_broker_killed_mid_stream_loses_no_label(world, tmp_path: Path) -> None:
     finally:
         if runner is not None:
             runner.stop()
+        broker.stop()
+
+
+def test_mqtts_broker_verified_against_the_plant_ca(world, tmp_path: Path) -> None:
+    """mqtts://: the runner verifies the broker against inputs.ca_file and works over TLS; against a CA
+    that did not sign the broker's certificate it never connects (and says why)."""
+    from edgeloop.testkit.pki import make_pki
+
+    pki, other = make_pki(tmp_path / "pki"), make_pki(tmp_path / "other")
+    broker = MqttBroker(tmp_path / "broker", tls=(pki.hub_cert, pki.hub_key))
+    broker.start()
+    runner = wrong = None
+    try:
+        wrong_inputs = machine_inputs(broker, "w", ca_file=str(other.ca_file), reconnect_max_s=0.5)
+        path = runner_config(tmp_path / "w", world[1].url, world[2], world[0].root_bytes)
+        path.write_text(path.read_text() + inputs_toml(wrong_inputs))
+        wrong = Runner(load_config(path, environ={}))
+        wrong.start()
+        runner = start_runner(tmp_path / "d", world, machine_inputs(broker, "d", ca_file=str(pki.ca_file)))
+        decisions = Decisions(broker, "d/prediction", ca_file=pki.ca_file)
+        plant = connect_client(broker, "plant-d", ca_file=pki.ca_file)
+        plant.publish("d/machine", machine_message("P1", site_data(10, 24)[0][0]), qos=0)
+        assert decisions.wait("P1")["model_version"] == str(world[3])
+        decisions.close()
+        plant.loop_stop()
+        assert wrong.inputs is not None and not wrong.inputs.connected_now
+        assert wrong.inputs.report()["reconnects"] == 0
+    finally:
+        for r in (runner, wrong):
+            if r is not None:
+                r.stop()
         broker.stop()

@@ -13,7 +13,10 @@ True (a label is spooled by then), never before. ``write(decision)`` publishes t
 
 TCP_NODELAY is set on the socket (paho leaves Nagle on: small messages would wait for an ACK).
 
-Leaves out: TLS (``mqtts://``) and MQTT 5; the rules of rows and labels (edge.inputs.live).
+With ``mqtts://`` the connection is TLS (1.2 or newer) with edge.contracts.tls's client context: the broker is
+verified against ``inputs.ca_file`` and its host name checked; ``cert_file``/``key_file`` are presented when set.
+
+Leaves out: MQTT 5; the rules of rows and labels (edge.inputs.live).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.contracts.tls import client_context
 from edge.inputs.settings import InputsConfig
 from edge.inputs.source import Backoff, Decision, Inbox
 
@@ -76,6 +80,8 @@ class MqttAdapter:
         """One connection, until it drops or ``stop``; True when it was established."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.config.client_id,
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if self.config.ca_file is not None:  # mqtts://
+            client.tls_set_context(client_context(self.config.ca_file, self.config.cert_file, self.config.key_file))
         if self.config.username is not None:
             password = None
             if self.config.password_file is not None:
@@ -91,7 +97,7 @@ class MqttAdapter:
             sock = client.socket()
             if isinstance(sock, socket.socket):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.inbox.disconnected(f"{type(exc).__name__}: {exc}")
             return False
         try:

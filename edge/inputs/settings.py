@@ -9,7 +9,9 @@ or ``opc.tcp://host:4840``), ``client_id`` (default: the device id), ``trigger``
 | ``period``) with ``trigger_tag`` (a tag's feature, or ``"key"``) and ``period_s``, ``stale_after_s``,
 ``reconnect_min_s``/``reconnect_max_s``, ``qos`` (labels and write-back), ``tag_qos`` (tag subscriptions:
 0 by default, so a broker never replays old tag values queued while the runner was away), ``username`` and
-``password_file`` (MQTT; the file mode 0600, read when connecting); ``[[inputs.tags]]`` (feature, source, field,
+``password_file`` (MQTT; the file mode 0600, read when connecting), ``ca_file`` (required for ``mqtts://``:
+the broker is verified against it, never the system store; its host name is checked) and an optional
+client certificate ``cert_file``/``key_file`` (the key 0600); ``[[inputs.tags]]`` (feature, source, field,
 stale_after_s, required); ``[inputs.key]`` (source, field, stale_after_s); ``[inputs.output]`` (MQTT:
 ``topic``, ``retain``; OPC UA: ``nodes``, a table decision field -> node id); ``[inputs.labels]`` (source,
 field, ``join`` = ``key`` | ``window``, key_field, key_source, window_s).
@@ -33,8 +35,8 @@ from urllib.parse import urlsplit
 __all__ = ["DECISION_FIELDS", "InputsConfig", "InputsError", "KeyConfig", "LabelsConfig", "OutputConfig",
            "TagConfig", "read_inputs", "split_path"]
 
-PROTOCOLS = {"mqtt": ("mqtt",), "opcua": ("opc.tcp",)}
-DEFAULT_PORTS = {"mqtt": 1883, "opc.tcp": 4840}
+PROTOCOLS = {"mqtt": ("mqtt", "mqtts"), "opcua": ("opc.tcp",)}
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "opc.tcp": 4840}
 DECISION_FIELDS = ("key", "label", "probability", "probabilities", "model_version", "event_id", "at")
 KEY_TAG = "key"  # the join key's tag name (trigger_tag = "key")
 
@@ -92,6 +94,9 @@ class InputsConfig:
     tag_qos: int = 0  # tag subscriptions
     username: str | None = None
     password_file: Path | None = None  # mode 0600; read by the adapter when it connects
+    ca_file: Path | None = None  # mqtts://: the CA the broker's certificate is verified against
+    cert_file: Path | None = None  # mqtts://: a client certificate (with key_file, mode 0600)
+    key_file: Path | None = None
     key: KeyConfig | None = None
     output: OutputConfig | None = None
     labels: LabelsConfig | None = None
@@ -201,7 +206,7 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     p = "inputs."
     _only(table, p, ("protocol", "url", "client_id", "trigger", "trigger_tag", "period_s", "stale_after_s",
                      "reconnect_min_s", "reconnect_max_s", "qos", "tag_qos", "username", "password_file",
-                     "join_capacity", "tags", "key", "output", "labels"))
+                     "ca_file", "cert_file", "key_file", "join_capacity", "tags", "key", "output", "labels"))
     protocol = _choice(*PROTOCOLS)(_required(table, p, "protocol"), p + "protocol")
     url = _url(_required(table, p, "url"), p + "url", protocol)
     client_id = _text(table.get("client_id", device_id), p + "client_id")
@@ -234,6 +239,7 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     capacity = table.get("join_capacity", 10_000)
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not 1 <= capacity <= 10_000_000:
         raise _fail(p + "join_capacity", "an integer >= 1 and <= 10000000", capacity)
+    ca_file, cert_file, key_file = _tls_files(table, base, urlsplit(url).scheme == "mqtts")
     output = None if "output" not in table else _output(table["output"], protocol)
     labels = None if "labels" not in table else _labels(table["labels"], key is not None)
     return InputsConfig(
@@ -241,9 +247,40 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
         period_s=_number(0, 86_400)(table.get("period_s", 1.0), p + "period_s"),
         stale_after_s=_STALE(table.get("stale_after_s", 10.0), p + "stale_after_s"),
         reconnect_min_s=reconnect_min, reconnect_max_s=reconnect_max, qos=int(qos), tag_qos=int(tag_qos),
-        username=username, password_file=password_file, key=key, output=output,
+        username=username, password_file=password_file, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+        key=key, output=output,
         labels=labels, join_capacity=capacity,
     )
+
+
+def _tls_files(table: Mapping[str, Any], base: Path, tls: bool) -> tuple[Path | None, Path | None, Path | None]:
+    """``ca_file``, ``cert_file``, ``key_file``: read and checked; only with an ``mqtts://`` URL."""
+    p = "inputs."
+    given = [name for name in ("ca_file", "cert_file", "key_file") if name in table]
+    if not tls:
+        if given:
+            raise InputsError(f"{p}{given[0]}: only with an mqtts:// url (TLS to the broker)")
+        return None, None, None
+    if "ca_file" not in table:
+        raise InputsError(f"{p}ca_file: required with an mqtts:// url (the CA the broker is verified against)")
+    if ("cert_file" in table) != ("key_file" in table):
+        missing, present = ("key_file", "cert_file") if "cert_file" in table else ("cert_file", "key_file")
+        raise InputsError(f"{p}{missing}: required with {p}{present} (a client certificate and its key go together)")
+    files = {name: base / Path(_text(table[name], p + name)).expanduser() for name in given}
+    for name in ("ca_file", "cert_file"):
+        if name in files:
+            _readable(p + name, files[name])
+    if "key_file" in files:
+        _private(p + "key_file", files["key_file"])
+    return files["ca_file"], files.get("cert_file"), files.get("key_file")
+
+
+def _readable(key: str, path: Path) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InputsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _private(key: str, path: Path) -> Path:

@@ -2,7 +2,8 @@
 
 ``MqttBroker(folder)`` writes an amqtt config into ``folder`` and ``start()`` runs the broker as a child
 process bound to 127.0.0.1 on a free port (kept across restarts, so clients reconnect to the same URL);
-``kill()`` is ``SIGKILL`` (nothing flushed, as a crash), ``restart()`` starts it again, ``stop()`` ends it.
+``tls=(cert_file, key_file)`` serves ``mqtts://`` with that certificate. ``kill()`` is ``SIGKILL``
+(nothing flushed, as a crash), ``restart()`` starts it again, ``stop()`` ends it.
 ``running_broker(folder)`` is the context manager. The config is persistent-session friendly: anonymous
 clients are refused (amqtt forgets an anonymous client's session on disconnect), so clients give a
 username (any; no password is checked); amqtt's ``SessionDBPlugin`` keeps sessions and subscriptions in
@@ -11,8 +12,8 @@ SQLite across a kill, so QoS 1 messages published while a subscriber is away are
 username), for tests and benchmarks that publish. ``inputs_toml(inputs)`` renders a runner's ``[inputs]``
 section from a dict (``tags`` a list of tables, ``key``/``output``/``labels`` sub-tables).
 
-Leaves out: TLS, passwords and MQTT 5 (amqtt speaks 3.1.1); messages a killed broker had queued in memory
-are lost with it (as with Mosquitto without ``persistence true``).
+Leaves out: client certificates, passwords and MQTT 5 (amqtt speaks 3.1.1); messages a killed broker had
+queued in memory are lost with it (as with Mosquitto without ``persistence true``).
 """
 
 from __future__ import annotations
@@ -44,13 +45,14 @@ def _free_port() -> int:
 class MqttBroker:
     """See the module docstring."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
         self.config = folder / "amqtt.json"  # JSON is YAML: amqtt reads it as its YAML config
         config: dict[str, Any] = {
-            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 200}},
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}", "max_connections": 200}
+                          | ({} if tls is None else {"ssl": True, "certfile": str(tls[0]), "keyfile": str(tls[1])})},
             "timeout_disconnect_delay": 0,
             "plugins": {
                 "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False},
@@ -59,13 +61,14 @@ class MqttBroker:
             },
         }
         self.config.write_text(json.dumps(config, indent=2))
+        self.tls = tls is not None
         self.log = folder / "broker.log"
         self._process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -123,15 +126,21 @@ def running_broker(folder: Path) -> Iterator[MqttBroker]:
         broker.stop()
 
 
-def connect_client(broker: MqttBroker, client_id: str, *, clean_session: bool = True, timeout: float = 10.0) -> Any:
+def connect_client(broker: MqttBroker, client_id: str, *, clean_session: bool = True, timeout: float = 10.0,
+                   ca_file: Path | None = None) -> Any:
     """A paho client connected to ``broker`` (its network loop running in a thread, reconnecting by itself
-    after a broker restart); ``loop_stop()`` and ``disconnect()`` when done."""
+    after a broker restart; over TLS verified against ``ca_file`` for a TLS broker); ``loop_stop()`` and
+    ``disconnect()`` when done."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
                          protocol=mqtt.MQTTv311)
     client.username_pw_set(USERNAME)
+    if ca_file is not None:
+        import ssl
+
+        client.tls_set_context(ssl.create_default_context(cafile=str(ca_file)))
     client.reconnect_delay_set(1, 1)
     client.max_inflight_messages_set(0)  # no cap: every queued QoS 1 message goes out at once after a reconnect
     client.connect("127.0.0.1", broker.port, keepalive=15)
