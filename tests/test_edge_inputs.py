@@ -84,11 +84,20 @@ def test_bad_settings_name_the_key(changes: dict[str, Any], message: str) -> Non
 
 
 def test_opcua_output_nodes_are_checked() -> None:
-    opc = {**BASE, "protocol": "opcua", "url": "opc.tcp://127.0.0.1:4840"}
+    opc = {**BASE, "protocol": "opcua", "url": "opc.tcp://127.0.0.1:4840",
+           "tags": [{"feature": "x0", "source": "ns=2;s=P.x0"}, {"feature": "x1", "source": "i=2258"}]}
     c = read_inputs({**opc, "output": {"nodes": {"label": "ns=2;s=P.Label", "probability": "ns=2;s=P.P"}}}, "d")
     assert c.output is not None and dict(c.output.nodes) == {"label": "ns=2;s=P.Label", "probability": "ns=2;s=P.P"}
     with pytest.raises(ValueError, match=r"^inputs.output.nodes.colour: unknown decision field"):
         read_inputs({**opc, "output": {"nodes": {"colour": "ns=2;s=X"}}}, "d")
+    # a node id typo is a config error naming the key, before any client is imported
+    with pytest.raises(ValueError, match=r"^inputs.tags\[1\].source: expected an OPC UA node id"):
+        read_inputs({**opc, "tags": [opc["tags"][0], {"feature": "x1", "source": "P.x1"}]}, "d")
+    with pytest.raises(ValueError, match=r"^inputs.output.nodes.label: expected an OPC UA node id"):
+        read_inputs({**opc, "output": {"nodes": {"label": "ns=two;s=P.Label"}}}, "d")
+    with pytest.raises(ValueError, match=r"^inputs.labels.source: expected an OPC UA node id"):
+        read_inputs({**opc, "key": {"source": "ns=2;s=P.part"},
+                     "labels": {"source": "quality", "key_source": "ns=2;s=Q.part"}}, "d")
 
 
 RUNNER_TOML = """

@@ -25,6 +25,7 @@ Leaves out: what the values do (edge.inputs.live) and protocol clients. Standard
 from __future__ import annotations
 
 import math
+import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -242,6 +243,8 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     ca_file, cert_file, key_file = _tls_files(table, base, urlsplit(url).scheme == "mqtts")
     output = None if "output" not in table else _output(table["output"], protocol)
     labels = None if "labels" not in table else _labels(table["labels"], key is not None)
+    if protocol == "opcua":
+        _check_node_ids(tags, key, output, labels)
     return InputsConfig(
         protocol=protocol, url=url, client_id=client_id, tags=tags, trigger=trigger, trigger_tag=trigger_tag,
         period_s=_number(0, 86_400)(table.get("period_s", 1.0), p + "period_s"),
@@ -251,6 +254,28 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
         key=key, output=output,
         labels=labels, join_capacity=capacity,
     )
+
+
+# An OPC UA node id in its string form (OPC 10000-6, 5.3.1.10): [ns=<index>; | nsu=<uri>;] then i=<number>,
+# s=<text>, g=<guid> or b=<base64>. Checked here so a typo is a config error naming the key, not a client error.
+_NODE_ID = re.compile(r"^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}"
+                      r"|b=[A-Za-z0-9+/]+={0,2})$", re.DOTALL)
+
+
+def _check_node_ids(tags: tuple[TagConfig, ...], key: KeyConfig | None, output: OutputConfig | None,
+                    labels: LabelsConfig | None) -> None:
+    named = [(f"inputs.tags[{i}].source", t.source) for i, t in enumerate(tags)]
+    if key is not None:
+        named.append(("inputs.key.source", key.source))
+    if output is not None:
+        named += [(f"inputs.output.nodes.{name}", node) for name, node in output.nodes.items()]
+    if labels is not None:
+        named.append(("inputs.labels.source", labels.source))
+        if labels.key_source is not None:
+            named.append(("inputs.labels.key_source", labels.key_source))
+    for where, node in named:
+        if not _NODE_ID.match(node):
+            raise _fail(where, "an OPC UA node id such as ns=2;s=press-07.air_temp_k or i=2258", node)
 
 
 def _tls_files(table: Mapping[str, Any], base: Path, tls: bool) -> tuple[Path | None, Path | None, Path | None]:
