@@ -243,6 +243,7 @@ def test_mqtt_plant_publishes_parts_and_labels_to_a_real_broker() -> None:
         worker.join(10)
     finally:
         plant.stop()
+        listener.disconnect()
         listener.loop_stop()
         broker.stop()
     assert 0.7 * 2.0 * RATE <= len(parts) <= 1.3 * 2.0 * RATE + 2, len(parts)

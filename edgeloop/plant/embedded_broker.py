@@ -14,6 +14,8 @@ from typing import Any
 
 __all__ = ["EmbeddedBroker"]
 
+log = logging.getLogger("edgeloop.plant.broker")
+
 
 class EmbeddedBroker:
     """See the module docstring."""
@@ -44,9 +46,16 @@ class EmbeddedBroker:
         await broker.start()
         self._broker = broker
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the broker down; after ``timeout`` seconds it is abandoned with a warning (amqtt's shutdown was
+        seen waiting 30 s and more on a client that never said goodbye) and its loop stopped anyway."""
         if self._broker is not None:
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(timeout=30)
+            shutdown = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+            try:
+                shutdown.result(timeout=timeout)
+            except TimeoutError:
+                shutdown.cancel()
+                log.warning("the embedded MQTT broker did not shut down within %.0f s; stopping its loop", timeout)
             self._broker = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
