@@ -6,6 +6,7 @@ session-scoped so their start-up cost is paid once.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from edge.telemetry import switch_off
 
 switch_off()
+# The CLI's rich consoles are made when their modules are imported and read the width then: one fixed width
+# for the whole session, whatever terminal (or none, as in a pytest-xdist worker) the tests run in.
+os.environ["COLUMNS"] = "200"
 
 from edgeloop.testkit.project import REPO, override, repo_params_raw  # noqa: E402
 
