@@ -3,8 +3,9 @@
 Sources: the ``current``/``previous`` links, blocked versions and recent events (``state.json``), the
 spool's backlog and eviction counts (``spool.db``), the client certificate's end (``tls.cert_file``,
 read here: ``certificate_expires``), and the daemon's last ``status.json`` (health, drift, rolling
-accuracy, last poll, last sync, counters). Whether a daemon is running is read from the
-state dir's lock. ``format_status`` renders the report as a few aligned lines.
+accuracy, last poll, last sync, counters, and the live inputs block when ``[inputs]`` is configured).
+Whether a daemon is running is read from the state dir's lock. ``format_status`` renders the report as
+a few aligned lines.
 
 Leaves out: asking the daemon over HTTP (the files are the truth, and work when the API is off), and
 anything secret (the token and the private key are never read here).
@@ -48,7 +49,7 @@ def read_status(config: RunnerConfig) -> dict[str, Any]:
     except (OSError, ValueError):
         daemon = {}
     for key in ("health", "drift", "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
-                "written_at", "api", "certificate_expires"):
+                "written_at", "api", "certificate_expires", "inputs"):
         report[key] = daemon.get(key) if isinstance(daemon, dict) else None
     if config.tls.cert_file is not None and config.tls.key_file is not None:
         report["certificate_expires"] = _certificate_expires(config) or report["certificate_expires"]
@@ -82,6 +83,19 @@ def _certificate_line(expires: object) -> str:
     return f"expires {expires} (in {int(left.total_seconds() // 3600)} h {int(left.total_seconds() % 3600 // 60)} min)"
 
 
+def _inputs_line(inputs: dict[str, Any]) -> str:
+    """The live inputs block (edge.inputs.live) in one line: connection, predictions, skips, labels."""
+    state = "connected" if inputs.get("connected") else "NOT connected"
+    skipped = {f"{reason} {tag}": n for reason, tags in (inputs.get("skipped") or {}).items()
+               for tag, n in (tags or {}).items()}
+    labels = inputs.get("labels") or {}
+    parts = [f"{inputs.get('url', '-')} {state}", f"{inputs.get('predictions', 0)} predictions",
+             "skipped " + (", ".join(f"{what} {n}" for what, n in sorted(skipped.items())) if skipped else "0"),
+             "labels " + (", ".join(f"{kind} {n}" for kind, n in sorted(labels.items())) if labels else "0"),
+             f"reconnects {inputs.get('reconnects', 0)}"]
+    return "; ".join(parts)
+
+
 def _running(state: StateDir) -> bool:
     if not state.path.exists():
         return False
@@ -113,5 +127,7 @@ def format_status(report: dict[str, Any]) -> str:
         ("certificate", _certificate_line(report.get("certificate_expires"))),
         ("blocked", ", ".join(f"{v} ({why})" for v, why in report["blocked"].items()) or "-"),
     ]
+    if isinstance(report.get("inputs"), dict):
+        lines.append(("inputs", _inputs_line(report["inputs"])))
     width = max(len(name) for name, _ in lines)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)

@@ -360,3 +360,18 @@ def test_live_period_trigger_and_window_join(predictor: Predictor) -> None:
     clock.now += 5
     inputs.predict_due()  # now stale
     assert len(adapter.written) == 2 and inputs.report()["skipped"] == {"stale": {"x0": 1}}
+
+
+def test_edge_runner_status_shows_the_inputs_block_in_one_line() -> None:
+    from edge.status import format_status
+
+    report = {"device_id": "press-1", "running": True, "channel": "stable", "current_version": "3",
+              "previous_version": "2", "spool_backlog": 0, "spool_bytes": 0, "blocked": {},
+              "inputs": {"url": "mqtt://127.0.0.1:1883", "connected": False, "predictions": 1200,
+                         "skipped": {"stale": {"air_temp_k": 3}, "missing": {"torque_nm": 1}},
+                         "labels": {"joined": 118, "unmatched": 2}, "reconnects": 4}}
+    line = next(x for x in format_status(report).splitlines() if x.startswith("inputs"))
+    assert "mqtt://127.0.0.1:1883 NOT connected" in line and "1200 predictions" in line
+    assert "missing torque_nm 1, stale air_temp_k 3" in line and "joined 118, unmatched 2" in line
+    assert "reconnects 4" in line
+    assert not any(x.startswith("inputs") for x in format_status({**report, "inputs": None}).splitlines())
