@@ -29,12 +29,10 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,27 +47,16 @@ switch_off()
 import numpy as np  # noqa: E402
 
 from bench.default_model import describe, model_bytes, trained  # noqa: E402
+from bench.live_common import get_text, median_of, percentiles, predict_ok, rss_mb, start_runner, wait  # noqa: E402
 from edgeloop.testkit.hub import free_port, running_hub  # noqa: E402
 from edgeloop.testkit.mqtt import MqttBroker, connect_client, inputs_toml  # noqa: E402
 from edgeloop.testkit.runner_world import ReleaseWorld, params, runner_config, site_data  # noqa: E402
 from hub.registry import add_device  # noqa: E402
 
-EDGE_RUNNER = str(Path(sys.executable).parent / "edge-runner")
 WINDOW = 64  # messages in flight for the throughput run
 FEATURES = [f.name for f in params().schema.features]
 MACHINE, OUTPUT = "plant/m1/machine", "plant/m1/prediction"
 FLOOR_IN, FLOOR_OUT = "plant/floor/machine", "plant/floor/echo"
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "p999": float(np.percentile(ms, 99.9)), "max": float(ms.max())}
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
 
 
 class Loop:
@@ -175,26 +162,8 @@ def onnx_floor(count: int) -> dict[str, float]:
     return percentiles(times)
 
 
-def start_runner(config: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EDGE_RUNNER__API__PORT=str(port))
-    return subprocess.Popen([EDGE_RUNNER, "run", "-c", str(config)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
 def metrics(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            return str(answer.read().decode())
-    except OSError:
-        return ""
-
-
-def wait(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.05)
+    return get_text(f"http://127.0.0.1:{port}/metrics")
 
 
 def bench_mqtt(args: argparse.Namespace) -> None:
@@ -219,7 +188,7 @@ def bench_mqtt(args: argparse.Namespace) -> None:
                     "key": {"source": MACHINE, "field": "part_id"}, "output": {"topic": OUTPUT}}))
                 port = free_port()
                 runner = start_runner(config, port)
-                wait(lambda: _predict_ok(port))  # the release is active
+                wait(lambda: predict_ok(port))  # the release is active
                 wait(lambda: "edgeloop_runner_inputs_connected 1" in metrics(port))
                 results: dict[str, list[Any]] = {"runner": [], "floor": [], "runner_tp": [], "floor_tp": []}
                 live, floor = Loop(broker, "bench", MACHINE, OUTPUT), Loop(broker, "floor", FLOOR_IN, FLOOR_OUT)
@@ -244,7 +213,7 @@ def bench_mqtt(args: argparse.Namespace) -> None:
                 runner = None
                 plain_port = free_port()
                 plain = start_runner(base, plain_port)
-                wait(lambda: _predict_ok(plain_port))
+                wait(lambda: predict_ok(plain_port))
                 plain_rss = rss_mb(plain.pid)
                 plain.terminate()
                 plain.wait(30)
@@ -256,20 +225,6 @@ def bench_mqtt(args: argparse.Namespace) -> None:
             broker.stop()
         ort = onnx_floor(args.messages)
     report(args, results, ort, live_rss, plain_rss, skipped, (load_before, os.getloadavg()[0]))
-
-
-def _predict_ok(port: int) -> bool:
-    body = json.dumps({"features": [300.0, 310.0, 1500.0, 40.0, 100.0, 3.0]}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
 
 
 def report(args: argparse.Namespace, results: dict[str, list[Any]], ort: dict[str, float], live_rss: float,
@@ -286,8 +241,8 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], ort: dict[st
     for name, label in (("runner", "edge-runner with [inputs] (parse, row, predict, write back)"),
                         ("floor", "floor: plain paho echo client (no model)")):
         runs = results[name]
-        print(f"| {label} | {_median(runs, 'p50'):.2f} ms | {_median(runs, 'p99'):.2f} ms | "
-              f"{_median(runs, 'p999'):.2f} ms | {_median(runs, 'max'):.1f} ms | "
+        print(f"| {label} | {median_of(runs, 'p50'):.2f} ms | {median_of(runs, 'p99'):.2f} ms | "
+              f"{median_of(runs, 'p999'):.2f} ms | {median_of(runs, 'max'):.1f} ms | "
               f"{statistics.median(results[name + '_tp']):,.0f} |")
     print(f"| floor: raw onnxruntime, one row per call | {ort['p50']:.3f} ms | {ort['p99']:.3f} ms | "
           f"{ort['p999']:.3f} ms | {ort['max']:.1f} ms | - |")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -35,8 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,20 +46,10 @@ switch_off()
 
 import numpy as np  # noqa: E402
 
-EDGE_RUNNER = str(Path(sys.executable).parent / "edge-runner")
+from bench.live_common import get_text, median_of, percentiles, predict_ok, rss_mb, start_runner, wait  # noqa: E402
+
 WINDOW = 64  # changes in flight for the throughput run
 FLOOR_DEVICE = "press-01"
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "p999": float(np.percentile(ms, 99.9)), "max": float(ms.max())}
-
-
-def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
 
 
 class Driver:
@@ -172,38 +159,6 @@ async def floor_client(url: str) -> None:
             await asyncio.sleep(3600)
 
 
-def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return str(answer.read().decode())
-    except OSError:
-        return ""
-
-
-def _predict_ok(port: int) -> bool:
-    body = json.dumps({"features": [300.0, 310.0, 1500.0, 40.0, 100.0, 3.0]}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-def wait(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.05)
-
-
-def start_runner(config: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, EDGE_RUNNER__API__PORT=str(port))
-    return subprocess.Popen([EDGE_RUNNER, "run", "-c", str(config)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
 def bench_opcua(args: argparse.Namespace) -> None:
     from bench.default_model import describe, model_bytes, trained
     from edgeloop.plant.runner_config import inputs_section
@@ -232,8 +187,8 @@ def bench_opcua(args: argparse.Namespace) -> None:
                 config.write_text(base.read_text() + "\n" + inputs_section("opcua", "press-00", server.url, 1000.0))
                 port = free_port()
                 runner = start_runner(config, port)
-                wait(lambda: _predict_ok(port))
-                wait(lambda: "edgeloop_runner_inputs_connected 1" in _get(f"http://127.0.0.1:{port}/metrics"))
+                wait(lambda: predict_ok(port))
+                wait(lambda: "edgeloop_runner_inputs_connected 1" in get_text(f"http://127.0.0.1:{port}/metrics"))
                 floor = subprocess.Popen([sys.executable, __file__, "--floor-client", server.url],
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                 assert floor.stdout is not None and floor.stdout.readline().strip() == "ready"
@@ -253,14 +208,14 @@ def bench_opcua(args: argparse.Namespace) -> None:
                     results["runner_tp"].append(run(lambda p: live.throughput(p, args.messages), 1200))
                     results["floor_tp"].append(run(lambda p: echo.throughput(p, args.messages), 1200))
                 live_rss = rss_mb(runner.pid)
-                writes = [line for line in _get(f"http://127.0.0.1:{port}/metrics").splitlines()
+                writes = [line for line in get_text(f"http://127.0.0.1:{port}/metrics").splitlines()
                           if line.startswith("edgeloop_runner_inputs_writes_total")]
                 runner.terminate()
                 runner.wait(30)
                 runner = None
                 plain_port = free_port()
                 plain = start_runner(base, plain_port)
-                wait(lambda: _predict_ok(plain_port))
+                wait(lambda: predict_ok(plain_port))
                 plain_rss = rss_mb(plain.pid)
                 plain.terminate()
                 plain.wait(30)
@@ -271,10 +226,6 @@ def bench_opcua(args: argparse.Namespace) -> None:
                     process.kill()
                     process.wait(10)
     report(args, results, live_rss, plain_rss, writes, (load_before, os.getloadavg()[0]), describe())
-
-
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
 
 
 def report(args: argparse.Namespace, results: dict[str, list[Any]], live_rss: float, plain_rss: float,
@@ -293,8 +244,8 @@ def report(args: argparse.Namespace, results: dict[str, list[Any]], live_rss: fl
     for name, label in (("runner", "edge-runner with [inputs] (row, predict, write label/probability/version/key)"),
                         ("floor", "floor: plain asyncua client, same 7 nodes, writing the part id back (no model)")):
         runs = results[name]
-        print(f"| {label} | {_median(runs, 'p50'):.2f} ms | {_median(runs, 'p99'):.2f} ms | "
-              f"{_median(runs, 'p999'):.2f} ms | {_median(runs, 'max'):.1f} ms | "
+        print(f"| {label} | {median_of(runs, 'p50'):.2f} ms | {median_of(runs, 'p99'):.2f} ms | "
+              f"{median_of(runs, 'p999'):.2f} ms | {median_of(runs, 'max'):.1f} ms | "
               f"{statistics.median(results[name + '_tp']):,.0f} |")
     print()
     print(f"RSS of the runner process: {live_rss:.0f} MB with [inputs] (asyncua imported), {plain_rss:.0f} MB without")
