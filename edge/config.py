@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from edge.contracts.hub_section import LOOPBACK
 from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
 from edge.contracts.wire import UPLOAD_MAX_BYTES
+from edge.file_checks import not_private, unreadable
 from edge.inputs.settings import InputsConfig, InputsError, read_inputs
 
 __all__ = [
@@ -457,19 +458,16 @@ def _check_transport(hub: HubConfig, tls: TlsConfig, releases: ReleasesConfig) -
 
 
 def _readable(key: str, path: Path) -> None:
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    problem = unreadable(key, path)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _private(key: str, path: Path) -> None:
     """The file exists, is readable, and is not readable by group or others."""
-    _readable(key, path)
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{key}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+    problem = not_private(key, path)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _resolve(base: Path, text: str) -> Path:

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from edge.file_checks import not_private, unreadable
 
 __all__ = ["DECISION_FIELDS", "InputsConfig", "InputsError", "KeyConfig", "LabelsConfig", "OutputConfig",
            "TagConfig", "read_inputs", "split_path"]
@@ -301,23 +302,16 @@ def _tls_files(table: Mapping[str, Any], base: Path, tls: bool) -> tuple[Path | 
 
 
 def _readable(key: str, path: Path) -> None:
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise InputsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    problem = unreadable(key, path)
+    if problem is not None:
+        raise InputsError(problem)
 
 
 def _private(key: str, path: Path) -> Path:
     """A readable file that group and others cannot read."""
-    try:
-        mode = path.stat().st_mode
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise InputsError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InputsError(f"{key}: {path} is readable by others (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+    problem = not_private(key, path)
+    if problem is not None:
+        raise InputsError(problem)
     return path
 
 
