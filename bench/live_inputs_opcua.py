@@ -124,7 +124,10 @@ async def floor_client(url: str) -> None:
     """The floor: subscribe to the floor machine's part id and write each value back (no row, no model)."""
     from asyncua import Client, ua
 
-    from edge.inputs.opcua import PUBLISHING_MS, QUEUE_SIZE, SAMPLING_MS
+    from edge.inputs.opcua import SAMPLING_MS
+    from edge.inputs.settings import InputsConfig
+
+    publishing_ms, queue_size = InputsConfig.publishing_interval_ms, InputsConfig.queue_size  # the runner's defaults
 
     async with Client(url, timeout=4) as client:
         target = client.get_node(f"ns=2;s={FLOOR_DEVICE}.prediction.part_id")
@@ -145,14 +148,14 @@ async def floor_client(url: str) -> None:
                 [target.nodeid] * len(values), [ua.DataValue(ua.Variant(v, ua.VariantType.Int64)) for v in values],
                 ua.AttributeIds.Value))
 
-        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=PUBLISHING_MS,
+        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=publishing_ms,
                                                  RequestedLifetimeCount=10_000, RequestedMaxKeepAliveCount=100,
                                                  MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
         subscription = await client.create_subscription(params, Handler())
         trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
         names = [*plant_features(), "part_id"]  # the same notifications the runner gets for a part
         await subscription._subscribe([client.get_node(f"ns=2;s={FLOOR_DEVICE}.{name}") for name in names],
-                                      ua.AttributeIds.Value, trigger, queuesize=QUEUE_SIZE,
+                                      ua.AttributeIds.Value, trigger, queuesize=queue_size,
                                       sampling_interval=SAMPLING_MS)
         print("ready", flush=True)
         while True:
@@ -230,13 +233,15 @@ def bench_opcua(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace, results: dict[str, list[Any]], live_rss: float, plain_rss: float,
            writes: list[str], load: tuple[float, float], model: str) -> None:
-    from edge.inputs.opcua import PUBLISHING_MS
+    from edge.inputs.settings import InputsConfig
+
+    publishing_ms = InputsConfig.publishing_interval_ms
 
     print(f"Command: `.venv/bin/python bench/live_inputs.py --protocol opcua --messages {args.messages} "
           f"--warmup {args.warmup} --repeats {args.repeats}`")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; {model}; "
           f"asyncua server in the bench process, runner and floor client in their own processes; publishing "
-          f"interval {PUBLISHING_MS:g} ms; medians of {args.repeats} runs of {args.messages:,} changes after "
+          f"interval {publishing_ms:g} ms; medians of {args.repeats} runs of {args.messages:,} changes after "
           f"{args.warmup:,} warm-up; 1-minute load average {load[0]:.1f} before, {load[1]:.1f} after")
     print()
     print(f"| part id written -> decision written back | p50 | p99 | p99.9 | max | changes/s (<= {WINDOW} in flight) |")

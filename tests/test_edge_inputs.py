@@ -90,6 +90,14 @@ def test_opcua_output_nodes_are_checked() -> None:
     assert c.output is not None and dict(c.output.nodes) == {"label": "ns=2;s=P.Label", "probability": "ns=2;s=P.P"}
     with pytest.raises(ValueError, match=r"^inputs.output.nodes.colour: unknown decision field"):
         read_inputs({**opc, "output": {"nodes": {"colour": "ns=2;s=X"}}}, "d")
+    # the subscription's settings are OPC UA keys, checked; MQTT refuses them
+    c = read_inputs({**opc, "publishing_interval_ms": 50, "queue_size": 200}, "d")
+    assert (c.publishing_interval_ms, c.queue_size) == (50.0, 200)
+    assert (read_inputs(opc, "d").publishing_interval_ms, read_inputs(opc, "d").queue_size) == (10.0, 1000)
+    with pytest.raises(ValueError, match=r"^inputs.queue_size: expected an integer >= 1"):
+        read_inputs({**opc, "queue_size": 0}, "d")
+    with pytest.raises(ValueError, match=r"^inputs.publishing_interval_ms: only with protocol = \"opcua\""):
+        read_inputs({**BASE, "publishing_interval_ms": 50}, "d")
     # a node id typo is a config error naming the key, before any client is imported
     with pytest.raises(ValueError, match=r"^inputs.tags\[1\].source: expected an OPC UA node id"):
         read_inputs({**opc, "tags": [opc["tags"][0], {"feature": "x1", "source": "P.x1"}]}, "d")

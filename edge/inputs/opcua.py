@@ -2,8 +2,9 @@
 
 ``open_adapter(config, inbox)`` returns an ``OpcUaAdapter`` (the ``edge.inputs.source.Adapter`` protocol).
 ``run(stop)`` runs its own asyncio loop in the calling thread (the runner gives it a daemon thread): connect to
-``inputs.url`` (anonymous, security mode None), create one subscription (publishing interval ``PUBLISHING_MS``)
-with a monitored item per source (sampling interval ``SAMPLING_MS``, a queue of ``QUEUE_SIZE`` so no change
+``inputs.url`` (anonymous, security mode None), create one subscription (publishing interval
+``inputs.publishing_interval_ms``) with a monitored item per source (sampling interval ``SAMPLING_MS``, a queue
+of ``inputs.queue_size`` so no change
 within a publishing interval is lost, trigger ``StatusValueTimestamp`` so a repeated value, such as the same
 verdict twice, is still a change), read the data types of the ``[inputs.output] nodes``, tell the inbox it is
 connected, then probe the server every ``WATCHDOG_S`` (a read of ServerStatus.State within ``TIMEOUT_S``).
@@ -51,8 +52,6 @@ __all__ = ["OpcUaAdapter", "open_adapter"]
 log = logging.getLogger("edge.inputs.opcua")
 
 SAMPLING_MS = 0.0  # the server samples on every write
-PUBLISHING_MS = 10.0  # how often the server sends the changes it collected
-QUEUE_SIZE = 1000  # changes kept per node between two publishes
 WATCHDOG_S = 1.0  # probe the server this often
 TIMEOUT_S = 4.0  # a request (and the probe) must answer within this
 HELD_S = 10.0  # a connection that lasted this long resets the backoff
@@ -271,15 +270,17 @@ class OpcUaAdapter:
             log.info("live inputs: %d label values written while disconnected read from history", len(found))
 
     async def _subscribe(self, client: Client, handler: _Handler) -> None:
-        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=PUBLISHING_MS,
+        publishing_ms = self.config.publishing_interval_ms
+        params = ua.CreateSubscriptionParameters(RequestedPublishingInterval=publishing_ms,
                                                  RequestedLifetimeCount=10_000, RequestedMaxKeepAliveCount=
-                                                 max(1, int(1000 / PUBLISHING_MS)), MaxNotificationsPerPublish=0,
+                                                 max(1, int(1000 / publishing_ms)), MaxNotificationsPerPublish=0,
                                                  PublishingEnabled=True, Priority=0)
         subscription = await client.create_subscription(params, handler)
         nodes = [client.get_node(node) for node in self._sources.values()]
         trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
         results: Any = await subscription._subscribe(nodes, AttributeIds.Value, trigger,  # type: ignore[call-overload]
-                                                     queuesize=QUEUE_SIZE, sampling_interval=SAMPLING_MS)
+                                                     queuesize=self.config.queue_size,
+                                                     sampling_interval=SAMPLING_MS)
         for source, result in zip(self._sources, results, strict=True):
             if isinstance(result, ua.StatusCode) and not result.is_good():
                 log.error("live inputs: cannot subscribe to %s: %s", source, result.name)

@@ -14,7 +14,9 @@ the broker is verified against it, never the system store; its host name is chec
 client certificate ``cert_file``/``key_file`` (the key 0600); ``[[inputs.tags]]`` (feature, source, field,
 stale_after_s, required); ``[inputs.key]`` (source, field, stale_after_s); ``[inputs.output]`` (MQTT:
 ``topic``, ``retain``; OPC UA: ``nodes``, a table decision field -> node id); ``[inputs.labels]`` (source,
-field, ``join`` = ``key`` | ``window``, key_field, key_source, window_s).
+field, ``join`` = ``key`` | ``window``, key_field, key_source, window_s). OPC UA only:
+``publishing_interval_ms`` (how often the server sends the changes it collected; the latency floor) and
+``queue_size`` (changes a node keeps between two publishes; more are lost, oldest first).
 
 A ``field`` is a path into a JSON payload: dot-separated names and list indexes (``"a.b.0"``); omitted, the
 payload itself is the value.
@@ -103,6 +105,8 @@ class InputsConfig:
     output: OutputConfig | None = None
     labels: LabelsConfig | None = None
     join_capacity: int = 10_000  # predictions remembered for their label (oldest evicted, counted); ~0.3 KB each
+    publishing_interval_ms: float = 10.0  # OPC UA: how often the server sends the changes it collected
+    queue_size: int = 1000  # OPC UA: changes kept per node between two publishes
 
     @property
     def host(self) -> str:
@@ -208,7 +212,8 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     p = "inputs."
     _only(table, p, ("protocol", "url", "client_id", "trigger", "trigger_tag", "period_s", "stale_after_s",
                      "reconnect_min_s", "reconnect_max_s", "qos", "tag_qos", "username", "password_file",
-                     "ca_file", "cert_file", "key_file", "join_capacity", "tags", "key", "output", "labels"))
+                     "ca_file", "cert_file", "key_file", "join_capacity", "tags", "key", "output", "labels",
+                     "publishing_interval_ms", "queue_size"))
     protocol = _choice(*PROTOCOLS)(_required(table, p, "protocol"), p + "protocol")
     url = _url(_required(table, p, "url"), p + "url", protocol)
     client_id = _text(table.get("client_id", device_id), p + "client_id")
@@ -244,6 +249,13 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
     ca_file, cert_file, key_file = _tls_files(table, base, urlsplit(url).scheme == "mqtts")
     output = None if "output" not in table else _output(table["output"], protocol)
     labels = None if "labels" not in table else _labels(table["labels"], key is not None)
+    opcua_only = [name for name in ("publishing_interval_ms", "queue_size") if name in table]
+    if protocol != "opcua" and opcua_only:
+        raise InputsError(f"{p}{opcua_only[0]}: only with protocol = \"opcua\"")
+    publishing = _number(1, 60_000)(table.get("publishing_interval_ms", 10.0), p + "publishing_interval_ms")
+    queue_size = table.get("queue_size", 1000)
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or not 1 <= queue_size <= 1_000_000:
+        raise _fail(p + "queue_size", "an integer >= 1 and <= 1000000", queue_size)
     if protocol == "opcua":
         _check_node_ids(tags, key, output, labels)
     return InputsConfig(
@@ -253,7 +265,7 @@ def read_inputs(raw: Any, device_id: str, base: Path = Path(".")) -> InputsConfi
         reconnect_min_s=reconnect_min, reconnect_max_s=reconnect_max, qos=int(qos), tag_qos=int(tag_qos),
         username=username, password_file=password_file, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
         key=key, output=output,
-        labels=labels, join_capacity=capacity,
+        labels=labels, join_capacity=capacity, publishing_interval_ms=publishing, queue_size=queue_size,
     )
 
 
