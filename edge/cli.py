@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,6 +31,7 @@ from edge.telemetry import switch_off
 __all__ = ["main"]
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command killed by SIGPIPE
 
 
 class UsageProblem(Exception):
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="edgeloop's edge runner: local inference in microseconds, verified model updates with "
                     "on-device validation and rollback, and a lossless ground-truth upload path.",
     )
+    from edge import __version__
+
+    parser.add_argument("--version", action="version", version=f"edge-runner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enroll = commands.add_parser(
@@ -109,20 +114,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edge.config import ConfigError
 
     try:
-        if args.command == "enroll":
-            return _enroll(args)
-        if args.command == "run":
-            return _run(args)
-        if args.command == "status":
-            return _status(args)
-        if args.command == "predict":
-            return _predict(args)
-        return _rollback(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # inside the try: a closed pipe is met here, not at interpreter exit
+        return code
     except (ConfigError, UsageProblem) as exc:
         print(f"edge-runner: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `edge-runner status --json | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "enroll":
+        return _enroll(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "status":
+        return _status(args)
+    if args.command == "predict":
+        return _predict(args)
+    return _rollback(args)
 
 
 def _enroll(args: argparse.Namespace) -> int:

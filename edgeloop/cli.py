@@ -47,9 +47,25 @@ app = typer.Typer(
     name="edgeloop",
     help="edgeloop: the continuous-improvement loop between edge devices and the cloud.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish and PowerShell
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from edgeloop import __version__
+
+        print(f"edgeloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+) -> None:
+    """edgeloop: the continuous-improvement loop between edge devices and the cloud."""
 app.add_typer(release_app, name="release")
 app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
