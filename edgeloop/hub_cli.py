@@ -85,7 +85,7 @@ def serve(
     console.print(f"admin token in {settings.admin_token_file}", highlight=False, soft_wrap=True)
     os.environ[ROOT_ENV] = str(paths.root)
     uvicorn.run(
-        "hub.app:app_from_environment", factory=True, host=bind, port=listening.port,
+        "edgeloop.console.serving:app_from_environment", factory=True, host=bind, port=listening.port,
         workers=workers, log_level="warning", timeout_graceful_shutdown=int(grace), access_log=False,
         **listening.uvicorn_options(),
     )

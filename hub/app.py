@@ -8,8 +8,11 @@
 certificates as every request looks them up: hub.store.certificates.CertificateLookup). Routes
 live in hub.routes; release GETs and uploads are answered before routing (hub.hot_paths);
 request logs and metrics in hub.observe.
-``app_from_environment`` is the factory uvicorn workers call (``edgeloop hub serve``; logging and the
-garbage collector as hub.serving sets them). Leaves out serving, TLS included (uvicorn: hub.tls,
+``extensions`` are callables given the built app (e.g. the operator console, edgeloop.console, mounts
+its routes): the layers above the hub add to it without the hub importing them.
+``app_from_environment`` is the factory uvicorn workers call (logging and the garbage collector as
+hub.serving sets them; ``edgeloop hub serve`` calls it through edgeloop.console.serving with the console).
+Leaves out serving, TLS included (uvicorn: hub.tls,
 edgeloop.hub_cli, hub.embedded).
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.util import find_spec
 from typing import Any
@@ -42,7 +45,7 @@ from hub.store.certificates import CertificateLookup
 from hub.store.object_batches import landing_storage
 from hub.store.release_files import FileCache
 
-__all__ = ["ROOT_ENV", "app_from_environment", "create_app"]
+__all__ = ["ROOT_ENV", "Extension", "app_from_environment", "create_app"]
 
 ROOT_ENV = "EDGELOOP_HUB_ROOT"
 # FastAPI's own OpenTelemetry hooks (in FastAPI releases that have them): off. The hub exports Prometheus
@@ -51,7 +54,10 @@ NO_OPENTELEMETRY: dict[str, Any] = (
     {"telemetry": {"tracing": False, "metrics": False, "logs": False}} if find_spec("fastapi.telemetry") else {})
 
 
-def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
+Extension = Callable[[FastAPI], None]
+
+
+def create_app(settings: HubSettings, clock: Clock | None = None, extensions: Sequence[Extension] = ()) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -85,13 +91,15 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(ObserveRequests)
     for module in (uploads, summaries, heartbeats, enrollment, fleet, releases, ops):
         app.include_router(module.router)
+    for extend in extensions:
+        extend(app)
     return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment(extensions: Sequence[Extension] = ()) -> FastAPI:
     """App factory for uvicorn workers (``--workers N``): the project root comes from EDGELOOP_HUB_ROOT."""
     paths = Paths.at(os.environ.get(ROOT_ENV, "."))
     configure_worker_logging()  # as `edgeloop hub serve` asked: the access log on or off (hub.serving)
-    app = create_app(HubSettings.load(paths.root))
+    app = create_app(HubSettings.load(paths.root), extensions=extensions)
     settle_gc()  # start-up's objects live as long as the process: out of every full collection (hub.serving)
     return app

@@ -1,7 +1,8 @@
 """The hub inside another program: uvicorn on 127.0.0.1 in a background thread (``edgeloop demo``, tests).
 
-``embedded_hub(root, port=None, clock=None)`` builds the app from ``root/params.yaml`` (the same
-``create_app`` as ``edgeloop hub serve``, with ``clock`` when given: a test's ``hub.clock.ManualClock``),
+``embedded_hub(root, port=None, clock=None, extensions=())`` builds the app from ``root/params.yaml`` (the
+same ``create_app`` as ``edgeloop hub serve``, with ``clock`` when given: a test's ``hub.clock.ManualClock``,
+and ``extensions`` such as the operator console, edgeloop.console.mount),
 serves it on loopback (an ephemeral port unless one is given) as ``hub.tls.listen.plan`` says: HTTPS
 when ``hub.tls`` names a certificate (the same reloading context and protocol as ``edgeloop hub
 serve``), else plain HTTP; waits until it accepts connections, yields an ``EmbeddedHub`` (base URL,
@@ -15,7 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None) -> Iterator[EmbeddedHub]:
+def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None,
+                 extensions: Sequence[Callable[[Any], None]] = ()) -> Iterator[EmbeddedHub]:
     import uvicorn
 
     from edge.contracts.layout import Paths
@@ -57,7 +59,7 @@ def embedded_hub(root: Path, port: int | None = None, clock: Clock | None = None
     paths = Paths.at(root)
     settings = HubSettings.load(paths.root)
     clock = clock or SystemClock()
-    app = create_app(settings, clock)
+    app = create_app(settings, clock, extensions)
     port = port or free_port()
     listening = plan(settings, "127.0.0.1", port)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",

@@ -33,6 +33,7 @@ __all__ = [
     "EVICTION_REASONS",
     "FLEET_PATH",
     "GZIP",
+    "HEALTH_REASON_MAX",
     "HEALTH_STATES",
     "HEARTBEAT_EVENTS_MAX",
     "HEARTBEAT_EVENTS_SENT",
@@ -77,6 +78,7 @@ HEARTBEAT_EVENT_KIND_MAX = 32
 HEARTBEAT_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"  # keys of the drift and counters maps
 HEARTBEAT_MAP_MAX = 256  # entries of the drift and counters maps
 HEALTH_STATES: tuple[str, ...] = ("ok", "degraded", "error")
+HEALTH_REASON_MAX = 200  # characters of the heartbeat's health_reason (why "degraded" or "error")
 # a device in the fleet document: no heartbeat yet, heard within the staleness limit, silent longer
 DEVICE_STATUSES: tuple[str, ...] = ("never seen", "online", "offline")
 EVICTION_REASONS: tuple[str, ...] = (*UPLOAD_REASONS, "summary")  # what a full spool can evict, by reason
@@ -87,6 +89,8 @@ HEARTBEAT_FIELDS: dict[str, str] = {
     "previous_version": "what a rollback would return to (or null)",
     "channel": "the channel it follows (names.CHANNEL_PATTERN)",
     "health": "one of HEALTH_STATES",
+    "health_reason": "why health is not ok, in words (at most HEALTH_REASON_MAX characters; empty when ok)",
+    "health_since": "since when health has had its current word (ISO 8601 with offset), or null",
     "drift": "feature -> PSI of the recent window (finite numbers)",
     "rolling_accuracy": "accuracy on recent labels in [0, 1], or null",
     "spool_backlog": "rows waiting for upload",

@@ -31,11 +31,19 @@ HubHandle = EmbeddedHub
 
 
 @contextmanager
-def running_hub(root: Path, port: int | None = None, clock: Clock | None = None) -> Iterator[HubHandle]:
+def running_hub(root: Path, port: int | None = None, clock: Clock | None = None,
+                console: bool = False) -> Iterator[HubHandle]:
+    """A real hub on 127.0.0.1 for ``root`` (params.yaml copied from the repository when missing); with
+    ``console`` the operator console is mounted too (edgeloop.console)."""
     root.mkdir(parents=True, exist_ok=True)
     if not (root / "params.yaml").exists():
         shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    with embedded_hub(root, port, clock) as hub:
+    extensions = ()
+    if console:
+        from edgeloop.console import mount
+
+        extensions = (mount,)
+    with embedded_hub(root, port, clock, extensions) as hub:
         yield hub
 
 

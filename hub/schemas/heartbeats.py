@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from edge.contracts.names import CHANNEL_PATTERN
 from edge.contracts.wire import (
     EVICTION_REASONS,
+    HEALTH_REASON_MAX,
     HEALTH_STATES,
     HEARTBEAT_EVENT_DETAIL_MAX,
     HEARTBEAT_EVENT_KIND_PATTERN,
@@ -33,7 +34,9 @@ Name = Annotated[str, StringConstraints(pattern=HEARTBEAT_NAME_PATTERN)]
 HEARTBEAT_EXAMPLE: dict[str, Any] = {
     "model_version": "7",
     "channel": "canary",
-    "health": "ok",
+    "health": "degraded",
+    "health_reason": "accuracy 0.778 below floor 0.8",
+    "health_since": "2026-11-27T01:40:00Z",
     "drift": {"temperature": 0.04, "vibration": 0.11},
     "rolling_accuracy": 0.93,
     "spool_backlog": 0,
@@ -69,6 +72,9 @@ class HeartbeatBody(BaseModel):
     previous_version: Version | None = None  # what a rollback would return to
     channel: Annotated[str, StringConstraints(pattern=CHANNEL_PATTERN.pattern)]
     health: Literal[HEALTH_STATES]  # type: ignore[valid-type]
+    # why health is not "ok", in words ("accuracy 0.778 below floor 0.8"), and since when (device clock)
+    health_reason: Annotated[str, StringConstraints(max_length=HEALTH_REASON_MAX)] = ""
+    health_since: AwareDatetime | None = None
     drift: dict[Name, Finite] = Field(default_factory=dict, max_length=HEARTBEAT_MAP_MAX)
     rolling_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     spool_backlog: Annotated[int, Field(ge=0, le=MAX_JSON_INT)] = 0
