@@ -11,6 +11,8 @@ a time; its busy handler sleeps in growing steps, which turns contention into ta
 PostgreSQL (row locks and ``ON CONFLICT`` do that job across processes). No column reads the time by
 itself: whoever writes a row passes its timestamps (from the hub's clock, hub.clock); ``UtcDateTime``
 stores them in UTC and hands them back aware, in UTC, on both databases. Queries live in hub.store.
+``device_events`` and ``device_samples`` (revision 0003) keep each device's history: the model events its
+heartbeats carried, once each, and a bounded series of samples of its state (hub.store.device_history).
 The tables here must match what the migrations build (tests/test_hub_migrations.py compares them); a
 change to a table is a new revision in hub/migrations/versions.
 """
@@ -26,7 +28,9 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     TypeDecorator,
@@ -43,7 +47,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from edge.contracts.errors import UserError
 from hub import migrations
 
-__all__ = ["Base", "DatabaseError", "Device", "DeviceCertificate", "EnrollmentCode", "Heartbeat", "NoLock", "Upload",
+__all__ = ["Base", "DatabaseError", "Device", "DeviceCertificate", "DeviceEvent", "DeviceSample", "EnrollmentCode",
+           "Heartbeat", "NoLock", "Upload",
            "database_url", "make_engine", "make_sessions", "reachable", "shown_url", "single_statements",
            "write_lock"]
 
@@ -111,6 +116,44 @@ class Heartbeat(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DeviceEvent(Base):
+    """A model event a device reported in a heartbeat (activated, rejected, rolled_back, ...), stored once:
+    the same event resent by later heartbeats hits the unique key. ``version`` is "" when it had none
+    (NULLs would never collide in a unique key)."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (UniqueConstraint("device_id", "kind", "version", "at", name="one_event_per_device"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)  # the device's clock
+    detail: Mapped[str] = mapped_column(String(500))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)  # the hub's clock
+
+
+class DeviceSample(Base):
+    """A device's state as one heartbeat said it, at most one per ``slot`` (the hub clock's time divided
+    into sampling intervals, hub.store.device_history): the series behind drift and accuracy over time."""
+
+    __tablename__ = "device_samples"
+    __table_args__ = (UniqueConstraint("device_id", "slot", name="one_sample_per_slot"),
+                      Index("ix_device_samples_at", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    slot: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)  # when the heartbeat arrived (the hub's clock)
+    model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    health: Mapped[str] = mapped_column(String(16))
+    health_reason: Mapped[str] = mapped_column(String(200))
+    rolling_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    drift_feature: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    drift_psi: Mapped[float | None] = mapped_column(Float, nullable=True)
+    backlog: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class DeviceCertificate(Base):

@@ -30,6 +30,7 @@ from hub.store.fleet import read_fleet_rows
 
 T0 = datetime(2026, 1, 5, 8, 30, 0, 250000, tzinfo=UTC)
 TABLES = ("devices", "uploads", "heartbeats", "device_certificates", "enrollment_codes")
+HISTORY_TABLES = ("device_events", "device_samples")  # revision 0003
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
@@ -113,7 +114,7 @@ def test_the_migrations_build_what_the_models_say(database_url) -> None:
             assert migrations.current_revision(connection) == migrations.HEAD
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert differences == []
-        assert set(inspect(engine).get_table_names()) == {*TABLES, "alembic_version"}
+        assert set(inspect(engine).get_table_names()) == {*TABLES, *HISTORY_TABLES, "alembic_version"}
     finally:
         engine.dispose()
 
@@ -125,9 +126,11 @@ def test_a_baseline_database_full_of_rows_is_upgraded_keeping_every_row(database
     old = at_revision(database_url, "0001")
     insert_baseline_rows(old)
     before = snapshot(old)
-    with old.connect() as connection:  # the comparison sees what 0002 adds
+    with old.connect() as connection:  # the comparison sees what 0002 and 0003 add
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert [(d[0], d[2], d[3].name) for d in differences] == [("add_column", "devices", "token_issued_at")]
+    assert [(d[0], d[2], d[3].name) for d in differences if d[0] == "add_column"] == [
+        ("add_column", "devices", "token_issued_at")]
+    assert sorted(d[1].name for d in differences if d[0] == "add_table") == list(HISTORY_TABLES)
     old.dispose()
 
     engine = make_engine(database_url)  # what the hub does at start
@@ -168,7 +171,7 @@ def test_a_database_an_older_hub_made_with_create_all_is_taken_over(database_url
         with engine.connect() as connection:
             assert migrations.current_revision(connection) == migrations.HEAD
         assert snapshot(engine, TABLES[:3]) == before
-        assert set(inspect(engine).get_table_names()) == {*TABLES, "alembic_version"}
+        assert set(inspect(engine).get_table_names()) == {*TABLES, *HISTORY_TABLES, "alembic_version"}
         assert [d.token_issued_at for d in list_devices(make_sessions(engine))] == [
             T0 + timedelta(minutes=i) for i in (1, 2, 3)]
     finally:
@@ -180,7 +183,7 @@ def test_a_database_from_a_newer_hub_is_refused_in_one_line_and_left_alone(datab
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
-    with pytest.raises(DatabaseError, match=r"at schema revision 0099, newer than this hub knows \(0002\)") as refused:
+    with pytest.raises(DatabaseError, match=r"at schema revision 0099, newer than this hub knows \(0003\)") as refused:
         make_engine(database_url)
     assert "\n" not in str(refused.value) and "***" not in str(refused.value).replace(":***@", "")
     check = bare_engine(database_url)
@@ -214,6 +217,6 @@ def test_hub_processes_starting_at_once_migrate_an_empty_database_once(database_
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
                 migrations.HEAD]
-        assert set(inspect(engine).get_table_names()) == {*TABLES, "alembic_version"}
+        assert set(inspect(engine).get_table_names()) == {*TABLES, *HISTORY_TABLES, "alembic_version"}
     finally:
         engine.dispose()

@@ -3,15 +3,15 @@
 ``versions/`` holds one revision per schema change: ``0001`` is the baseline (the tables as
 ``create_all`` made them before migrations existed; each is created only when missing, so a database made
 by an older hub, which has no ``alembic_version`` table and perhaps not every table, is taken over
-without losing a row), ``0002`` adds ``devices.token_issued_at``. ``upgrade`` first reads
-``alembic_version`` and does nothing more when it already says ``HEAD`` (the common start costs one
-query and no Alembic import); otherwise it runs ``alembic upgrade head`` programmatically, no
-alembic.ini, inside one transaction that holds the database's migration lock: a PostgreSQL
-transaction-level advisory lock, or SQLite's write lock (``BEGIN IMMEDIATE``). So hub processes that
-start at once against an empty database migrate it once, one after the other, and PostgreSQL's
-transactional DDL leaves nothing half-applied. Imports nothing from the hub (hub.db calls it).
-Leaves out downgrades at start (a newer database than this code is refused, never changed) and
-autogenerate tooling (a revision is written by hand after the pattern of the ones here).
+without losing a row), ``0002`` adds ``devices.token_issued_at``, ``0003`` the device history tables
+(``device_events``, ``device_samples``). ``upgrade`` first reads ``alembic_version`` and does nothing
+more when it already says ``HEAD`` (the common start costs one query and no Alembic import); otherwise
+it runs ``alembic upgrade head`` programmatically, no alembic.ini, inside one transaction that holds the
+database's migration lock: a PostgreSQL transaction-level advisory lock, or SQLite's write lock
+(``BEGIN IMMEDIATE``). So hub processes that start at once against an empty database migrate it once,
+one after the other, and PostgreSQL's transactional DDL leaves nothing half-applied. Imports nothing from
+the hub (hub.db calls it). Leaves out downgrades at start (a newer database than this code is refused,
+never changed) and autogenerate tooling (a revision is written by hand after the pattern of the ones here).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool
 __all__ = ["FOLDER", "HEAD", "NewerSchema", "alembic_config", "current_revision", "upgrade"]
 
 FOLDER = Path(__file__).resolve().parent
-HEAD = "0002"  # the newest revision in versions/ (tests/test_hub_migrations.py checks they agree)
+HEAD = "0003"  # the newest revision in versions/ (tests/test_hub_migrations.py checks they agree)
 VERSION_TABLE = "alembic_version"
 LOCK_KEY = zlib.crc32(b"edgeloop hub schema migration")  # pg_advisory_xact_lock's key, the same in every hub
 _in_process = threading.Lock()  # Alembic's op/context proxies are module-global: one migration per process

@@ -1,6 +1,7 @@
 """``GET /v1/fleet``: the fleet document, with the loop's estimates in it.
 
-Per device (``FleetDevice``): channel, revoked flag, status (hub.fleet_status), health while online,
+Per device (``FleetDevice``): channel, revoked flag, status (hub.fleet_status), health with its reason
+and since when while online (an offline device's last word is ``last_said``, never current health),
 last heartbeat, upload totals, model version, largest drift, backlog, IPW estimated accuracy
 (``Interval``) and when its client certificate expires. For the fleet: ``FleetEstimates`` (accuracy and
 label balance) and, per model version, ``ReleaseDevices``. Leaves out building the document
@@ -80,6 +81,14 @@ class FleetDevice(BaseModel):
     revoked: bool
     status: Status
     health: str | None = Field(description="reported health while online; null when offline or never seen")
+    health_reason: str | None = Field(
+        None, description="why health is not ok, in the device's words, while online (\"\" when ok or from a runner "
+                          "that does not say); null when offline or never seen")
+    health_since: datetime | None = Field(
+        None, description="since when health has been what it is (device clock), while online; null when unknown")
+    last_said: str | None = Field(
+        None, description="an offline device's last reported health, reason and since when, with when it said so "
+                          "(\"last said degraded: ... at ...\"); null when online or never seen")
     last_heartbeat: LastHeartbeat | None
     uploads: UploadTotals
     last_seen: datetime | None = Field(None, description="when its last heartbeat arrived")

@@ -1,5 +1,5 @@
 """The fleet query: every registered device with its latest heartbeat, its upload totals and when its
-certificate expires.
+certificate expires; ``read_device_row`` the same for one device (the console's device page).
 
 Four queries (devices, heartbeats, upload totals and certificate expiry per device) in one session,
 returned as plain rows (``FleetRow``) with UTC-aware times. Leaves out what the rows mean (online or
@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import as_utc
-from hub.db import Device, Heartbeat, Upload
+from hub.db import Device, DeviceCertificate, Heartbeat, Upload
 from hub.store.certificates import latest_expiry
 
-__all__ = ["FleetRow", "read_fleet_rows"]
+__all__ = ["FleetRow", "read_device_row", "read_fleet_rows"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class FleetRow:
     uploads: int
     upload_bytes: int
     certificate_not_after: datetime | None = None  # latest expiry of its unrevoked certificates; None: token only
+    token_issued_at: datetime | None = None  # when its current token was issued (created_at on older rows)
 
 
 def read_fleet_rows(sessions: sessionmaker[Session]) -> list[FleetRow]:
@@ -50,5 +51,31 @@ def read_fleet_rows(sessions: sessionmaker[Session]) -> list[FleetRow]:
             device_id=device.device_id, channel=device.channel, revoked=device.revoked_at is not None,
             received_at=None if beat is None else as_utc(beat.received_at), state=None if beat is None else beat.state,
             uploads=count, upload_bytes=size, certificate_not_after=expiry.get(device.device_id),
+            token_issued_at=_issued(device),
         ))
     return rows
+
+
+def _issued(device: Device) -> datetime:
+    return as_utc(device.token_issued_at or device.created_at)
+
+
+def read_device_row(sessions: sessionmaker[Session], device_id: str) -> FleetRow | None:
+    """``device_id`` as ``read_fleet_rows`` has it; None when no such device is registered."""
+    with sessions() as session:
+        device = session.get(Device, device_id)
+        if device is None:
+            return None
+        beat = session.get(Heartbeat, device_id)
+        count, size = session.execute(
+            select(func.count(Upload.id), func.coalesce(func.sum(Upload.bytes), 0))
+            .where(Upload.device_id == device_id)).one()
+        expiry = session.scalar(
+            select(func.max(DeviceCertificate.not_after))
+            .where(DeviceCertificate.device_id == device_id, DeviceCertificate.revoked_at.is_(None)))
+    return FleetRow(
+        device_id=device.device_id, channel=device.channel, revoked=device.revoked_at is not None,
+        received_at=None if beat is None else as_utc(beat.received_at), state=None if beat is None else beat.state,
+        uploads=int(count), upload_bytes=int(size), certificate_not_after=None if expiry is None else as_utc(expiry),
+        token_issued_at=_issued(device),
+    )
