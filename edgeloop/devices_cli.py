@@ -7,13 +7,15 @@ stderr a one-time enrollment code inside the exact ``edge-runner enroll`` comman
 (the gateway makes its own key; the code expires after ``hub.tls.enrollment_code_ttl_s`` and works
 once). ``enroll-code`` gives an existing device a fresh code (a re-imaged gateway), printing the command
 on stdout. Only salted hashes of tokens and codes are stored. ``list`` never shows secrets; it shows when
-each device's certificate expires ("token only" without one). ``revoke`` stops its token and every
-certificate at once. Mistakes raise ``UserError`` (one line, exit 2). Leaves out the hub server and its
-HTTP API (``hub``).
+each device's certificate expires ("token only" without one), as a table fitted to the terminal
+(edgeloop.cli_tables: names never cut, ``--wide`` for every column) or, with ``--json``, as a JSON list.
+``revoke`` stops its token and every certificate at once. Mistakes raise ``UserError`` (one line, exit 2).
+Leaves out the hub server and its HTTP API (``hub``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,11 +24,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from edge.contracts.errors import UserError
 from edge.contracts.names import DEVICE_ID_RULE
 from edgeloop.cli_common import RootOption, sub_app
+from edgeloop.cli_tables import Col, fit_table, show
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -140,23 +143,39 @@ def enroll_code(
     out.print(command, markup=False)
 
 
+LIST_COLUMNS = (Col("device", whole=True), Col("channel", whole=True), Col("status", whole=True, drop=1),
+                Col("created (UTC)", whole=True, drop=3), Col("revoked (UTC)", whole=True, drop=4),
+                Col("uploads", drop=5, justify="right"), Col("certificate expires", drop=2))
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
 @devices_app.command("list")
-def list_command(root: RootOption = Path(".")) -> None:
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the devices as a JSON list (stdout only).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the table gets.")] = False,
+    root: RootOption = Path("."),
+) -> None:
     """Table of devices: name, channel, status, created, revoked, uploads, certificate expiry (no secrets)."""
     from hub.fleet_view import certificate_text
     from hub.registry import list_devices
 
     with _sessions(root) as sessions:
         devices = list_devices(sessions)
+    if as_json:
+        print(json.dumps([{"device_id": d.device_id, "channel": d.channel, "status": d.status,
+                           "created_at": _iso(d.created_at), "revoked_at": _iso(d.revoked_at), "uploads": d.uploads,
+                           "certificate_not_after": _iso(d.certificate_not_after)} for d in devices], indent=2))
+        return
     now = datetime.now(UTC)
-    table = Table(title="devices")
-    for column in ("device", "channel", "status", "created (UTC)", "revoked (UTC)", "uploads", "certificate expires"):
-        table.add_column(column)
-    for d in devices:
-        status = "[green]active[/]" if d.status == "active" else "[red]revoked[/]"
-        table.add_row(d.device_id, d.channel, status, _when(d.created_at), _when(d.revoked_at), str(d.uploads),
-                      certificate_text(d.certificate_not_after, now))
-    out.print(table)
+    rows: list[list[str | Text]] = [
+        [d.device_id, d.channel, Text(d.status, style="green" if d.status == "active" else "red"),
+         _when(d.created_at), _when(d.revoked_at), str(d.uploads), certificate_text(d.certificate_not_after, now)]
+        for d in devices]
+    table = Console(highlight=False)  # made here: the width follows $COLUMNS at call time
+    show(table, fit_table(LIST_COLUMNS, rows, table.width, title="devices", wide=wide), wide)
     if not devices:
         out.print("no devices yet: `edgeloop devices add NAME`")
 

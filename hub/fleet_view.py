@@ -6,7 +6,9 @@ the page: the fleet summary (estimated accuracy with its 95% interval, label bal
 per release the devices running it. Estimates are inverse-probability weighted (hub.fleet_loop); absent
 ones show as "-". An offline device is never shown with its last reported health: what it said is
 history, not its state. The certificate column says when the device's client certificate expires (and
-how many days are left at the document's ``generated_at``), or "token only". Every value from a device
+how many days are left at the document's ``generated_at``), or "token only". The health of an online
+device carries its reason when the runner gave one (``health_reason``, ``health_since``: "degraded:
+accuracy 0.778 below floor 0.8 since 2026-12-02 14:02"). Every value from a device
 or a file is HTML-escaped. The page has inline CSS only (no script, no font, no CDN) so it works on a
 closed network. The status words are
 hub.fleet_status's (re-exported here for ``edgeloop fleet``).
@@ -23,8 +25,8 @@ from typing import Any
 from edge.contracts.layout import Paths
 from hub.fleet_status import NEVER_SEEN, OFFLINE, ONLINE
 
-__all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "TOKEN_ONLY", "certificate_text", "render_fleet_html",
-           "summary_row", "summary_rows"]
+__all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "TOKEN_ONLY", "certificate_text", "health_text",
+           "render_fleet_html", "summary_row", "summary_rows"]
 
 COLUMNS = (
     "device", "channel", "status", "health", "model", "last heard", "accuracy", "est. accuracy (95%)", "max drift",
@@ -111,6 +113,21 @@ def certificate_text(not_after: object, now: object = None) -> str:
     return f"{day} ({(expires - moment).total_seconds() / 86400:.0f} d left)"
 
 
+def health_text(device: dict[str, Any]) -> str:
+    """``ok``, ``degraded: <reason> since <when>`` or "-" (not online: an offline device is not healthy)."""
+    health = device.get("health")
+    if not health:
+        return "-"
+    state = (device.get("last_heartbeat") or {}).get("state") or {}
+    reason = device.get("health_reason") or state.get("health_reason")
+    if not reason or health == "ok":
+        return str(health)
+    since = device.get("health_since") or state.get("health_since")
+    moment = None if since is None else _moment(since)
+    when = "" if moment is None else f" since {moment.strftime('%Y-%m-%d %H:%M')}"
+    return f"{health}: {' '.join(str(reason).split())}{when}"
+
+
 def summary_row(device: dict[str, Any], now: object = None) -> dict[str, str]:
     """One device of the fleet document as display strings, keyed by ``COLUMNS`` (``now``: the document's
     ``generated_at``, for the days a certificate has left)."""
@@ -122,7 +139,7 @@ def summary_row(device: dict[str, Any], now: object = None) -> dict[str, str]:
         "device": str(device["device_id"]),
         "channel": str(device.get("channel", "")),
         "status": str(device["status"]) + (" (revoked)" if device.get("revoked") else ""),
-        "health": str(device.get("health") or "-"),  # None unless online: an offline device is not healthy
+        "health": health_text(device),  # "-" unless online: an offline device is not healthy
         "model": str(state.get("model_version") or "-"),
         "last heard": human_age(beat.get("age_s")),
         "accuracy": "-" if accuracy is None else f"{float(accuracy):.3f}",
@@ -144,8 +161,8 @@ def _cell(column: str, value: str, device: dict[str, Any]) -> str:
         status = str(device["status"])
         css = status if status in (ONLINE, OFFLINE) else "never"  # the CSS classes are the status words
         text = f'<span class="badge {css}">{text}</span>'
-    elif column == "health" and value in {"ok", "degraded", "error"}:
-        text = f'<span class="{value}">{text}</span>'
+    elif column == "health" and value.split(":")[0] in {"ok", "degraded", "error"}:
+        text = f'<span class="{value.split(":")[0]}">{text}</span>'
     elif column == "device":
         text = f'<code class="{"revoked" if device.get("revoked") else ""}">{text}</code>'
     return f"<td>{text}</td>"
