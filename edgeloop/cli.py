@@ -38,6 +38,7 @@ from edgeloop.loop_cli import loop_app
 from edgeloop.plant.cli import plant_app
 from edgeloop.release_cli import release_app
 from edgeloop.schema_cli import schema_app
+from edgeloop.status_cli import status as status_command
 
 if TYPE_CHECKING:
     from edge.contracts.layout import Paths
@@ -74,6 +75,7 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(devices_app, name="devices",
               help="Register devices (one-time enrollment codes, tokens shown once), list and revoke them.")
 app.command("fleet")(fleet_command)
+app.command("status")(status_command)
 app.command("demo")(demo_command)
 app.command("deploy")(deploy_command)
 app.command("ingest")(ingest_command)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
@@ -63,12 +64,14 @@ def _longest_word(texts: Sequence[Text]) -> int:
     return max((len(word) for t in texts for word in t.plain.split()), default=0)
 
 
-def _overhead(count: int) -> int:
-    """Characters a rich box table adds around ``count`` columns: edges, separators, one space of padding each side."""
-    return 3 * count + 1
+def _overhead(count: int, compact: bool = False) -> int:
+    """Characters a rich table adds around ``count`` columns: edges (not when compact), separators, one space
+    of padding each side of a separator."""
+    return 3 * max(count - 1, 0) if compact else 3 * count + 1
 
 
-def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int) -> tuple[list[int], list[int]] | None:
+def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int,
+            compact: bool) -> tuple[list[int], list[int]] | None:
     """(minimum, natural) width per column, or None when even the minimums do not fit ``width``."""
     minimum, natural = [], []
     for col, column_cells in zip(cols, cells, strict=True):
@@ -79,7 +82,7 @@ def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int) ->
         word = min(_longest_word(column_cells), _WORD_MAX)  # a date or a number wraps whole, a hash folds
         minimum.append(max(content, header_word) if col.whole else min(nat, max(_WRAP_MIN, header_word, word)))
         natural.append(nat)
-    if sum(minimum) + _overhead(len(cols)) > width:
+    if sum(minimum) + _overhead(len(cols), compact) > width:
         return None
     return minimum, natural
 
@@ -100,8 +103,11 @@ def _grow(minimum: list[int], natural: list[int], room: int) -> list[int]:
 
 
 def _table(cols: Sequence[Col], cells: Sequence[Sequence[Text]], widths: Sequence[int] | None,
-           title: str | None) -> Table:
-    table = Table(title=title, title_justify="left")
+           title: str | None, compact: bool) -> Table:
+    if compact:
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    else:
+        table = Table(title=title, title_justify="left")
     for i, col in enumerate(cols):
         if widths is None:
             table.add_column(col.name, no_wrap=True, justify=col.justify)  # type: ignore[arg-type]
@@ -124,25 +130,27 @@ def _stacked(cols: Sequence[Col], rows: Sequence[Sequence[Text]], title: str | N
 
 
 def fit_table(cols: Sequence[Col], rows: Sequence[Sequence[Cell]], width: int, title: str | None = None,
-              wide: bool = False) -> Fitted:
-    """The rows laid out for a terminal ``width`` wide (see the module docstring for the rule)."""
+              wide: bool = False, compact: bool = False) -> Fitted:
+    """The rows laid out for a terminal ``width`` wide (see the module docstring for the rule); ``compact``:
+    no outer border, a rule under the header (for several small tables on one screen)."""
     texts = [[_text(c) for c in row] for row in rows]
     for row in texts:
         if len(row) != len(cols):
             raise ValueError(f"a row has {len(row)} cells for {len(cols)} columns")
     if wide:
-        return Fitted(_table(cols, [list(c) for c in zip(*texts, strict=True)] or [[] for _ in cols], None, title),
+        return Fitted(_table(cols, [list(c) for c in zip(*texts, strict=True)] or [[] for _ in cols], None, title,
+                             compact),
                       (), False)
     kept = list(range(len(cols)))
     order = sorted((i for i, c in enumerate(cols) if c.drop > 0), key=lambda i: (-cols[i].drop, -i))
     while True:
         chosen = [cols[i] for i in kept]
         columns = [[row[i] for row in texts] for i in kept]
-        fits = _widths(chosen, columns, width)
+        fits = _widths(chosen, columns, width, compact)
         if fits is not None:
             minimum, natural = fits
-            room = width - sum(minimum) - _overhead(len(chosen))
-            table = _table(chosen, columns, _grow(minimum, natural, room), title)
+            room = width - sum(minimum) - _overhead(len(chosen), compact)
+            table = _table(chosen, columns, _grow(minimum, natural, room), title, compact)
             return Fitted(table, tuple(c.name for i, c in enumerate(cols) if i not in kept), False)
         if not order:
             break
