@@ -1,7 +1,9 @@
 """The ``edge-runner`` command: ``enroll``, ``run``, ``status``, ``predict`` (stream mode) and ``rollback``.
 
 argparse, not Typer: the edge installs without the cloud extras. User mistakes (a bad config key, no
-model yet, a runner already running) print one line to stderr and exit 2, without a traceback. ``run``
+model yet, a runner already running, the API's port taken, a CSV header that does not fit the model)
+print one line to stderr and exit 2, without a traceback. ``run`` sets up the log once (edge.logs: INFO,
+journald-friendly under systemd) after the configuration and the port were checked. ``run``
 freezes the objects that exist once the runner is built (``gc.freeze()``) before it starts serving, so
 garbage collections never walk the modules, the model or the stores.
 Telemetry is switched off before anything that could import onnxruntime. Heavy modules are imported
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run the edge runner until SIGTERM/SIGINT (then it finishes "
                                           "in-flight work and exits).")
     _config_argument(run)
+    run.add_argument("--port", type=int, metavar="PORT",
+                     help="serve the local API on this TCP port (overrides [api] port in runner.toml)")
 
     status = commands.add_parser("status", help="show versions, health, drift, backlog and last sync",
                                  description="Read the state directory (works whether or not the runner is "
@@ -155,10 +159,24 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from edge.config import load_config
+    from edge.http_api import port_problem
+    from edge.logs import configure
     from edge.runner import Runner, RunnerError
 
     config = load_config(args.config)
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise UsageProblem(f"--port: expected 0..65535, got {args.port}")
+        config = replace(config, api=replace(config.api, port=args.port))
+    api = config.api
+    if api.enabled and api.unix_socket is None:  # before the state dir is touched: nothing half-started
+        problem = port_problem(api.host, api.port)
+        if problem is not None:
+            raise UsageProblem(problem)
+    configure(sys.stderr)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:

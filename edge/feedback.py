@@ -1,25 +1,38 @@
 """Ground truth on the device: a label joined to its prediction, kept for validation, and filtered for upload.
 
-``GroundTruth.feedback(event_id, label, features, context)`` takes the prediction ``event_id`` from the
-recent-predictions ring (edge.pending) once. An unknown, evicted or already labelled event is refused with
-``UnknownEvent`` (answered 404), unless the caller sent the row's ``features``: then the row is predicted
-now (``InferenceSlot.predict_labelled``) and recorded the same way. The label must be one of the model's
-classes (``InputError`` otherwise, and the prediction waits for another label). Then, in order:
+``GroundTruth.feedback(event_id, label, features, context)`` first looks the event id up among the labels
+already recorded (the spool's ``labelled`` table: the newest ``feedback.pending_events`` of them, kept
+across restarts): the same label again is answered with the same result and records nothing; a different
+one is refused with ``LabelConflict`` (answered 409), nothing recorded. That holds whether or not the
+repeat carries ``features``, so a client retrying a request whose answer it lost never spools a second
+row. Requests for one event id are handled one at a time. Otherwise it takes the prediction ``event_id``
+from the recent-predictions ring (edge.pending) once. An event the ring does not hold (unknown, evicted,
+from before a restart) is refused with ``UnknownEvent`` (answered 404), unless the caller sent the row's
+``features``: then the row is predicted now (``InferenceSlot.predict_labelled``) and recorded the same
+way. Beyond the bound (a label older than the newest ``pending_events`` labels) the record is gone: a
+repeat without features is a 404, one with features is taken as new. The label must be one of the
+model's classes (``InputError`` otherwise, and the prediction waits for another label). Then, in order:
 
 - the health monitor hears whether the prediction was right (rolling accuracy, the post-activation watch);
 - the row (all features, local-only ones included) joins the on-device validation set (``RecentLabelled``,
   which new releases are shadow-scored on: ``labelled_rows``);
 - the upload filter (``edge.upload_filter.select``) decides whether and why it goes to the cloud; in rows
   mode a selected row is built with privacy applied (``edge.ground_truth.build_row``) and spooled durably
-  before the call returns; in aggregates mode the row only feeds the interval's summary.
+  with the label's record, in one transaction, before the call returns; in aggregates mode the row only
+  feeds the interval's summary (the record is written alone).
+
+A full spool evicts rows (edge.spool); that is logged, at most once per 5 minutes with a count.
 
 Leaves out: predicting (edge.serving), sending what was spooled (edge.uploads) and the HTTP API.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +43,40 @@ from edge.config import RunnerConfig
 from edge.contracts.schema import ClassValue
 from edge.ground_truth import build_row
 from edge.health import HealthMonitor
-from edge.http_api import Unavailable, UnknownEvent
+from edge.http_api import LabelConflict, Unavailable, UnknownEvent
 from edge.inference import InputError, Row
+from edge.logs import Throttle
 from edge.metrics import Registry
 from edge.pending import Pending, PendingPredictions
 from edge.serving import InferenceSlot, ServedModel
-from edge.spool import RecentLabelled, Spool, SpoolEntry
+from edge.spool import LabelRecord, RecentLabelled, Spool, SpoolEntry
 from edge.summary import SummaryAccumulator
 from edge.upload_filter import UploadPolicy, select
 
 __all__ = ["GroundTruth"]
+
+log = logging.getLogger("edge.runner.spool")
+
+
+class _OneAtATime:
+    """Holds a key while one request handles it; a second request for the same key waits."""
+
+    def __init__(self) -> None:
+        self._held: set[int] = set()
+        self._free = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, key: int) -> Iterator[None]:
+        with self._free:
+            while key in self._held:
+                self._free.wait()
+            self._held.add(key)
+        try:
+            yield
+        finally:
+            with self._free:
+                self._held.discard(key)
+                self._free.notify_all()
 
 
 class GroundTruth:
@@ -59,6 +96,8 @@ class GroundTruth:
             anomalies=config.upload.anomalies, mode="aggregates" if self._aggregates else "rows",
             local_only=config.upload.local_only,
         )
+        self._events = _OneAtATime()
+        self._evictions = Throttle(log)
         self._feedback = metrics.counter("feedback_total", "Labels received", ("outcome",))
         self._spooled = metrics.counter("spooled_rows_total", "Labelled rows spooled for upload", ("reason",))
 
@@ -69,14 +108,33 @@ class GroundTruth:
     def feedback(self, event_id: int, label: int | str, features: Row | None = None,
                  context: Mapping[str, object] | None = None) -> dict[str, Any]:
         """Join ``label`` to the prediction ``event_id``; spool the row when the upload filter keeps it."""
+        with self._events.hold(event_id):
+            known = self._spool.labelled(event_id)
+            if known is not None:
+                return self._repeat(known, label)
+            return self._first(event_id, label, features, context)
+
+    def _repeat(self, known: LabelRecord, label: int | str) -> dict[str, Any]:
+        """The same label again: the same answer, nothing recorded. Another label: ``LabelConflict``."""
+        model = self._slot.current
+        value = label if model is None else as_class(label, model.manifest)
+        if value != known.label:
+            self._feedback.inc("conflict")
+            raise LabelConflict(f"event_id {known.event_id}: already labelled {known.label!r}; a different label "
+                                f"({value!r}) is refused and nothing was recorded")
+        self._feedback.inc("repeated")
+        return dict(known.result)
+
+    def _first(self, event_id: int, label: int | str, features: Row | None,
+               context: Mapping[str, object] | None) -> dict[str, Any]:
         entry = self._pending.take(event_id)
         if entry is None:
             if features is None:
                 self._feedback.inc("unknown_event")
                 raise UnknownEvent(
-                    f"event_id {event_id}: unknown or already labelled (the runner keeps the newest "
-                    f"{self._pending.capacity} predictions, and none from before a restart); send "
-                    f"\"features\" with the label to record it anyway")
+                    f"event_id {event_id}: not a prediction this runner is waiting on and no label recorded "
+                    f"for it (the runner keeps the newest {self._pending.capacity} predictions, none from "
+                    f"before a restart); to record this label send the row's \"features\" with it")
             prediction, values, maker = self._slot.predict_labelled(features, context, event_id)
             return self._record(Pending(values, prediction, context, time.time()), as_class(label, maker.manifest),
                                 maker)
@@ -98,17 +156,34 @@ class GroundTruth:
         self._recent.add(entry.features, label)
         selection = select(self.policy, prediction, label, self._device_id, manifest, entry.features)
         reason = None if selection is None else selection.reason
-        if self._aggregates:
-            self._summary.add(manifest, entry.features, prediction.label, label, prediction.model_version, reason)
-        elif selection is not None:
-            row = build_row(manifest, prediction, entry.features, label, datetime.fromtimestamp(entry.at, UTC),
-                            self._device_id, dict(entry.context or {}), selection,  # type: ignore[arg-type]
-                            model.columns, self._local_only)
-            self._spool.put([SpoolEntry(selection.reason, row)])
-            self._spooled.inc(selection.reason)
-        self._feedback.inc("correct" if correct else "wrong")
-        return {
+        result = {
             "event_id": prediction.event_id, "correct": correct, "model_version": prediction.model_version,
             "upload_reason": None if self._aggregates else reason,
             "inclusion_probability": None if selection is None else selection.inclusion_probability,
         }
+        record = LabelRecord(prediction.event_id, label, result)
+        if self._aggregates:
+            self._summary.add(manifest, entry.features, prediction.label, label, prediction.model_version, reason)
+            self._spool.remember(record)
+        elif selection is not None:
+            row = build_row(manifest, prediction, entry.features, label, datetime.fromtimestamp(entry.at, UTC),
+                            self._device_id, dict(entry.context or {}), selection,  # type: ignore[arg-type]
+                            model.columns, self._local_only)
+            evicted = self._spool.put([SpoolEntry(selection.reason, row)], record)
+            self._spooled.inc(selection.reason)
+            if evicted:
+                self._log_eviction(evicted)
+        else:
+            self._spool.remember(record)
+        self._feedback.inc("correct" if correct else "wrong")
+        return result
+
+    def _log_eviction(self, evicted: list[str]) -> None:
+        counts: dict[str, int] = {}
+        for reason in evicted:
+            counts[reason] = counts.get(reason, 0) + 1
+        which = ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+        self._evictions.log("evicted", logging.WARNING,
+                            f"spool full (quota {self._spool.quota_bytes} bytes): evicted {len(evicted)} rows "
+                            f"({which}) to keep a new one; {self._spool.backlog_rows()} rows waiting for upload "
+                            f"(totals: {self._spool.evictions()})")

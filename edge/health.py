@@ -10,6 +10,10 @@ where they are kept, edge.pending). ``status(...)`` gives the word the hub heart
   floor on at least ``min_feedback`` outcomes, or "major" drift;
 * "ok": otherwise.
 
+``assess(...)`` gives the word with its reasons in words ("model errors: 3 in the last 300 s",
+"accuracy 0.778 below floor 0.8 on the last 200 labels", "drift major: temperature PSI 0.41 >= 0.25"):
+what ``/health``, ``status`` and the heartbeat's ``health_reason`` show.
+
 ``WatchWindow`` watches a freshly activated model for ``rules.watch_window_s`` seconds from its activation
 time. ``rollback_reason(now)`` returns why it should be rolled back, or None: more than
 ``rules.max_model_errors`` model errors since activation, or, with at least ``rules.watch_min_feedback``
@@ -38,6 +42,7 @@ from typing import Protocol
 __all__ = ["STATUSES", "HealthMonitor", "PolicyLike", "WatchRules", "WatchWindow"]
 
 STATUSES = ("ok", "degraded", "error")  # exactly the words the hub heartbeat accepts
+ERROR_TIMES_KEPT = 10_000  # model error times kept to count the recent ones
 
 Clock = Callable[[], float]
 
@@ -151,6 +156,7 @@ class HealthMonitor:
         self._feedback = 0
         self._correct = 0
         self._last_model_error: float | None = None
+        self._error_times: deque[float] = deque(maxlen=ERROR_TIMES_KEPT)
         self._failing = False  # the most recent model call failed
         self._watch: WatchWindow | None = None
         self._lock = threading.Lock()
@@ -168,6 +174,7 @@ class HealthMonitor:
         with self._lock:
             self._model_errors += 1
             self._last_model_error = self._clock()
+            self._error_times.append(self._last_model_error)
             self._failing = True
             watch = self._watch
         if watch is not None:
@@ -233,14 +240,31 @@ class HealthMonitor:
     def status(self, model_loaded: bool = True, accuracy_floor: float | None = None, min_feedback: int = 20,
                drift_level: str = "none", now: float | None = None) -> str:
         """"ok", "degraded" or "error" (rules in the module docstring)."""
+        drift = ("a feature", float("nan"), float("nan")) if drift_level == "major" else None
+        return self.assess(model_loaded, accuracy_floor, min_feedback, drift, now)[0]
+
+    def assess(self, model_loaded: bool = True, accuracy_floor: float | None = None, min_feedback: int = 20,
+               major_drift: tuple[str, float, float] | None = None, now: float | None = None
+               ) -> tuple[str, list[str]]:
+        """The status word and why it is not "ok". ``major_drift``: (feature, PSI, threshold) of the worst
+        feature when drift is "major" (edge.drift decides), else None."""
         now = self._clock() if now is None else now
         with self._lock:
             failing, last_error = self._failing, self._last_model_error
             outcomes, correct = len(self._outcomes), self._rolling_correct
-        if not model_loaded or failing:
-            return "error"
+            recent_errors = sum(1 for at in self._error_times if now - at <= self.error_memory_s)
+        if not model_loaded:
+            return "error", ["no model loaded yet"]
+        window = f"{self.error_memory_s:g} s"
+        if failing:
+            return "error", [f"model errors: the last model call failed ({recent_errors} in the last {window})"]
+        reasons = []
         if last_error is not None and now - last_error <= self.error_memory_s:
-            return "degraded"
+            reasons.append(f"model errors: {max(recent_errors, 1)} in the last {window}")
         if accuracy_floor is not None and outcomes >= min_feedback and correct / outcomes < accuracy_floor:
-            return "degraded"
-        return "degraded" if drift_level == "major" else "ok"
+            reasons.append(f"accuracy {correct / outcomes:.3f} below floor {accuracy_floor:g} on the last "
+                           f"{outcomes} labels")
+        if major_drift is not None:
+            feature, psi, threshold = major_drift
+            reasons.append(f"drift major: {feature} PSI {psi:.2f} >= {threshold:g}")
+        return ("degraded" if reasons else "ok"), reasons

@@ -1,9 +1,9 @@
 """The heartbeat a runner sends the hub: its state report in the shape ``POST .../heartbeat`` accepts.
 
-``heartbeat_body(report, events)`` keeps the hub's fields (version, previous version, channel, health,
-drift, rolling accuracy, backlog, counters, evictions), turns state-dir events into the hub's
-``{kind, version, at, detail}`` and stamps the device clock, within the limits ``edge.contracts.wire``
-gives both sides: at most ``HEARTBEAT_EVENTS_MAX`` events (the newest), kinds and details cut to
+``heartbeat_body(report, events)`` keeps the hub's fields (version, previous version, channel, health
+with its reason and since when, drift, rolling accuracy, backlog, counters, evictions), turns state-dir
+events into the hub's ``{kind, version, at, detail}`` and stamps the device clock, within the limits
+``edge.contracts.wire`` gives both sides: at most ``HEARTBEAT_EVENTS_MAX`` events (the newest), kinds and details cut to
 ``HEARTBEAT_EVENT_KIND_MAX`` / ``HEARTBEAT_EVENT_DETAIL_MAX`` characters, drift and counters maps of at most
 ``HEARTBEAT_MAP_MAX`` entries whose names match ``HEARTBEAT_NAME_PATTERN`` (others are left out, so one
 odd feature name cannot get every heartbeat refused), counts within ``MAX_JSON_INT``.
@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge.contracts.wire import (
+    HEALTH_REASON_MAX,
     HEARTBEAT_EVENT_DETAIL_MAX,
     HEARTBEAT_EVENT_KIND_MAX,
     HEARTBEAT_EVENTS_MAX,
@@ -45,6 +46,8 @@ def heartbeat_body(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]
         "previous_version": report["previous_version"],
         "channel": report["channel"],
         "health": report["health"],
+        "health_reason": str(report.get("health_reason") or "")[:HEALTH_REASON_MAX],
+        "health_since": report.get("health_since"),
         "drift": _named(drift),
         "rolling_accuracy": report["rolling_accuracy"],
         "spool_backlog": report["spool_backlog"],

@@ -13,7 +13,8 @@ and returns an ``ApiServer`` (``.url``, ``.port``, ``.close()``). Endpoints:
 * ``GET /metrics`` -> ``service.metrics_text()`` as ``text/plain; version=0.0.4``.
 
 Errors are JSON ``{"error": "<field>: <what is wrong>"}``: 400 bad JSON or Content-Length, 404 unknown
-path or (``UnknownEvent`` from the service) unknown event id, 405 wrong method (with ``Allow``), 411 no
+path or (``UnknownEvent`` from the service) unknown event id, 409 (``LabelConflict``) a label that
+contradicts the one recorded for the event, 405 wrong method (with ``Allow``), 411 no
 Content-Length (chunked bodies are refused), 413 body over ``max_body_bytes`` (refused from the header,
 without reading the body; the connection is closed), 415 not ``application/json``, 422 schema errors
 (the service's ``edge.inference.InputError`` message, or the field of the request that is wrong), 503
@@ -33,6 +34,7 @@ request bodies, HTTP/2. Standard library only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -56,8 +58,11 @@ from edge.metrics import Registry
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "JSON_TYPE",
+    "LabelConflict",
     "METRICS_TYPE",
     "ApiServer",
+    "in_use_message",
+    "port_problem",
     "BatchService",
     "Service",
     "Unavailable",
@@ -78,6 +83,10 @@ log = logging.getLogger(__name__)
 
 class UnknownEvent(LookupError):
     """Raised by ``Service.feedback`` for an event id it does not know (answered 404)."""
+
+
+class LabelConflict(LookupError):
+    """Raised by ``Service.feedback`` for a label that contradicts the one already recorded (answered 409)."""
 
 
 class Unavailable(RuntimeError):
@@ -247,6 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(422, f"{where}{exc}") from None
         except UnknownEvent as exc:
             raise _Reply(404, f"event_id: {exc.args[0] if exc.args else 'unknown event id'}") from None
+        except LabelConflict as exc:
+            raise _Reply(409, f"label: {exc.args[0] if exc.args else 'the event is labelled already'}") from None
         except Unavailable as exc:
             raise _Reply(503, f"service: {exc.args[0] if exc.args else 'unavailable'}") from None
         except Exception:
@@ -476,6 +487,29 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 0, *, unix_sock
     bound = tcp.server_port
     shown = f"[{host}]" if ":" in host else host
     return ApiServer(tcp, f"http://{shown}:{bound}", bound, None)
+
+
+def in_use_message(host: str, port: int) -> str:
+    """The one line for a TCP port another process holds."""
+    return (f"port {port} on {host} is already in use: another runner? set [api] port in runner.toml "
+            f"or --port")
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port`` (bound and released at once, with the server's
+    SO_REUSEADDR), or None. Port 0 (any free port) never has one."""
+    if port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return in_use_message(host, port)
+            return f"api: cannot serve on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _clear_stale_socket(path: str) -> None:

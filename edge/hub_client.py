@@ -13,6 +13,9 @@ when it has a token. Outcomes:
   configured CA, not naming the host, or the hub refusing the device's certificate;
 - ``HubRefused(status, detail)``: any other 4xx, which a retry of the same request will not change.
 
+With a ``link`` (edge.hub_link.HubLink) every outcome is reported to it: reachable, unreachable (the
+reason), or the device refused (401/403); the link tells the story in the log and the status.
+
 Transport rules: an ``https://`` hub needs a TLS context (never urllib3's default trust), and plain
 ``http://`` to a host that is not loopback is refused unless ``insecure`` (edge.config's insecure rule).
 ``use_tls(context)`` swaps the connection pool for one with a new context (after a renewal): the next
@@ -38,6 +41,7 @@ import urllib3
 from edge.config import HubConfig, plain_http_problem
 from edge.contracts.names import is_valid_device_id
 from edge.contracts.wire import CSV, IDEMPOTENCY_KEY, JSON, device_path
+from edge.hub_link import AUTH_STATUSES, HubLink
 
 __all__ = ["HubClient", "HubError", "HubRefused", "HubTlsError", "HubUnavailable", "RETRY_LATER", "tls_failure"]
 
@@ -70,7 +74,7 @@ class HubClient:
 
     def __init__(self, base_url: str, device_id: str, token: str | None = None,
                  timeout_s: float = HubConfig.timeout_s, *, tls: ssl.SSLContext | None = None,
-                 insecure: bool = HubConfig.insecure) -> None:
+                 insecure: bool = HubConfig.insecure, link: HubLink | None = None) -> None:
         if not is_valid_device_id(device_id):
             raise ValueError(f"device_id: {device_id!r} is not a valid device id")
         if not base_url.startswith(("http://", "https://")):
@@ -85,6 +89,7 @@ class HubClient:
         self.timeout_s = timeout_s
         self.__token = token
         self.last_request_bytes = 0  # bytes of the last upload's body as sent (compressed)
+        self.link = link  # hears every request's outcome (edge.hub_link), when given
         self._lock = threading.Lock()
         self._pool = self._new_pool(tls)
 
@@ -138,16 +143,31 @@ class HubClient:
             response = pool.request("POST", url, body=body, headers=headers, redirect=False)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             failure = tls_failure(exc, urlsplit(self.base_url).hostname or "")
-            if failure is not None:
-                raise HubTlsError(f"hub at {self.base_url}: {failure}") from None
-            raise HubUnavailable(f"hub at {self.base_url} unreachable: {type(exc).__name__}") from None
+            error = (HubTlsError(f"hub at {self.base_url}: {failure}") if failure is not None else
+                     HubUnavailable(f"hub at {self.base_url} unreachable: {type(exc).__name__}"))
+            if self.link is not None:
+                self.link.unreachable(str(error))
+            raise error from None
         status, data = response.status, response.data
+        link = self.link
         if 200 <= status < 300:
+            if link is not None:
+                link.reachable()
             decoded = _json(data)
             return decoded if isinstance(decoded, dict) else {}
         if status >= 500 or status in RETRY_LATER:
+            if link is not None:
+                link.unreachable(f"hub at {self.base_url} answered {status}")
             raise HubUnavailable(f"hub at {self.base_url} answered {status}: retry later")
-        raise HubRefused(status, _detail(data, status))
+        detail = _detail(data, status)
+        if self.__token:  # a hub that echoed the credential back must not get it into a log
+            detail = detail.replace(self.__token, "<token>")
+        if link is not None:
+            if status in AUTH_STATUSES:
+                link.refused(status, detail)
+            else:
+                link.reachable()
+        raise HubRefused(status, detail)
 
 
 def _json(data: bytes) -> Any:

@@ -1,26 +1,30 @@
 """Health and status of a running runner: ``/health``, the state report, heartbeats, status.json, gauges.
 
 ``StatusBoard`` reads the other parts and says how the device is: ``health_status()`` is the word the hub
-accepts (edge.health's rules: no model or a failing one -> "error"; recent model errors, low accuracy
-or "major" drift -> "degraded"; else "ok"); ``health()`` is ``GET /health``; ``state_report()`` is
+accepts (edge.health's rules: no model or a failing one -> "error"; recent model errors, low accuracy or
+"major" drift -> "degraded"; else "ok"; and "degraded" while the hub refuses this device's credentials,
+edge.hub_link, since nothing it sends lands); ``assess()`` adds the reason in words and since when (the
+first time the board saw that status for those reasons: health is looked at on every heartbeat, ``/health``
+and status write; a change is logged once); ``health()`` is ``GET /health``; ``state_report()`` is
 everything the heartbeat and ``edge-runner status`` show (versions, health, drift, accuracy, backlog,
-evictions, counters, blocked versions, last poll / sync / heartbeat). ``heartbeat_now()`` sends the
-report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub and writes
+evictions, counters, blocked versions, last poll / sync / heartbeat, the hub link). ``heartbeat_now()``
+sends the report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub and writes
 ``status.json`` (``write_status``; it also carries the newest event sequence number sent, read back at
-start). ``certificate_expires`` (when the client certificate ends, ISO 8601, or None) is in the state
-report and status.json but not in the heartbeat (the hub knows it from its own registry). The metrics
-registry's gauges (drift, accuracy, backlog, evictions, uploader counters, health) and the predictions
-counter are refreshed from the same report on every scrape. With live inputs (``inputs_report`` set by
-the runner) the report has an ``inputs`` block (edge.inputs.live); the heartbeat leaves it out.
+start). ``certificate_expires`` (when the client certificate ends, ISO 8601, or None) is in the state report
+and status.json but not in the heartbeat (the hub knows it from its own registry). The metrics registry's
+gauges (drift, accuracy, backlog, evictions, uploader counters, health) and the predictions counter are
+refreshed from the same report on every scrape. With live inputs (``inputs_report`` set by the runner) the
+report has an ``inputs`` block (edge.inputs.live); the heartbeat leaves it out.
 
-Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them),
-the heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).
+Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them), the
+heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,11 +32,12 @@ from typing import Any
 
 from edge.atomic import write_text_atomic
 from edge.config import RunnerConfig
-from edge.contracts.wire import HEARTBEAT_EVENTS_SENT
-from edge.drift import DriftMonitor
+from edge.contracts.wire import HEALTH_REASON_MAX, HEARTBEAT_EVENTS_SENT
+from edge.drift import MAJOR, DriftMonitor
 from edge.health import HealthMonitor
 from edge.heartbeat import heartbeat_body, utc_now
 from edge.hub_client import HubClient, HubError
+from edge.hub_link import HubLink
 from edge.metrics import Registry
 from edge.pending import PendingPredictions
 from edge.serving import InferenceSlot
@@ -52,11 +57,16 @@ class StatusBoard:
     def __init__(self, config: RunnerConfig, state: StateDir, slot: InferenceSlot, pending: PendingPredictions,
                  monitor: HealthMonitor, spool: Spool, uploader: Uploader, updates: UpdateLoop, client: HubClient,
                  metrics: Registry, api_url: Callable[[], str | None], *,
-                 certificate_expires: Callable[[], datetime | None] = lambda: None) -> None:
+                 certificate_expires: Callable[[], datetime | None] = lambda: None,
+                 link: HubLink | None = None) -> None:
         self._config, self._state, self._slot, self._pending, self._monitor = config, state, slot, pending, monitor
         self._spool, self._uploader, self._updates, self._client = spool, uploader, updates, client
         self._api_url = api_url
         self._certificate_expires = certificate_expires
+        self._link = link if link is not None else HubLink(config.device_id)
+        self._health_key: tuple[str, tuple[str, ...]] = ("ok", ())
+        self._health_since: str | None = None
+        self._health_lock = threading.Lock()
         self.inputs_report: Callable[[], dict[str, Any]] | None = None  # the live inputs' block, when configured
         self._started_at = time.time()
         self._last_heartbeat: str | None = None
@@ -82,17 +92,45 @@ class StatusBoard:
         return max((t for t in (self._updates.last_sync, self._last_heartbeat) if t is not None), default=None)
 
     def health_status(self, drift: dict[str, float] | None = None) -> str:
+        return self.assess(drift)[0]
+
+    def assess(self, drift: dict[str, float] | None = None) -> tuple[str, str, str | None]:
+        """(status word, reason in words ("" when ok), since when (ISO 8601, None when ok))."""
         model = self._slot.current
         if model is None:
-            return self._monitor.status(model_loaded=False)
-        scores = self._slot.drift_scores() if drift is None else drift
-        level = DriftMonitor.level(max(scores.values(), default=0.0))
-        return self._monitor.status(accuracy_floor=model.manifest.edge_policy.accuracy_floor, drift_level=level)
+            status, reasons = self._monitor.assess(model_loaded=False)
+        else:
+            scores = self._slot.drift_scores() if drift is None else drift
+            worst = max(scores.items(), key=lambda item: item[1], default=None)
+            major = None if worst is None or DriftMonitor.level(worst[1]) != "major" else (*worst, MAJOR)
+            status, reasons = self._monitor.assess(accuracy_floor=model.manifest.edge_policy.accuracy_floor,
+                                                   major_drift=major)
+        refused = self._link.auth_problem()
+        if refused is not None:
+            status, reasons = ("degraded" if status == "ok" else status), [*reasons, refused]
+        reason = "; ".join(reasons)[:HEALTH_REASON_MAX]
+        key = (status, tuple(r.split(" ", 1)[0] for r in reasons))
+        with self._health_lock:
+            changed = key != self._health_key
+            if changed:
+                self._health_key = key
+                self._health_since = None if status == "ok" else utc_now()
+            since = self._health_since
+        if changed:
+            if status == "ok":
+                log.info("health ok again")
+            else:
+                log.warning("health %s: %s", status, reason)
+        return status, reason, since
 
     def health(self) -> dict[str, Any]:
-        """``GET /health``: status plus what an operator needs at a glance."""
+        """``GET /health``: status, its reason and since when, plus what an operator needs at a glance."""
+        status, reason, since = self.assess()
         return {
-            "status": self.health_status(),
+            "status": status,
+            "reason": reason,
+            "since": since,
+            "hub": self._link.report(),
             "model_version": self._slot.version,
             "rolling_accuracy": self._monitor.rolling_accuracy(),
             "spool_backlog": self._spool.backlog_rows(),
@@ -106,12 +144,16 @@ class StatusBoard:
         counters = {"predictions": sum(predicted.values())} | self._monitor.counters() | self._uploader.counters
         counters["pending_dropped"] = self._pending.dropped
         expires = self._certificate_expires()
+        health, reason, since = self.assess(drift)
         return {
             "device_id": self._config.device_id,
             "model_version": self._slot.version,
             "previous_version": self._state.previous_version(),
             "channel": self._config.releases.channel,
-            "health": self.health_status(drift),
+            "health": health,
+            "health_reason": reason,
+            "health_since": since,
+            "hub": self._link.report(),
             "drift": drift,
             "rolling_accuracy": self._monitor.rolling_accuracy(),
             "spool_backlog": self._spool.backlog_rows(),
@@ -142,8 +184,8 @@ class StatusBoard:
             self._heartbeats.inc("sent")
         except HubError as exc:
             self._heartbeats.inc("failed")
-            log.info("heartbeat not sent: %s", exc)
-        self.write_status(report)
+            log.debug("heartbeat not sent: %s", exc)  # the hub link tells the story (edge.hub_link)
+        self.write_status(report if sent else None)  # a failure may have changed the hub's line and health
         return sent
 
     def write_status(self, report: dict[str, Any] | None = None) -> None:

@@ -13,8 +13,10 @@ one job each:
 - ``updates`` (edge.update_loop): release polls every ``releases.poll_interval_s`` ± jitter, and a
   watchdog every second (rollback requests, the watch window's automatic rollback);
 - ``uploads`` (edge.upload_loop): the uploader; summaries every ``upload.summary_interval_s`` in aggregates mode;
-- ``board`` (edge.reporting): health, the state report, heartbeats every ``hub.heartbeat_interval_s``,
-  status.json, metrics gauges;
+- ``board`` (edge.reporting): health with its reason, the state report, heartbeats every
+  ``hub.heartbeat_interval_s``, status.json, metrics gauges;
+- ``link`` (edge.hub_link): what the hub client's requests found (reachable, unreachable since, the
+  device refused), logged once per change and shown in status and health;
 - ``inputs`` (edge.inputs.live, only with an ``[inputs]`` section): live plant values from MQTT or OPC UA
   predicted on the same hot path, decisions written back, labels joined and fed to ``feedback``; its
   protocol client is imported by ``start()``, never otherwise;
@@ -33,6 +35,7 @@ Leaves out: the parts' own rules (their modules), acting on the state dir from o
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -42,8 +45,9 @@ from edge.config import RunnerConfig
 from edge.control import RunnerError
 from edge.feedback import GroundTruth
 from edge.health import HealthMonitor
-from edge.http_api import ApiServer, serve
+from edge.http_api import ApiServer, in_use_message, serve
 from edge.hub_client import HubClient
+from edge.hub_link import HubLink
 from edge.loops import Loops
 from edge.metrics import Registry
 from edge.pending import PendingPredictions
@@ -98,7 +102,8 @@ class Runner:
         self.slot = InferenceSlot(self.pending, self.monitor, columns=config.columns, drift=config.drift,
                                   local_only=config.upload.local_only)
         self.predict_one = self.slot.predict_one
-        self.spool = Spool(config.state_dir / SPOOL_FILE, config.upload.spool_quota_bytes)
+        self.spool = Spool(config.state_dir / SPOOL_FILE, config.upload.spool_quota_bytes,
+                           labelled_capacity=config.feedback.pending_events)
         opened.callback(self.spool.close)
         self.recent = RecentLabelled(config.state_dir / RECENT_FILE, config.feedback.recent_labelled)
         opened.callback(self.recent.close)
@@ -111,12 +116,14 @@ class Runner:
                                   self.metrics, rng, tls=None if tls is None else (lambda: tls.context))
         self.updates.serve_current()
         token = None if config.hub.token is None else config.hub.token.reveal()
+        self.link = HubLink(config.device_id, self.spool.backlog_rows)
         self.client = HubClient(config.hub.url, config.device_id, token, config.hub.timeout_s,
-                                tls=None if tls is None else tls.context, insecure=config.hub.insecure)
+                                tls=None if tls is None else tls.context, insecure=config.hub.insecure, link=self.link)
         self.uploads = UploadLoop(config, self.spool, self.client, self.summary, self.slot.drift_scores, rng)
         self.board = StatusBoard(config, self.state, self.slot, self.pending, self.monitor, self.spool,
                                  self.uploads.uploader, self.updates, self.client, self.metrics, lambda: self.api_url,
-                                 certificate_expires=lambda: None if tls is None else tls.certificate_expires)
+                                 certificate_expires=lambda: None if tls is None else tls.certificate_expires,
+                                 link=self.link)
         self.renewal: CertificateRenewal | None = None
         if tls is not None:
             tls.on_reload(self.client.use_tls)
@@ -142,8 +149,9 @@ class Runner:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the local API (when enabled) and the loops. When the API cannot listen, the runner is
-        stopped (stores closed, lock released) and ``RunnerError`` says why."""
+        """Start the local API (when enabled) and the loops. When the API cannot listen, nothing has
+        started: the stores are closed and the lock released without writing anything (no status.json,
+        no summary), and ``RunnerError`` says why in one line."""
         if self._started or self._stopped:
             raise RunnerError("a runner starts once (make a new Runner to start again)")
         self._started = True
@@ -154,7 +162,10 @@ class Runner:
                 self.api = serve(self, api.host, api.port, unix_socket=None if api.unix_socket is None else
                                  str(api.unix_socket), max_body_bytes=api.max_body_bytes, registry=self.metrics)
             except OSError as exc:  # the port is taken, or the socket path is in use
-                self.stop()
+                self._stopped = True
+                self._resources.close()
+                if exc.errno == errno.EADDRINUSE and api.unix_socket is None:
+                    raise RunnerError(in_use_message(api.host, api.port)) from None
                 raise RunnerError(f"api: cannot serve on {where}: {exc.strerror or exc}") from None
         self.loops.every("updates", self.updates.poll_wait, self.updates.poll_now)
         self.loops.every("watchdog", lambda: WATCHDOG_S, self._watchdog)

@@ -6,7 +6,12 @@ committed, so a row that ``put`` returned for survives a power cut or ``kill -9`
 - ``pending``: rows not yet in a batch (their JSON, reason, priority, size in bytes);
 - ``sealed``: batches cut from pending rows, each stored with its exact body and key = sha256(body),
   until ``acknowledge(key)``; summaries (``put_summary``) go straight in as sealed batches;
-- ``evictions``: rows dropped to respect the quota, counted per reason (survives restarts).
+- ``evictions``: rows dropped to respect the quota, counted per reason (survives restarts);
+- ``labelled``: the newest ``labelled_capacity`` labelled event ids with their label and the answer
+  ``/feedback`` gave (``LabelRecord``), so a repeated label is answered the same and never spooled twice.
+  ``put(rows, record)`` stores a label's row and its record in ONE transaction (a crash keeps both or
+  neither); ``remember(record)`` stores a record alone (a label whose row was not selected); older
+  records are dropped beyond the bound. Not counted in the quota (about 150 bytes each).
 
 Priorities (evicted first -> last): random 0, uncertain 1, anomaly 2, labelled 3, summary 4. Stored
 bytes are the pending rows' JSON sizes plus the sealed bodies. When a ``put`` would exceed
@@ -46,6 +51,7 @@ import numpy as np
 from edge.config import FeedbackConfig
 
 __all__ = [
+    "LabelRecord",
     "PRIORITIES",
     "RecentLabelled",
     "SealedBatch",
@@ -80,6 +86,12 @@ CREATE TABLE IF NOT EXISTS evictions (
     reason TEXT PRIMARY KEY,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS labelled (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id INTEGER NOT NULL UNIQUE,
+    label TEXT NOT NULL,
+    result TEXT NOT NULL
+);
 """
 
 _RECENT_SCHEMA = """
@@ -96,6 +108,15 @@ CREATE TABLE IF NOT EXISTS recent (
 class SpoolEntry:
     reason: str  # one of edge.contracts.record.UPLOAD_REASONS: sets the eviction priority
     row: Mapping[str, Any]  # JSON-serialisable row (edge.ground_truth.build_row), privacy already applied
+
+
+@dataclass(frozen=True)
+class LabelRecord:
+    """A label given for one event id, and what ``/feedback`` answered."""
+
+    event_id: int
+    label: int | str
+    result: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -139,11 +160,14 @@ def _priority(reason: str) -> int:
 class Spool:
     """Durable, quota-bounded queue of upload rows and summaries (see the module docstring)."""
 
-    def __init__(self, path: Path, quota_bytes: int) -> None:
+    def __init__(self, path: Path, quota_bytes: int, labelled_capacity: int = 100_000) -> None:
         if quota_bytes < 1:
             raise ValueError(f"quota_bytes: expected a positive size, got {quota_bytes}")
+        if labelled_capacity < 1:
+            raise ValueError(f"labelled_capacity: expected a positive count, got {labelled_capacity}")
         self.path = path
         self.quota_bytes = quota_bytes
+        self.labelled_capacity = labelled_capacity
         self._lock = threading.Lock()
         self._db = _connect(path)
         self._db.executescript(_SPOOL_SCHEMA)
@@ -159,19 +183,24 @@ class Spool:
 
     # -- writing --
 
-    def put(self, rows: Sequence[SpoolEntry]) -> list[str]:
-        """Store ``rows`` durably (returns after the commit); the reasons of rows evicted for the quota."""
+    def put(self, rows: Sequence[SpoolEntry], label: LabelRecord | None = None) -> list[str]:
+        """Store ``rows`` (and the ``label`` record they come from) durably, in one transaction (returns
+        after the commit); the reasons of rows evicted for the quota."""
         records = []
         for entry in rows:
             payload = json.dumps(dict(entry.row), allow_nan=False, separators=(",", ":"))
             records.append((_priority(entry.reason), entry.reason, len(payload.encode("utf-8")), payload))
         if not records:
+            if label is not None:
+                self.remember(label)
             return []
         with self._lock:
             try:
                 with _transaction(self._db) as db:
                     db.executemany("INSERT INTO pending (priority, reason, size, payload) VALUES (?, ?, ?, ?)",
                                    records)
+                    if label is not None:
+                        self._remember(db, label)
                     total = self._bytes + sum(r[2] for r in records)
                     evicted, total = self._evict(db, total)
                 self._bytes = total
@@ -179,6 +208,25 @@ class Spool:
                 self._bytes = self._count_bytes()
                 raise
         return evicted
+
+    def remember(self, label: LabelRecord) -> None:
+        """Record a label that spooled no row (durably)."""
+        with self._lock, _transaction(self._db) as db:
+            self._remember(db, label)
+
+    def _remember(self, db: sqlite3.Connection, label: LabelRecord) -> None:
+        cursor = db.execute("INSERT INTO labelled (event_id, label, result) VALUES (?, ?, ?) "
+                            "ON CONFLICT (event_id) DO NOTHING",
+                            (label.event_id, json.dumps(label.label), json.dumps(dict(label.result))))
+        if cursor.rowcount:
+            db.execute("DELETE FROM labelled WHERE seq <= ?", (int(cursor.lastrowid or 0) - self.labelled_capacity,))
+
+    def labelled(self, event_id: int) -> LabelRecord | None:
+        """The label recorded for ``event_id`` (None when none is, or it is older than the newest
+        ``labelled_capacity``)."""
+        with self._lock:
+            found = self._db.execute("SELECT label, result FROM labelled WHERE event_id = ?", (event_id,)).fetchone()
+        return None if found is None else LabelRecord(event_id, json.loads(found[0]), json.loads(found[1]))
 
     def put_summary(self, doc: Mapping[str, Any]) -> str:
         """Store a summary document (canonical JSON) as a sealed batch, durably; returns its key."""

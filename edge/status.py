@@ -2,7 +2,8 @@
 
 Sources: the ``current``/``previous`` links, blocked versions and recent events (``state.json``), the
 spool's backlog and eviction counts (``spool.db``), the client certificate's end (``tls.cert_file``,
-read here: ``certificate_expires``), and the daemon's last ``status.json`` (health, drift, rolling
+read here: ``certificate_expires``), and the daemon's last ``status.json`` (health with its reason and
+since when, the hub link (reachable, unreachable since, or this device refused: 401/403), drift, rolling
 accuracy, last poll, last sync, counters, and the live inputs block when ``[inputs]`` is configured).
 Whether a daemon is running is read from the state dir's lock. ``format_status`` renders the report as
 a few aligned lines.
@@ -48,7 +49,8 @@ def read_status(config: RunnerConfig) -> dict[str, Any]:
         daemon = json.loads((config.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         daemon = {}
-    for key in ("health", "drift", "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
+    for key in ("health", "health_reason", "health_since", "hub", "drift",
+                "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
                 "written_at", "api", "certificate_expires", "inputs"):
         report[key] = daemon.get(key) if isinstance(daemon, dict) else None
     if config.tls.cert_file is not None and config.tls.key_file is not None:
@@ -96,6 +98,38 @@ def _inputs_line(inputs: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _health_line(report: dict[str, Any]) -> str:
+    """"degraded since 14:02:11 UTC: accuracy 0.778 below floor 0.8 on the last 200 labels"."""
+    health = report.get("health")
+    if not health:
+        return "unknown (no status written yet)"
+    since = report.get("health_since")
+    reason = report.get("health_reason")
+    return f"{health}{' since ' + _when(since) if since else ''}{': ' + reason if reason else ''}"
+
+
+def _hub_line(hub: object) -> str:
+    """The hub link (edge.hub_link): "ok", "unreachable since ... (why)", "refused this device (401) ..."."""
+    if not isinstance(hub, dict) or hub.get("state") in (None, "unknown"):
+        return "no request answered yet"
+    since = f" since {_when(hub.get('since'))}" if hub.get("since") else ""
+    if hub["state"] == "refused":
+        return (f"refused this device ({hub.get('status')}){since}: {hub.get('detail')}: check the token file "
+                f"(hub.token_file) or enroll again")
+    if hub["state"] == "unreachable":
+        return f"unreachable{since} ({hub.get('detail')})"
+    return f"ok{since}"
+
+
+def _when(value: object) -> str:
+    """An ISO 8601 time as "2026-12-02 14:02:11 UTC" (as given when it does not parse)."""
+    try:
+        at = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if at.tzinfo else str(value)
+
+
 def _running(state: StateDir) -> bool:
     if not state.path.exists():
         return False
@@ -117,7 +151,8 @@ def format_status(report: dict[str, Any]) -> str:
                    f"channel {report['channel']}"),
         ("model", f"current {report['current_version'] or '-'}, previous {report['previous_version'] or '-'}"
                   + (f", activated {report['activated_at']}" if report.get("activated_at") else "")),
-        ("health", str(report.get("health") or "unknown (no status written yet)")),
+        ("health", _health_line(report)),
+        ("hub", _hub_line(report.get("hub"))),
         ("accuracy", "-" if accuracy is None else f"{accuracy:.3f} on recent labels"),
         ("drift", "-" if worst is None else f"max PSI {worst[1]:.3f} ({worst[0]})"),
         ("backlog", f"{report['spool_backlog']} rows, {report['spool_bytes']} bytes"

@@ -4,7 +4,9 @@ Input formats:
 - JSON lines: each line an object keyed by feature name (an ``event_id`` key, if present, is passed
   through; any other unknown key is an error) or an array in the model's feature order.
 - CSV: a header row naming at least every feature (other columns are ignored, ``event_id`` is passed
-  through), or ``header=False`` for bare rows in feature order. Empty fields are missing values.
+  through), or ``header=False`` for bare rows in feature order. Empty fields are missing values. A
+  header without a column for some feature stops the stream before any output with ``RunnerError``: one
+  line naming the missing and unexpected columns and the expected ones.
 
 Output follows the input: JSON lines give one JSON object per row (``label``, ``probabilities``,
 ``model_version``, ``event_id``, and ``out_of_range`` when non-empty); CSV gives a header
@@ -25,6 +27,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from edge.config import RunnerConfig
+from edge.control import RunnerError
 from edge.inference import InputError, Predictor
 
 __all__ = ["stream_predictions"]
@@ -93,10 +96,9 @@ def _csv(predictor: Predictor, lines: Iterator[str], sink: TextIO, notes: TextIO
         head = next(reader, None)
         if head is None:
             return 0
-        missing = [n for n in names if n not in head]
-        if missing:
-            raise InputError(f"{missing[0]}: the CSV header has no column for this feature (header: {head})",
-                             missing[0])
+        problem = _header_problem(head, names, predictor.version)
+        if problem is not None:
+            raise RunnerError(problem)
         positions = [head.index(n) for n in names]
         event_position = head.index(EVENT_ID) if EVENT_ID in head else None
     writer = csv.writer(buffer := io.StringIO(), lineterminator="\n")
@@ -121,6 +123,18 @@ def _csv(predictor: Predictor, lines: Iterator[str], sink: TextIO, notes: TextIO
             writer.writerow(["", "", *("" for _ in classes), "", message])
         _flush(buffer, sink)
     return bad
+
+
+def _header_problem(head: list[str], names: list[str], version: str) -> str | None:
+    """One line naming the features the CSV header lacks, the columns it has instead, and the expected
+    ones; None when every feature has a column."""
+    missing = [n for n in names if n not in head]
+    if not missing:
+        return None
+    unexpected = [h for h in head if h not in names and h != EVENT_ID]
+    return (f"the CSV header does not match model {version}: missing {', '.join(missing)}"
+            + (f"; unexpected {', '.join(unexpected)}" if unexpected else "")
+            + f"; expected the columns {', '.join(names)} (optionally {EVENT_ID}; other columns are ignored)")
 
 
 def _csv_value(text: str, name: str) -> float | None:

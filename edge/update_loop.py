@@ -89,11 +89,9 @@ class UpdateLoop:
 
     def _activated(self, predictor: Predictor) -> None:
         self._serve(predictor, watch_from=time.time())
-        log.info("now serving model %s", predictor.version)
 
     def _rolled_back(self, predictor: Predictor) -> None:
         self._serve(predictor, watch_from=None)
-        log.info("now serving model %s (rolled back)", predictor.version)
 
     def _activation_time(self, version: str) -> float | None:
         activation = self._state.activation()
@@ -112,14 +110,18 @@ class UpdateLoop:
         return r.poll_interval_s * (1.0 + self._rng.uniform(-r.poll_jitter, r.poll_jitter))
 
     def poll_now(self) -> UpdateOutcome:
+        active = self._slot.version
         outcome = self.updater.poll_once()
         self._polls.inc(outcome.kind)
         self.last_poll = {"at": utc_now(), "kind": outcome.kind, "version": outcome.version,
                           "detail": outcome.detail, "seconds": round(outcome.seconds, 3)}
         if outcome.kind != "unavailable":
             self.last_sync = self.last_poll["at"]
-        if outcome.kind in ("activated", "rejected"):
-            log.info("release poll: %s %s %s", outcome.kind, outcome.version, outcome.detail)
+        if outcome.kind == "activated":
+            log.info("release %s activated (was %s): %s", outcome.version, active or "none", outcome.detail)
+        elif outcome.kind == "rejected":
+            log.warning("release %s rejected, %s stays in service: %s", outcome.version or "(repository)",
+                        self._slot.version or "no model", outcome.detail)
         return outcome
 
     # -- rollbacks --
@@ -137,6 +139,8 @@ class UpdateLoop:
             if self._state.previous_version() is None:
                 self._monitor.stop_watch()
                 self._state.record("watch_failed", self._slot.version, f"{reason}; no previous release to go back to")
+                log.error("model %s fails its watch (%s) and there is no previous release to go back to",
+                          self._slot.version, reason)
             else:
                 rolled = self.rollback(f"automatic: {reason}") is not None or rolled
         return rolled
@@ -145,8 +149,10 @@ class UpdateLoop:
         """Go back to ``previous`` (the current version is blocked); None when there is nothing to go back to."""
         if self._state.previous_version() is None:
             self._state.record("rollback_refused", self._slot.version, f"{reason}; no previous release")
+            log.warning("cannot roll back %s (%s): no previous release", self._slot.version, reason)
             return None
         bad = self._slot.version
         version = self.updater.rollback(reason)
         log.warning("rolled back %s -> %s: %s", bad, version, reason)
         return version
+

@@ -62,7 +62,12 @@ class UpdateOutcome:
 
 
 class _Refused(Exception):
-    """The candidate cannot be activated on this device; the message says why."""
+    """The candidate cannot be activated on this device; the message says why (``shadow``: the comparison
+    that refused it, when it was the shadow rule)."""
+
+    def __init__(self, reason: str, shadow: ShadowResult | None = None) -> None:
+        super().__init__(reason)
+        self.shadow = shadow
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -170,7 +175,7 @@ class ReleaseUpdater:
                 reason = str(exc)
                 self.state.block(str(version), reason)
                 self.state.quarantine(fetched.folder, f"release {version} refused: {reason}")
-                return outcome("rejected", version, reason)
+                return outcome("rejected", version, reason, exc.shadow)
             self.state.install(fetched.folder)
             self.state.activate(str(version))
             shutil.rmtree(fetched.folder, ignore_errors=True)  # a verified copy, now installed
@@ -206,7 +211,7 @@ class ReleaseUpdater:
         x, labels = self._labelled()
         result = compare(candidate, current, x, labels, manifest.edge_policy)
         if not result.passed:
-            raise _Refused(f"shadow: {result.reason}")
+            raise _Refused(f"shadow: {result.reason}", result)
         return candidate, result
 
     def _current_predictor(self) -> Predictor | None:

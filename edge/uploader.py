@@ -33,13 +33,12 @@ from edge.atomic import write_bytes_atomic, write_text_atomic
 from edge.config import UploadConfig
 from edge.ground_truth import encode_rows
 from edge.hub_client import HubClient, HubRefused, HubUnavailable
+from edge.hub_link import AUTH_STATUSES
 from edge.spool import SealedBatch, Spool
 
 __all__ = ["AUTH_STATUSES", "Uploader"]
 
-log = logging.getLogger("edgeloop.edge.uploader")
-
-AUTH_STATUSES = frozenset({401, 403})  # refusals about the device's credentials: keep the batch, retry later
+log = logging.getLogger("edge.runner.uploads")
 
 
 class Uploader:
@@ -144,7 +143,7 @@ class Uploader:
                 self.failures_in_a_row += 1
                 wait = self.next_backoff()
                 self.recent_waits.append(wait)
-                log.info("upload failed (%s); next try in %.1f s", exc, wait)
+                log.debug("upload failed (%s); next try in %.1f s", exc, wait)  # the hub link tells the story
                 stop.wait(wait)
                 continue
             self.failures_in_a_row = 0

@@ -107,8 +107,8 @@ def test_fresh_runner_pulls_canary_predicts_takes_feedback_and_reports(world, tm
             wrong += answer["label"] != label
             if answer["label"] != label:
                 assert fed.json()["upload_reason"] == "labelled"
-        again = api.post("/feedback", json={"event_id": answers[0]["event_id"], "label": 0})
-        assert again.status_code == 404 and "already labelled" in again.json()["error"]
+        again = api.post("/feedback", json={"event_id": answers[0]["event_id"], "label": 1 - int(y[0])})
+        assert again.status_code == 409 and "already labelled" in again.json()["error"]  # labels are final
         assert api.get("/health").json()["status"] in ("ok", "degraded")
         metrics = api.get("/metrics").text
         assert f'edgeloop_runner_predictions_total{{model_version="{version}"}} 400' in metrics
