@@ -253,7 +253,7 @@ def test_report_is_one_offline_page_with_a_chart_each_and_escapes_text(tmp_path:
     assert page.urls == [] and "http://" not in html and "https://" not in html
     text = "".join(page.text)
     assert HOSTILE_DEVICE in text and HOSTILE_DETAIL in text and 'Demo <b>"loop"</b>' in text  # shown, as text
-    for kind in ("drift", "retrain", "quarantine", "promote"):
+    for kind in ("drift onset", "retrain fired", "batch quarantined", "release promoted"):  # events in words
         assert f'<td class="kind">{kind}</td>' in html
     numbers = headline(timeline)
     assert numbers["accuracy before drift"] == pytest.approx(0.98)
@@ -265,8 +265,8 @@ def test_report_is_one_offline_page_with_a_chart_each_and_escapes_text(tmp_path:
     assert by_group["canary"][-1] == pytest.approx((24.0, 0.98))
     assert by_group["stable"][-1] == pytest.approx((24.0, 0.9))
     text_summary = terminal_summary(timeline, {"seed": 9})
-    assert "seed: 9" in text_summary and "accuracy before drift: 98.00%" in text_summary
-    assert "promote v2" in text_summary and "<script>" in text_summary  # terminal text is plain, not HTML
+    assert "seed: 9" in text_summary and "fleet accuracy before the drift: 98.00%" in text_summary
+    assert "release promoted: soak passed" in text_summary and "<script>" in text_summary  # plain text, not HTML
 
 
 def test_report_of_an_empty_timeline_still_renders(tmp_path: Path) -> None:

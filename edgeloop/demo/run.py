@@ -360,6 +360,7 @@ def worse_candidate(paths: Any, params: Any) -> Path:
     import numpy as np
 
     from edge.contracts.manifest import Manifest, model_file
+    from edgeloop.demo.report import WORSE_WHY, worse_candidate_page
     from flows.dataset import load_curated
     from flows.stages.export import to_onnx_bytes
     from flows.stages.train import build_estimator
@@ -380,8 +381,10 @@ def worse_candidate(paths: Any, params: Any) -> Path:
     (folder / MANIFEST_FILE).write_text(replace(manifest, version=name, candidate=None,
                                                   model=model_file(model)).to_json())
     decision = json.loads((folder / "decision.json").read_text())
-    decision["version"] = name
+    decision["copied_from"], decision["version"] = decision.get("version"), name
+    decision["deliberately_worse"] = WORSE_WHY  # its page (index.html) says so too, instead of the copied verdict
     (folder / "decision.json").write_text(json.dumps(decision))
+    (folder / "index.html").write_text(worse_candidate_page(name, decision))
     return folder
 
 

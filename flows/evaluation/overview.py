@@ -3,17 +3,25 @@
 ``data/candidate/index.html``: the verdict, every gate rule (threshold, observed, pass/fail), candidate
 vs champion quality and per-feature drift as bars, what ingest curated and quarantined (with each
 reason, read from ``storage.quarantine``: a folder or a bucket), and links to the Evidently reports and
-the Data Docs. Inline CSS only: no script, no font, no CDN, so it opens on a closed network. Leaves out:
-the numbers' computation (evaluate, gate) and charts that need JavaScript.
+the Data Docs. A report is linked only when its file exists beside the page being written
+(``candidate_report_links``); otherwise the page names it as not built, with why and the commands that
+build it, so no link is broken. Links are relative, so the page works opened from its folder and when the
+hub's console serves the project's ``data/`` folder (``data/candidate/index.html`` under
+``/console/reports/candidate/``). Inline CSS only: no script, no font, no CDN, so it opens on a closed
+network. Leaves out: the numbers' computation (evaluate, gate) and charts that need JavaScript.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.contracts.errors import UserError
+from edge.contracts.release_layout import MANIFEST_FILE
 from flows.evaluation.decision import holdout_label, metric_label
 from flows.storage import StoragePath, read_bytes
 
@@ -22,6 +30,60 @@ if TYPE_CHECKING:
     from flows.params import Params
 
 MAX_QUARANTINE_ROWS = 200
+EVALUATE_REPORTS = {"drift.html": "Evidently: data drift", "candidate_quality.html": "Evidently: candidate quality",
+                    "champion_quality.html": "Evidently: champion quality"}
+DATA_DOCS = "../reports/ingest/data_docs/index.html"  # from data/candidate/: data/reports/ingest/...
+
+
+@dataclass(frozen=True)
+class ReportLink:
+    """A report the overview may link: ``href`` relative to the page ("/"-separated); ``build`` says what
+    builds it, shown instead of the link when the file does not exist."""
+
+    label: str
+    href: str
+    build: str
+
+
+def _relative(href: str) -> bool:
+    return bool(href) and not href.startswith(("/", "\\")) and ":" not in href.split("/", 1)[0]
+
+
+def existing_links(page_dir: Path, wanted: Sequence[ReportLink]) -> tuple[dict[str, str], list[ReportLink]]:
+    """(label -> href of each report whose file exists under ``page_dir``, the ones that do not).
+    An absolute or scheme href is a mistake in the caller: ValueError."""
+    links: dict[str, str] = {}
+    missing: list[ReportLink] = []
+    for link in wanted:
+        if not _relative(link.href):
+            raise ValueError(f"report links must be relative to the page: {link.href!r}")
+        if (page_dir / link.href).is_file():
+            links[link.label] = link.href
+        else:
+            missing.append(link)
+    return links, missing
+
+
+def candidate_report_links(params: Params, paths: Paths, page_dir: Path,
+                           passed: bool) -> tuple[dict[str, str], list[ReportLink]]:
+    """The candidate page's report links, as ``existing_links`` of ``page_dir`` (the folder the page is
+    written in: the candidate folder or its staging sibling). A passed candidate links its own copies of
+    the Evidently reports; a blocked one has none and links ``data/reports/evaluate``. Champion quality is
+    listed only when evaluate wrote it (there is no champion before the first release)."""
+    root = f" --root {paths.root}" if paths.root != Path.cwd() else ""
+    rerun_gate = f"then `edgeloop stage gate{root}` writes this page again"
+    reports = "reports" if passed else "../reports/evaluate"
+    evaluate = f"run `edgeloop stage evaluate{root}`, {rerun_gate}"
+    wanted = [ReportLink(label, f"{reports}/{name}", evaluate) for name, label in EVALUATE_REPORTS.items()
+              if name != "champion_quality.html" or (paths.reports / "evaluate" / name).is_file()]
+    docs_off = "" if params.ingest.data_docs else (
+        "this project turns Data Docs off (ingest.data_docs: false in params.yaml); set it to true, then ")
+    wanted.append(ReportLink("Great Expectations Data Docs (ingest)", DATA_DOCS,
+                             f"{docs_off}run `edgeloop stage ingest{root}`, {rerun_gate}"))
+    wanted.append(ReportLink("decision.json", "decision.json", "written by the gate with this page"))
+    if passed:
+        wanted.append(ReportLink(MANIFEST_FILE, MANIFEST_FILE, "written by the gate for a passed candidate"))
+    return existing_links(page_dir, wanted)
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 64rem; color: #1d2330; }
@@ -134,6 +196,12 @@ def _ingest(ingest: dict[str, Any], quarantined: list[tuple[str, str]]) -> str:
     return f"{summary}<table><tr><th>batch</th><th>reason</th></tr>{''.join(rows)}</table>{more}"
 
 
+def _commands(text: str) -> str:
+    """``text`` escaped, with `backquoted` commands as <code>."""
+    parts = escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+
+
 def quarantine_reasons(folder: StoragePath) -> list[tuple[str, str]]:
     """(device/batch, one-line reason) of quarantined batches, first ``MAX_QUARANTINE_ROWS`` by name: the
     finished entries ingest counts (``flows.ingest.ledger``), in a folder or a bucket prefix."""
@@ -161,13 +229,17 @@ def render_overview(
     evaluate: dict[str, Any],
     quarantined: list[tuple[str, str]],
     links: dict[str, str],
+    missing: Sequence[ReportLink] = (),
 ) -> str:
-    """The whole page; ``links`` maps a label to a path relative to the page."""
+    """The whole page; ``links`` maps a label to a path relative to the page (existing files:
+    ``existing_links``), ``missing`` are the reports not built, named with what builds them."""
     passed = bool(decision.get("passed"))
     badge = '<span class="badge pass">PASSED</span>' if passed else '<span class="badge fail">BLOCKED</span>'
     reasons = "".join(f"<li>{escape(r)}</li>" for r in decision.get("reasons", []))
     metric = metric_label(str(decision.get("metric", "")), evaluate.get("candidate"))
     link_items = "".join(f'<li><a href="{escape(href)}">{escape(label)}</a></li>' for label, href in links.items())
+    link_items += "".join(f'<li>{escape(m.label)}: <span class="muted">not built; {_commands(m.build)}</span></li>'
+                          for m in missing)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgeloop candidate {escape(str(decision.get('version')))}</title>
 <style>{_CSS}</style></head><body>

@@ -41,7 +41,7 @@ from flows.evaluation.bundle import (
     utc_now,
 )
 from flows.evaluation.decision import Artifacts, Loaded, evaluate_rules, reasons, render_markdown
-from flows.evaluation.overview import project_quarantine_reasons, render_overview
+from flows.evaluation.overview import candidate_report_links, project_quarantine_reasons, render_overview
 from flows.lineage import frame_hash, git_commit, library_versions
 from flows.params import Params
 from flows.stages import StageError
@@ -149,25 +149,17 @@ def write_release(
 
 
 def overview_page(params: Params, paths: Paths, decision: dict[str, Any], loaded: dict[str, Loaded],
-                  passed: bool) -> str:
-    """index.html of the candidate folder: the decision and its evidence, linking to every report."""
-    reports = "reports" if passed else "../reports/evaluate"  # a blocked candidate has no report copies
-    links = {
-        "Evidently: data drift": f"{reports}/drift.html",
-        "Evidently: candidate quality": f"{reports}/candidate_quality.html",
-    }
-    if (paths.reports / "evaluate" / "champion_quality.html").is_file():
-        links["Evidently: champion quality"] = f"{reports}/champion_quality.html"
-    links["Great Expectations Data Docs (ingest)"] = "../reports/ingest/data_docs/index.html"
-    links["decision.json"] = "decision.json"
-    if passed:
-        links[MANIFEST_FILE] = MANIFEST_FILE
+                  passed: bool, page_dir: Path) -> str:
+    """index.html of the candidate folder: the decision and its evidence, linking every report that exists
+    beside ``page_dir`` (the folder it is written in) and naming the ones not built."""
+    links, missing = candidate_report_links(params, paths, page_dir, passed)
     return render_overview(
         decision,
         loaded["ingest"].data or {},
         loaded["evaluate"].data or {},
         project_quarantine_reasons(params, paths),
         links,
+        missing,
     )
 
 
@@ -197,7 +189,7 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         write_text_atomic(staging / "decision.md", render_markdown(decision))
         if passed:
             write_release(staging, params, paths, decision, rules)
-        write_text_atomic(staging / "index.html", overview_page(params, paths, decision, loaded, passed))
+        write_text_atomic(staging / "index.html", overview_page(params, paths, decision, loaded, passed, staging))
         replace_dir(staging, paths.candidate)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
