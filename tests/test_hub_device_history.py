@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 
 from edge.contracts.wire import device_path
 from edgeloop.testkit.hub import ManualClock, running_hub
@@ -195,3 +195,45 @@ def test_a_database_at_0002_is_upgraded_keeping_its_rows_and_then_records_histor
         assert [(u.rows, u.bytes) for u in history.uploads] == [(100, 1000)]
     finally:
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def engine(request, tmp_path: Path):
+    from edgeloop.testkit.postgres import shared_postgres
+
+    url = (f"sqlite:///{tmp_path / 'hub.db'}" if request.param == "sqlite"
+           else shared_postgres().fresh_database("history"))
+    made = make_engine(url)
+    issued = tokens.issue()
+    with made.begin() as connection:
+        connection.execute(insert(Device), [{"device_id": "press-05", "channel": "canary", "token_id": issued.token_id,
+                                            "token_salt": issued.salt, "token_digest": issued.digest,
+                                            "created_at": START}])
+    yield made
+    made.dispose()
+
+
+def test_the_page_reads_count_in_the_database_on_both(engine) -> None:
+    from hub.db import Upload, write_lock
+    from hub.store.device_history import read_events, read_trend, read_upload_buckets
+
+    recorder, other = HistoryRecorder(engine, write_lock(engine)), HistoryRecorder(engine, write_lock(engine))
+    for i in range(36):  # three hours of heartbeats every 5 minutes, from two "processes"
+        (recorder if i % 2 else other).record(
+            "press-05", beat([ACTIVATED, REJECTED], drift={"t": -0.1 * (i % 4)}, rolling_accuracy=0.9 - i / 100),
+            START + timedelta(seconds=SAMPLE_EVERY_S * i))
+    assert [e.kind for e in read_events(engine, "press-05")] == ["activated", "rejected"]
+    points = read_trend(engine, "press-05", START, most_points=12)
+    assert len(points) == 12 and [p.samples for p in points] == [3] * 12
+    assert points[0].drift_psi == pytest.approx(0.2) and points[0].rolling_accuracy == pytest.approx(0.88)
+    assert points[1].at == START + timedelta(seconds=3 * SAMPLE_EVERY_S)
+    with engine.begin() as connection:
+        connection.execute(insert(Upload), [
+            {"device_id": "press-05", "batch_id": f"{n:064x}", "path": "u", "bytes": 10, "rows": 100 + n,
+             "stored_at": START + timedelta(minutes=25 * n)} for n in range(6)])  # 02:00 ... 04:05
+    unit, buckets = read_upload_buckets(engine, "press-05", START - timedelta(days=30), START + timedelta(hours=4))
+    assert unit == "hour" and [(b.start.hour, b.rows, b.batches) for b in buckets] == [
+        (2, 100 + 101 + 102, 3), (3, 103 + 104, 2), (4, 105, 1), (5, 0, 0), (6, 0, 0)]  # up to now, 06:00
+    unit, buckets = read_upload_buckets(engine, "press-05", START - timedelta(days=30), START + timedelta(days=3))
+    assert unit == "day" and [(b.start.day, b.rows, b.batches) for b in buckets] == [
+        (27, 615, 6), (28, 0, 0), (29, 0, 0), (30, 0, 0)]

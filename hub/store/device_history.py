@@ -20,7 +20,11 @@ latest heartbeat is stored. It writes only what is new, so a routine heartbeat c
 One transaction under the app's write lock (hub.db.write_lock) on SQLite, autocommit statements on
 PostgreSQL (hub.db.single_statements); the caches change only after the write succeeded.
 ``read_history(engine, device_id, since)`` returns the events (oldest first), the samples and the uploads
-(time, rows, bytes) since ``since``. Leaves out validating heartbeats (hub.schemas.heartbeats), the
+(time, rows, bytes) since ``since``. For a page, the database does the counting: ``read_events``,
+``read_trend`` (samples merged ``slots_per_point`` slots at a time: largest absolute drift, lowest
+accuracy; at most a few hundred rows for 30 days) and ``read_upload_buckets`` (rows and batches per hour,
+or per day when the uploads span more than ``HOURLY_UP_TO``: the UTC text of the time cut to the hour or
+day, the same on both databases). Leaves out validating heartbeats (hub.schemas.heartbeats), the
 latest state (hub.store.heartbeats) and the page (edgeloop.console.device_pages).
 """
 
@@ -31,24 +35,26 @@ import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import String, bindparam, delete, func, select
 from sqlalchemy.engine import Engine
 
 from hub.clock import as_utc
 from hub.db import DeviceEvent, DeviceSample, Upload, single_statements
 from hub.store.dialect import insert_for
 
-__all__ = ["EVENTS_KEPT_S", "PRUNE_EVERY_S", "SAMPLES_KEPT_S", "SAMPLE_EVERY_S", "DeviceHistory", "HistoryEvent",
-           "HistoryRecorder", "HistorySample", "UploadPoint", "read_history", "recorder_of"]
+__all__ = ["EVENTS_KEPT_S", "HOURLY_UP_TO", "PRUNE_EVERY_S", "SAMPLES_KEPT_S", "SAMPLE_EVERY_S", "DeviceHistory",
+           "HistoryEvent", "HistoryRecorder", "HistorySample", "TrendPoint", "UploadBucket", "UploadPoint",
+           "read_events", "read_history", "read_trend", "read_upload_buckets", "recorder_of"]
 
 SAMPLE_EVERY_S = 300  # one sample per device per this many seconds at most (the hub clock's slots)
 SAMPLES_KEPT_S = 30 * 86400  # samples older than this are pruned
 EVENTS_KEPT_S = 365 * 86400  # events older than this (device clock) are pruned
 PRUNE_EVERY_S = 3600  # each hub process prunes at most this often
+HOURLY_UP_TO = timedelta(hours=48)  # uploads spanning less than this are counted per hour, else per day
 
 EventKey = tuple[str, str, datetime]  # kind, version ("" for none), at (UTC)
 
@@ -79,6 +85,21 @@ class UploadPoint:
     stored_at: datetime
     rows: int
     bytes: int
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    at: datetime  # the first sample's time of the merged run
+    drift_psi: float | None  # the largest absolute drift among them
+    rolling_accuracy: float | None  # the lowest accuracy among them
+    samples: int
+
+
+@dataclass(frozen=True)
+class UploadBucket:
+    start: datetime  # of the hour or day, UTC
+    rows: int
+    batches: int
 
 
 @dataclass(frozen=True)
@@ -245,3 +266,62 @@ def read_history(engine: Engine, device_id: str, since: datetime) -> DeviceHisto
         uploads=[UploadPoint(as_utc(r.stored_at), int(r.rows), int(r.bytes)) for r in uploads],
     )
 
+
+def read_events(engine: Engine, device_id: str) -> list[HistoryEvent]:
+    """Every kept event of ``device_id``, oldest first (device clock, then arrival)."""
+    with single_statements(engine).connect() as connection:
+        rows = connection.execute(_EVENTS, {"device_id": device_id}).all()
+    return [HistoryEvent(r.kind, r.version or None, as_utc(r.at), r.detail, as_utc(r.received_at)) for r in rows]
+
+
+def read_trend(engine: Engine, device_id: str, since: datetime, most_points: int = 720) -> list[TrendPoint]:
+    """``device_id``'s samples since ``since`` as at most about ``most_points`` points: runs of consecutive
+    sampling slots merged (largest absolute drift, lowest accuracy, first time) when there are more."""
+    mine = (DeviceSample.device_id == device_id, DeviceSample.at >= since)
+    with single_statements(engine).connect() as connection:
+        span = connection.execute(select(func.min(DeviceSample.slot), func.max(DeviceSample.slot)).where(*mine)).one()
+        if span[0] is None:
+            return []
+        slots_per_point = max(1, math.ceil((int(span[1]) - int(span[0]) + 1) / max(1, most_points)))
+        run = (DeviceSample.slot - int(span[0])) // slots_per_point  # integer division on both databases
+        query = (select(func.min(DeviceSample.at).label("at"),
+                        func.max(func.abs(DeviceSample.drift_psi)).label("psi"),
+                        func.min(DeviceSample.rolling_accuracy).label("accuracy"), func.count().label("samples"))
+                 .where(*mine).group_by(run).order_by(run))
+        rows = connection.execute(query).all()
+    return [TrendPoint(as_utc(r.at), None if r.psi is None else float(r.psi),
+                       None if r.accuracy is None else float(r.accuracy), int(r.samples)) for r in rows]
+
+
+def _cut(engine: Engine, hourly: bool) -> Any:
+    """The UTC text of ``stored_at`` cut to its hour ("2026-11-27 14") or day ("2026-11-27")."""
+    if engine.dialect.name == "postgresql":  # sessions are in UTC (hub.db.make_engine)
+        return func.to_char(Upload.stored_at, "YYYY-MM-DD HH24" if hourly else "YYYY-MM-DD", type_=String)
+    return func.substr(Upload.stored_at, 1, 13 if hourly else 10, type_=String)  # stored as UTC text
+
+
+def read_upload_buckets(engine: Engine, device_id: str, since: datetime,
+                        now: datetime) -> tuple[str, list[UploadBucket]]:
+    """("hour" or "day", rows and batches of ``device_id`` per bucket) from its first upload since ``since`` to
+    ``now``, empty buckets included; per hour when that spans at most ``HOURLY_UP_TO``."""
+    mine = (Upload.device_id == device_id, Upload.stored_at >= since)
+    with single_statements(engine).connect() as connection:
+        first = connection.execute(select(func.min(Upload.stored_at)).where(*mine)).scalar()
+        if first is None:
+            return "day", []
+        first = as_utc(first)
+        hourly = now - first <= HOURLY_UP_TO
+        cut = _cut(engine, hourly)
+        rows = connection.execute(select(cut, func.sum(Upload.rows), func.count()).where(*mine).group_by(cut)).all()
+    unit, step, shape = ("hour", timedelta(hours=1), "%Y-%m-%d %H") if hourly else (
+        "day", timedelta(days=1), "%Y-%m-%d")
+    counts = {datetime.strptime(text, shape).replace(tzinfo=UTC): (int(total), int(batches))
+              for text, total, batches in rows}
+    moment = datetime.strptime(first.strftime(shape), shape).replace(tzinfo=UTC)
+    last = max([now, *counts])
+    buckets = []
+    while moment <= last:
+        total, batches = counts.get(moment, (0, 0))
+        buckets.append(UploadBucket(moment, total, batches))
+        moment += step
+    return unit, buckets
