@@ -7,11 +7,16 @@ Thin: each command loads params.yaml's ``release:`` section into a ``ReleaseConf
 ``manual`` and its user mistakes (an unknown channel without ``--create``, a missing release) are found
 before anything starts. User mistakes raise ``UserError``, which ``edgeloop.cli.main`` prints as one
 line (exit 2). Imports python-tuf and Prefect only inside commands so ``edgeloop --help`` stays fast.
+``halt``/``resume`` freeze and unfreeze a channel (``flows.loop.halts``): no automatic move touches a halted
+channel, and ``promote`` into one is refused unless ``--force``. ``list --json`` prints the table's rows as
+JSON; the tables fit the terminal (80 columns included) by dropping optional columns and wrapping hashes,
+never by cutting a version, channel or candidate name.
 Leaves out: the release logic itself and deciding promotions (``edgeloop loop``, the promote-soaked flow).
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from pathlib import Path
@@ -30,8 +35,17 @@ if TYPE_CHECKING:
     from flows.params import Params
     from flows.releases import ReleaseConfig
 
-release_app = sub_app("Signed, versioned model releases (TUF): publish, promote, roll back, verify.")
-out = Console()
+release_app = sub_app("Signed, versioned model releases (TUF): publish, promote, roll back, halt, verify.")
+
+
+class _Out:
+    """A rich console made at each use, so its width follows $COLUMNS when the command runs."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(Console(), name)
+
+
+out = _Out()
 
 
 def _load(root: Path) -> tuple[Params, Paths, ReleaseConfig]:
@@ -88,14 +102,15 @@ def promote(
     version: Annotated[int, typer.Argument(help="Release version to promote.", min=1)],
     to: Annotated[str, typer.Option("--to", help="Channel to point at it (e.g. stable).")],
     create: Annotated[bool, typer.Option("--create", help="Make the channel if it does not exist yet.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Promote even though the channel is halted.")] = False,
     root: RootOption = Path("."),
 ) -> None:
     """Point a channel at an existing release (only the signed pointer moves).
 
     A channel that does not exist yet is refused (a typo must not make a channel no device follows) unless
-    --create is given. Runs as the Prefect ``promote`` flow when PREFECT_API_URL is set, so it shows in the
-    UI history."""
-    _print_move(_move_channel(root, "promote", to, version, create))
+    --create is given; a halted channel (`release halt`) is refused unless --force. Runs as the Prefect
+    ``promote`` flow when PREFECT_API_URL is set, so it shows in the UI history."""
+    _print_move(_move_channel(root, "promote", to, version, create, force))
 
 
 @release_app.command()
@@ -112,12 +127,32 @@ def rollback(
     _print_move(_move_channel(root, "rollback", channel, to))
 
 
-def _move_channel(root: Path, kind: str, channel: str, version: int | None, create: bool = False) -> SimpleNamespace:
+def cli_user() -> str:
+    """Who runs the command, as the loop log records it."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown user"
+    return f"{name} via cli"
+
+
+def _halts_file(params: Params, paths: Paths) -> Path:
+    from flows.loop.halts import halts_path
+
+    return halts_path(paths.resolve(params.loop.log))
+
+
+def _move_channel(root: Path, kind: str, channel: str, version: int | None, create: bool = False,
+                  force: bool = False) -> SimpleNamespace:
     """Through the Prefect flow when a server is configured, else directly (same functions underneath)."""
+    from flows.loop.halts import read_halts, refuse_if_halted
     from flows.project_releases import check_move
 
     params, paths, _ = _load(root)
     check_move(params, paths, kind, channel, version, create)  # a typo is one line, not a failed flow run
+    halted = read_halts(_halts_file(params, paths)).get(channel)
+    if kind == "promote" and not force:  # a rollback of a halted channel is the operator's way out: allowed
+        refuse_if_halted(_halts_file(params, paths), channel, "nothing moved; --force promotes anyway")
     if os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.orchestration.release_flows import promote_flow, rollback_flow
@@ -131,7 +166,8 @@ def _move_channel(root: Path, kind: str, channel: str, version: int | None, crea
         from flows.project_releases import move_channel
 
         result = move_channel(params, paths, kind, channel, version, create)
-        record_manual_move(params, paths, kind, result)
+        extra = {"forced_over_halt": halted.describe()} if halted is not None and kind == "promote" else {}
+        record_manual_move(params, paths, kind, result, by=cli_user(), **extra)
     return SimpleNamespace(**result)
 
 
@@ -146,22 +182,120 @@ def _metric(metrics: dict[str, float], name: str) -> str:
     return "-" if name not in metrics else f"{metrics[name]:.4f}"
 
 
-@release_app.command("list")
-def list_command(root: RootOption = Path(".")) -> None:
-    """Table of releases: version, channels, created, key metrics, data hash."""
+# (header, key, kind): "name" columns are never dropped nor cut, "hash" ones wrap, "extra" ones go first
+# when the terminal is too narrow (the last listed goes first)
+Column = tuple[str, str, str]
+
+
+def fitted_table(title: str, columns: list[Column], rows: list[dict[str, str]], width: int) -> Table:
+    """A rich table of ``rows`` that fits ``width``: optional columns dropped from the end, names never cut."""
+    def natural(column: Column) -> int:
+        """The width a column needs: whole cells, the longest word of a "wrap" one, 16 of a "hash" one."""
+        header, key, kind = column
+        if kind == "hash":
+            return 16
+        cells = [max(map(len, row[key].split()), default=0) if kind == "wrap" else len(row[key]) for row in rows]
+        return max([len(header), *cells])
+
+    kept = list(columns)
+    while sum(map(natural, kept)) + 3 * len(kept) + 1 > width and any(c[2] == "extra" for c in kept):
+        kept.pop(max(i for i, c in enumerate(kept) if c[2] == "extra"))
+    table = Table(title=title or None)
+    for header, key, kind in kept:
+        if kind in ("name", "extra"):
+            table.add_column(header, no_wrap=True, min_width=natural((header, key, kind)))  # never cut
+        else:
+            table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(row[key] for _, key, _ in kept))
+    dropped = [c[0] for c in columns if c not in kept]
+    if dropped:
+        table.caption = f"(narrow terminal: {', '.join(dropped)} not shown; --json has everything)"
+    return table
+
+
+def release_rows(root: Path) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """(repository, every release newest first as plain data, halted channels) for ``release list``."""
+    from flows.loop.halts import read_halts
     from flows.releases import list_releases
 
-    _, _, config = _load(root)
-    releases = list_releases(config)
-    table = Table(title=f"releases in {config.repository}")
-    for column in ("version", "channels", "created", "f1_macro", "accuracy", "data hash", "candidate"):
-        table.add_column(column)
-    for r in releases:
-        table.add_row(str(r.version), ", ".join(r.channels) or "-", r.created, _metric(r.metrics, "f1_macro"),
-                      _metric(r.metrics, "accuracy"), r.data_hash[:12], r.candidate or "-")
-    out.print(table)
+    params, paths, config = _load(root)
+    halts = read_halts(_halts_file(params, paths))
+    releases = [{"version": r.version, "channels": list(r.channels), "created": r.created, "metric": r.metric,
+                 "metrics": dict(r.metrics), "data_hash": r.data_hash, "candidate": r.candidate}
+                for r in reversed(list_releases(config))]
+    halted = {name: {"by": h.by, "at": h.at, "reason": h.reason} for name, h in sorted(halts.items())}
+    return str(config.repository), releases, halted
+
+
+@release_app.command("list")
+def list_command(
+    root: RootOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the releases as a JSON list.")] = False,
+) -> None:
+    """Releases, newest first: version, channels, created, key metrics, data hash, candidate.
+
+    Halted channels are marked and listed under the table (with --json: each release's ``halted`` channels)."""
+    repository, releases, halted = release_rows(root)
+    console = Console()
+    if as_json:
+        for r in releases:
+            r["halted"] = [c for c in r["channels"] if c in halted]
+        console.print_json(json.dumps(releases))
+        return
+    rows = [{"version": str(r["version"]),
+             "channels": ", ".join(f"{c} (halted)" if c in halted else c for c in r["channels"]) or "-",
+             "created": r["created"][:16].replace("T", " "), "f1": _metric(r["metrics"], "f1_macro"),
+             "accuracy": _metric(r["metrics"], "accuracy"), "data": r["data_hash"][:12],
+             "candidate": r["candidate"] or "-"} for r in releases]
+    columns: list[Column] = [("version", "version", "name"), ("channels", "channels", "wrap"),
+                             ("created (UTC)", "created", "extra"), ("f1_macro", "f1", "extra"),
+                             ("candidate", "candidate", "extra"), ("accuracy", "accuracy", "extra"),
+                             ("data hash", "data", "extra")]
+    console.print(f"releases in {repository}")  # a long path wraps (folds), never cut short
+    console.print(fitted_table("", columns, rows, console.width))
+    for name, h in halted.items():
+        console.print(f"channel {name} is halted by {h['by']} at {h['at'][:19].replace('T', ' ')} UTC: {h['reason']}")
     if not releases:
-        out.print("no releases yet: `edgeloop release publish`")
+        console.print("no releases yet: `edgeloop release publish`")
+
+
+@release_app.command()
+def halt(
+    channel: Annotated[str, typer.Argument(help="Channel to freeze (e.g. stable).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown wherever the halt is; up to 200 characters).")],
+    root: RootOption = Path("."),
+) -> None:
+    """Halt a channel: no automatic promotion or rollback moves it, and `release promote` into it needs --force.
+
+    Recorded in the loop log as a manual decision with who and when; `release resume` lifts it."""
+    from flows.loop.halts import halt_channel, record_halt
+    from flows.project_releases import declared_channels
+    from flows.releases import list_channels
+
+    params, paths, config = _load(root)
+    known = set(list_channels(config)) | declared_channels(params)
+    if channel not in known:
+        raise UserError(f"channel {channel!r} does not exist (channels: {', '.join(sorted(known))}); nothing halted")
+    by = cli_user()
+    done = halt_channel(_halts_file(params, paths), channel, by, reason)
+    record_halt(paths.resolve(params.loop.log), "halt", done, by)
+    out.print(f"channel '{channel}' halted: {done.reason}")
+
+
+@release_app.command()
+def resume(
+    channel: Annotated[str, typer.Argument(help="Halted channel to let move again.")],
+    root: RootOption = Path("."),
+) -> None:
+    """Lift a channel's halt: automatic promotion may move it again. Recorded in the loop log as manual."""
+    from flows.loop.halts import record_halt, resume_channel
+
+    params, paths, _ = _load(root)
+    by = cli_user()
+    lifted = resume_channel(_halts_file(params, paths), channel)
+    record_halt(paths.resolve(params.loop.log), "resume", lifted, by)
+    out.print(f"channel '{channel}' resumed (it was {lifted.describe()})")
 
 
 @release_app.command()
@@ -184,15 +318,17 @@ def show(
     out.print(f"data {lineage['data_hash'][:16]}  params {lineage['params_hash'][:16]}"
               f"  git {lineage['git_commit'][:16]}  dvc.lock {(lineage['dvc_lock_hash'] or '-')[:16]}")
     gate = Table(title=f"gate: {'passed' if shown['gate']['passed'] else 'BLOCKED'} ({shown['gate']['metric']})")
-    for column in ("rule", "threshold", "observed", "result", "detail"):
-        gate.add_column(column)
+    gate.add_column("rule", no_wrap=True)
+    for column in ("threshold", "observed", "result", "detail"):
+        gate.add_column(column, overflow="fold")
     for rule in shown["gate"]["rules"]:
         gate.add_row(rule["name"], _number(rule["threshold"]), _number(rule["observed"]),
                      "pass" if rule["passed"] else "FAIL", rule["detail"])
     out.print(gate)
     files = Table(title="files (TUF targets)")
-    for column in ("file", "bytes", "sha256"):
-        files.add_column(column)
+    files.add_column("file", no_wrap=True)
+    files.add_column("bytes", no_wrap=True)
+    files.add_column("sha256", overflow="fold", min_width=16)
     for name, info in shown["files"].items():
         files.add_row(name, str(info["length"]), info["sha256"])
     out.print(files)
@@ -233,8 +369,10 @@ def verify(
                       for r in ("root", "targets", "snapshot", "timestamp"))
     out.print(f"verified from {anchor}: {roles}")
     table = Table(title="channels")
-    for column in ("channel", "release", "model sha256", "bytes"):
-        table.add_column(column)
+    table.add_column("channel", no_wrap=True)
+    table.add_column("release", no_wrap=True)
+    table.add_column("model sha256", overflow="fold", min_width=16)
+    table.add_column("bytes", no_wrap=True)
     for name, info in report["channels"].items():
         table.add_row(name, str(info["version"]), info["model_sha256"], str(info["model_bytes"]))
     out.print(table)

@@ -2,7 +2,8 @@
 
 - ``apply_verdict``: a ``promote`` verdict points ``loop.promotion.to_channel`` at the candidate, a
   ``rollback`` moves ``from_channel`` back (``flows.project_releases.move_channel``: the champion
-  follows); ``wait`` moves nothing;
+  follows); ``wait`` moves nothing, and neither does a verdict whose channel is halted
+  (``flows.loop.halts``: a ``UserError`` the flow records as "could not act");
 - ``record_verdict``: one loop-log entry per soak check, acting or not (source ``promote``);
 - ``record_manual_move``: a promote or rollback a person made (``edgeloop release promote/rollback``,
   the ``promote``/``rollback`` flows) as a decision with source ``manual``.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.contracts.layout import Paths
+from flows.loop.halts import halts_path, refuse_if_halted
 from flows.loop.log import append_decision
 from flows.loop.promotion import SoakEvidence, Verdict
 from flows.params import Params
@@ -30,6 +32,9 @@ def apply_verdict(params: Params, paths: Paths, verdict: Verdict, evidence: Soak
     from flows.project_releases import move_channel
 
     rules = params.loop.promotion
+    if verdict.action in ("promote", "rollback"):  # a halted channel never moves by itself: "could not act"
+        channel = rules.to_channel if verdict.action == "promote" else rules.from_channel
+        refuse_if_halted(halts_path(paths.resolve(params.loop.log)), channel, f"the {verdict.action} waits")
     if verdict.action == "promote":
         # never creates to_channel: a typo in params.yaml must not make a channel no device follows
         return move_channel(params, paths, "promote", rules.to_channel, evidence.candidate)
@@ -51,11 +56,16 @@ def record_verdict(log: Path, verdict: Verdict, evidence: SoakEvidence, move: Ma
     ).to_dict()
 
 
-def record_manual_move(params: Params, paths: Paths, kind: str, move: Mapping[str, Any]) -> None:
-    """Append a manual channel move (``promote`` or ``rollback``) to the loop log, like the loop's own."""
+def record_manual_move(params: Params, paths: Paths, kind: str, move: Mapping[str, Any], by: str | None = None,
+                       **extra: Any) -> None:
+    """Append a manual channel move (``promote`` or ``rollback``) to the loop log, like the loop's own;
+    ``by``: who made it (e.g. "alice via console"), ``extra``: more fields for the entry."""
     channel, before, after = move["channel"], move["from_version"], move["to_version"]
     fired = before != after
     summary = (f"manual {kind}: channel {channel} {before or '-'} -> {after}" if fired
                else f"manual {kind}: channel {channel} already points at release {after}; nothing changed")
+    if by:
+        summary += f" (by {by})"
     append_decision(paths.resolve(params.loop.log), "manual", kind, fired, summary,
-                    {"channel": channel, "from_version": before, "to_version": after}, action=kind, move=dict(move))
+                    {"channel": channel, "from_version": before, "to_version": after}, action=kind, move=dict(move),
+                    **({"by": by} if by else {}), **extra)
