@@ -188,7 +188,7 @@ def test_crowded_markers_never_overlap_and_widths_follow_the_font() -> None:
     assert {"at the right edge", "a threshold", "another threshold"} <= shown
     assert sum(text.startswith("marker number") for text in shown) == 12  # all fit, row by row
     assert "<title>marker number 11</title>" in svg  # each line keeps its label as a tooltip too
-    assert text_width("0", 100) == pytest.approx(63.6) and text_width("i i", 10) == pytest.approx(8.74)
+    assert text_width("0", 100) == pytest.approx(63.6 * 1.03) and text_width("i  i", 10) == pytest.approx(9.0022)
     assert FONT_PX["marker"] < FONT_PX["legend"]
 
 

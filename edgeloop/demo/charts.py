@@ -30,7 +30,7 @@ WIDTH, HEIGHT = 760, 280
 LEFT, RIGHT, TOP, BOTTOM = 60, 160, 30, 40  # margins: the legend sits on the right
 FONT_PX = {"tick": 10.0, "axis": 11.0, "legend": 11.0, "marker": 9.0}  # font-size per text class
 GAP = 2.0  # px kept free between two labels (the marker labels' white halo is 1.5 px)
-ASCENT, DESCENT = 0.93, 0.24  # DejaVu Sans, in em, above and below the baseline
+ASCENT, DESCENT = 0.95, 0.30  # DejaVu Sans line box in em (0.93, 0.24) plus what small sizes render
 
 # Advance widths in em of DejaVu Sans, measured in Chromium (getComputedTextLength at 100 px).
 _WIDTHS = {
@@ -44,6 +44,7 @@ _WIDTHS = {
 }
 _EM = {char: width for chars, width in _WIDTHS.items() for char in chars}
 _OTHER_EM = 1.0  # any other character: as wide as the widest above
+SLACK = 1.03  # rendered widths came out up to 1.2 % wider than the sum of advances (hinting): room for that
 
 Points = Sequence[tuple[float, float]]
 
@@ -54,7 +55,7 @@ def _t(text: object) -> str:
 
 def text_width(text: str, size: float) -> float:
     """Width in px of ``text`` at font size ``size`` (runs of spaces count once, as SVG collapses them)."""
-    return size * sum(_EM.get(char, _OTHER_EM) for char in re.sub(r"\s+", " ", text.strip()))
+    return SLACK * size * sum(_EM.get(char, _OTHER_EM) for char in re.sub(r"\s+", " ", text.strip()))
 
 
 @dataclass(frozen=True)
