@@ -26,7 +26,7 @@ from rich.table import Table
 from edge.contracts.errors import UserError
 from edge.contracts.release_layout import MODEL_FILE
 from edge.telemetry import switch_off
-from edgeloop.cli_common import RootOption
+from edgeloop.cli_common import RootOption, check_port_free
 from edgeloop.demo_cli import demo as demo_command
 from edgeloop.deploy_cli import deploy as deploy_command
 from edgeloop.devices_cli import devices_app
@@ -148,7 +148,11 @@ def stage(
 
 def _stage_progress(progress: Any, bar: Any) -> Callable[[str, str, dict[str, Any] | None], None]:
     def listener(stage_name: str, event: str, summary: dict[str, Any] | None) -> None:
-        if event == "start":
+        if stage_name == "publish" and event == "start":
+            progress.update(bar, description="publishing")
+        elif stage_name in ("publish", "request"):
+            return
+        elif event == "start":
             progress.update(bar, description=f"running {stage_name}")
         else:
             seconds = (summary or {}).get("seconds", 0.0)
@@ -179,7 +183,10 @@ def _print_result(paths: Any, result: dict[str, Any]) -> None:
     out.print(f"reports      {paths.reports}  (ingest/data_docs, evaluate/*.html)")
     out.print(f"metrics      {paths.metrics}  (dvc metrics show)")
     release = result.get("release")
-    if release:
+    if release and release.get("already_published"):
+        out.print(f"release      already published as release {release['version']} (same data, params and model): "
+                  f"nothing new signed; channel '{release['channel']}' points at it")
+    elif release:
         out.print(f"release      {release['version']} signed and published to channel '{release['channel']}'")
 
 
@@ -195,36 +202,38 @@ def retrain(
         typer.Option(help="Seconds this retrain holds the monitor's automatic triggers (default: "
                           "loop.monitor.cooldown_s; 0 leaves them free).", min=0),
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="When another retrain of this project is running, wait for it to end "
+                                          "(default: refuse at once).")
+    ] = False,
 ) -> None:
     """Retrain now through the Prefect retrain flow: ingest, validate, train, export, evaluate, gate, publish.
 
     Recorded in the loop log (`edgeloop loop status`) as a manual retrain with its outcome. It is never
     refused, not even inside the monitor's cooldown, and it then holds the monitor's automatic triggers
     (the nightly slot included) for the cooldown. Uses the Prefect server in PREFECT_API_URL when set,
-    else a temporary local one. Exit code 3 when the gate blocks the candidate.
+    else a temporary local one. Exit code 3 when the gate blocks the candidate. One retrain per project at a
+    time: another one running is refused in one line, or waited for with --wait. Ctrl-C stops it within
+    seconds, says what was left as it was, and exits 130.
     """
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     params, paths = _load(root)  # fail fast on bad params, before Prefect starts
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from flows.orchestration.retrain import add_stage_listener, remove_stage_listener
-    from flows.orchestration.retrain import retrain as retrain_flow
-    from flows.stages import STAGES
+    from edgeloop.retrain_stop import RetrainStop
+    from flows.retrain_lock import hold_retrain_lock
+    from flows.retrain_preflight import check_has_data
 
-    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server"
-    console.print(f"retrain flow on {where}")
+    check_has_data(params, paths)  # no data at all: one line now, not a failed flow run
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        bar = progress.add_task("starting Prefect", total=len(STAGES))
-        listener = _stage_progress(progress, bar)
-        add_stage_listener(listener)
-        try:
-            state = retrain_flow(root=str(paths.root), publish=publish, source="manual",
-                                 requested_by="edgeloop retrain", hold_s=hold, return_state=True)
-        finally:
-            remove_stage_listener(listener)
+    progress = Progress(*columns, console=console, transient=True)
+    with RetrainStop(on_stop=progress.stop) as stop, \
+            hold_retrain_lock(paths, wait=wait, on_wait=lambda line: console.print(line, soft_wrap=True)):
+        state = _run_retrain_flow(paths, progress, stop.listener, publish=publish, hold=hold, verbose=verbose)
     result = state.result(raise_on_failure=False)
+    if isinstance(result, UserError):  # a user mistake found inside the flow: its own line, nothing more
+        raise UserError(str(result))
     if not isinstance(result, dict):
         raise UserError(f"retrain flow {state.name}: {state.message or result}")
     _print_result(paths, result)
@@ -235,6 +244,37 @@ def retrain(
         console.print(f"[red]gate blocked the candidate[/]: {state.message}", soft_wrap=True)
         raise typer.Exit(3)
     console.print(f"[green]{state.message}[/]", soft_wrap=True)
+
+
+def _run_retrain_flow(paths: Paths, progress: Any, stop_listener: Callable[[str, str, dict[str, Any] | None], None],
+                      publish: bool, hold: float | None, verbose: bool) -> Any:
+    """The retrain flow in this process, its stages shown on ``progress``; its final state."""
+    import logging
+
+    from edgeloop.cli_common import QuietUserErrors
+    from flows.orchestration.retrain import add_stage_listener, remove_stage_listener
+    from flows.orchestration.retrain import retrain as retrain_flow
+    from flows.stages import STAGES
+
+    where = os.environ.get("PREFECT_API_URL") or "a temporary local Prefect server"
+    console.print(f"retrain flow on {where}")
+    quiet = QuietUserErrors()
+    loggers = [] if verbose else [logging.getLogger(name) for name in ("prefect.task_runs", "prefect.flow_runs")]
+    with progress:
+        bar = progress.add_task("starting Prefect", total=len(STAGES))
+        listeners = [stop_listener, _stage_progress(progress, bar)]  # Ctrl-C knows a stage ended before it shows
+        for listener in listeners:
+            add_stage_listener(listener)
+        for logger in loggers:
+            logger.addFilter(quiet)
+        try:
+            return retrain_flow(root=str(paths.root), publish=publish, source="manual",
+                                requested_by="edgeloop retrain", hold_s=hold, return_state=True)
+        finally:
+            for listener in listeners:
+                remove_stage_listener(listener)
+            for logger in loggers:
+                logger.removeFilter(quiet)
 
 
 @app.command()
@@ -248,6 +288,12 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         raise UserError("set PREFECT_API_URL to a running Prefect server (prefect server start) before serving")
     _load(root)  # fail fast on bad params
+    from prefect.settings import get_current_settings
+
+    runner_server = get_current_settings().runner.server
+    if runner_server.enable:  # the only port `serve` binds (Prefect's runner webserver, off by default)
+        check_port_free(runner_server.host, runner_server.port, "another `edgeloop serve`?",
+                        "set PREFECT_RUNNER_SERVER_PORT to another one")
     from flows.orchestration.deployments import serve_deployments
 
     serve_deployments(Path(root).resolve(), timezone=timezone)

@@ -2,7 +2,8 @@
 
 ``serve`` listens as hub.tls.listen decides: HTTPS when ``hub.tls.cert_file/key_file`` are set (or
 ``--cert/--key``), plain HTTP on loopback otherwise; plain HTTP on another address is refused in one line
-saying how to configure TLS. The start-up line says which it is and where the admin token file is (never
+saying how to configure TLS; a port something already listens on is refused in one line, before anything
+starts, naming ``--port``. The start-up line says which it is and where the admin token file is (never
 the token). A re-issued certificate is picked up for new connections without a restart. Graceful
 shutdown: on SIGTERM/SIGINT uvicorn stops accepting connections and lets in-flight requests (uploads)
 finish, up to ``--grace`` seconds. Logs: start-up, warnings and every 5xx; one ``key=value`` line per
@@ -28,7 +29,7 @@ import typer
 from rich.console import Console
 
 from edge.contracts.errors import UserError
-from edgeloop.cli_common import RootOption, sub_app
+from edgeloop.cli_common import RootOption, check_port_free, sub_app
 
 hub_app = sub_app("The hub: device uploads, heartbeats, fleet view and the release repository.")
 ca_app = sub_app("The plant CA: it issues the hub's certificate and every device's.")
@@ -74,6 +75,7 @@ def serve(
                         "process, or give the hub PostgreSQL (EDGELOOP_HUB_DATABASE=postgresql+psycopg://user@host/db, "
                         "docs/hub.md#database)")
     listening = plan(settings, host, port, cert and cert.resolve(), key and key.resolve())
+    check_port_free(listening.host, listening.port, "another hub?")  # before the banner and the database
     configure_logging(access_log)  # hub.serving: INFO records on stderr; a line per request only when asked
     create_app(settings)  # fail fast on a bad database URL; migrates the schema and creates the admin token once
     bind = listening.host

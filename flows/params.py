@@ -329,5 +329,17 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+        raise ParamsError(yaml_error(path, exc)) from None
     return parse_params(raw, str(path))
+
+
+def yaml_error(path: Path | str, exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error that keeps where it is: 'params.yaml line 12, column 5: not valid
+    YAML: mapping values are not allowed here' (lines and columns counted from 1, as editors do)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    if mark is None or not problem:
+        return f"{path}: not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    context = getattr(exc, "context", None)
+    detail = f"{problem} ({context})" if context and context != problem else problem
+    return f"{path} line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {detail}"

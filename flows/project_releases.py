@@ -81,9 +81,12 @@ def publish_candidate(params: Params, paths: Paths, channel: str | None = None, 
     create = create or channel in declared_channels(params)
     earlier = already_published(params, paths, folder)
     if earlier is not None:  # publishing is idempotent: the same candidate never becomes two releases
-        move = move_channel(params, paths, "promote", channel, earlier, create=create)
+        if list_channels(release_config(params, paths)).get(channel) == earlier:  # nothing to sign again
+            champion = sync_champion(release_config(params, paths), params, paths)
+        else:
+            champion = move_channel(params, paths, "promote", channel, earlier, create=create)["champion"]
         return {"version": earlier, "channel": channel, "targets": [], "seconds": 0.0,
-                "repository_initialised": initialised, "already_published": True, "champion": move["champion"]}
+                "repository_initialised": initialised, "already_published": True, "champion": champion}
     lineage_dir = folder / "lineage"  # the exact files the gate hashed into the manifest's lineage
     lineage = {name: lineage_dir / name for name in LINEAGE_FILES if (lineage_dir / name).is_file()}
     config = release_config(params, paths)

@@ -10,7 +10,12 @@ as up to date, the gate decision as artifacts, the candidate signed and publishe
 loop log (gate passed or blocked, the release, or why the run failed) with the same source. The run
 ends Failed, with the reasons, when the gate blocks. On a server with the ``edgeloop-retrain`` global
 concurrency limit (``edgeloop deploy`` creates it), the stages run only while holding its one slot, so
-two retrains never run at once whatever started them (``flows.orchestration.concurrency``).
+two retrains never run at once whatever started them (``flows.orchestration.concurrency``). Before that
+slot, the run holds the project's own lock (``flows.retrain_lock``, an flock in ``data/``), waiting for
+another retrain of the same project to end, so two retrains of one project never overlap even without a
+server limit. A rerun whose candidate is already a release publishes nothing and says "already published
+as release N". Listeners (``add_stage_listener``) hear each stage's start and end, ``publish`` start and
+end, and ``request`` (where the loop log entry is: the CLI's Ctrl-C handling records the outcome there).
 
 The source defaults to ``deployment`` inside a deployment run and ``manual`` otherwise
 (``edgeloop retrain``, a direct call). How a request relates to the monitor's cooldown:
@@ -41,11 +46,13 @@ from edge.contracts.layout import Paths  # noqa: E402
 from flows.loop.retrains import EXPLICIT, SOURCES, outcome_of, record_outcome, record_request  # noqa: E402
 from flows.orchestration.concurrency import retrain_slot  # noqa: E402
 from flows.params import Params, load_params  # noqa: E402
+from flows.retrain_lock import hold_retrain_lock  # noqa: E402
 from flows.stages import STAGES, run_stage  # noqa: E402
 
 # Stages that read or write shared storage: a transient I/O fault is worth a retry. They are idempotent.
 IO_STAGES: frozenset[str] = frozenset({"simulate", "ingest", "gate"})
-StageListener = Callable[[str, str, dict[str, Any] | None], None]  # (stage, "start"|"done", summary)
+# (stage | "publish" | "request", "start"|"done", summary)
+StageListener = Callable[[str, str, dict[str, Any] | None], None]
 _listeners: list[StageListener] = []
 
 
@@ -154,12 +161,19 @@ def run_pipeline(params: Params, paths: Paths, publish: bool) -> State:
     gate = summaries["gate"]
     result: dict[str, Any] = {"passed": gate["passed"], "version": gate.get("version"), "stages": summaries}
     if gate["passed"] and publish:
+        _notify("publish", "start")
         result["release"] = publish_task(params, paths)
+        _notify("publish", "done", result["release"])
     if not gate["passed"]:
         reasons = "; ".join(gate.get("reasons", [])) or "see decision.md"
         return Failed(message=f"gate blocked the candidate: {reasons}", data=result)
     release = result.get("release")
-    published = f"; published release {release['version']} to {release['channel']}" if release else ""
+    published = ""
+    if release and release.get("already_published"):
+        published = (f"; already published as release {release['version']} (the same data and params produced "
+                     f"the same model): nothing new to publish")
+    elif release:
+        published = f"; published release {release['version']} to {release['channel']}"
     return Completed(message=f"candidate {gate.get('version')} passed the gate{published}", data=result)
 
 
@@ -185,8 +199,11 @@ def retrain(root: str = ".", publish: bool = True, source: str | None = None, re
                                hold_s, flow_run=run_id)
         decision_at = entry.at
         logger.info("%s", entry.summary)
+    _notify("request", "done", {"log": str(log), "source": who, "decision_at": decision_at, "flow_run": run_id})
     try:
-        with retrain_slot(logger):  # one retrain at a time on a shared server (flows.orchestration.concurrency)
+        # one retrain at a time on this project (flows.retrain_lock; the CLI may hold it already), then on a
+        # shared server (flows.orchestration.concurrency): always in this order, so two never wait on each other
+        with hold_retrain_lock(paths, wait=True, on_wait=logger.warning), retrain_slot(logger):
             state = run_pipeline(params, paths, publish)
     except Exception as exc:  # the run fails; its outcome is still on record
         record_outcome(log, who, outcome_of(None, "Failed", False, f"{type(exc).__name__}: {exc}"), decision_at,
