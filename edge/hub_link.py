@@ -9,7 +9,7 @@ heartbeats and renewals alike. It logs the story once per change, rate-limited (
 - "hub refused device press-07: 401 token not accepted; check the token file (hub.token_file) or enroll
   again": the device's credentials were refused (401/403); uploads keep their batches and retry. The
   token is never in the line;
-- "hub reachable again after 3 min; 12 rows waiting for upload".
+- "hub reachable again after 3 min (41 requests failed meanwhile); 12 rows waiting for upload".
 
 ``report()`` is the link's block in the state report and status.json (``state``: "unknown" before the
 first request, "ok", "unreachable" or "refused"; ``since``, ``status``, ``detail``); ``auth_problem()``
@@ -66,6 +66,7 @@ class HubLink:
         self._since: float | None = None
         self._status: int | None = None
         self._detail = ""
+        self._failures = 0  # requests that failed since the link was last fine
 
     def _change(self, state: str, status: int | None, detail: str) -> tuple[str, float | None]:
         """Set the state; returns the previous state and its start."""
@@ -74,19 +75,22 @@ class HubLink:
             if state != before or (state == "refused" and status != self._status):
                 self._since = self._clock()
             self._state, self._status, self._detail = state, status, detail
+            self._failures = 0 if state == "ok" else self._failures + 1
         return before, since
 
     def reachable(self) -> None:
         """A request got an answer that was not a refusal of the device (2xx, or a 4xx about the request)."""
         if self._state == "ok":  # the common case: no lock, no log
             return
+        failures = self._failures
         before, since = self._change("ok", None, "")
         if before in ("unreachable", "refused"):
-            self._throttle.clear("unreachable")
-            self._throttle.clear("refused")
+            self._throttle.forget("unreachable")
+            self._throttle.forget("refused")
             took = "" if since is None else f" after {_took(self._clock() - since)}"
             what = "reachable again" if before == "unreachable" else f"accepts device {self.device_id} again"
-            log.info("hub %s%s; %d rows waiting for upload", what, took, self._backlog())
+            log.info("hub %s%s (%d requests failed meanwhile); %d rows waiting for upload", what, took, failures,
+                     self._backlog())
 
     def unreachable(self, reason: str) -> None:
         """No answer (network, timeout, TLS) or a "not now" answer (5xx, 429)."""

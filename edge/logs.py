@@ -12,7 +12,9 @@ edge.runner: message`` (UTC).
 writing a line per request: the first occurrence of a key is logged; later ones within ``every_s``
 (default 300 s) are only counted, and the next occurrence after that logs the newest message with
 "(41 more times in the last 5 min)"; ``clear(key)`` ends the condition (logging what was still
-counted). Leaves out: log files and rotation (journald or the service manager keeps the log) and
+counted), ``forget(key)`` ends it silently (the caller tells the end its own way).
+
+Leaves out: log files and rotation (journald or the service manager keeps the log) and
 structured (JSON) output. Standard library only.
 """
 
@@ -125,6 +127,13 @@ class Throttle:
     def active(self, key: str) -> bool:
         with self._lock:
             return key in self._seen
+
+    def forget(self, key: str) -> int:
+        """The condition ended and the caller says so itself: forget ``key`` without a line; returns how
+        many occurrences were counted but not logged."""
+        with self._lock:
+            seen = self._seen.pop(key, None)
+        return 0 if seen is None else seen.more
 
     def clear(self, key: str) -> int:
         """The condition ended: forget ``key``; an occurrence still counted is logged first. Returns how

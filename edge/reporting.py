@@ -120,7 +120,7 @@ class StatusBoard:
             if status == "ok":
                 log.info("health ok again")
             else:
-                log.warning("health %s: %s", status, reason)
+                log.log(logging.ERROR if status == "error" else logging.WARNING, "health %s: %s", status, reason)
         return status, reason, since
 
     def health(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from edge.control import ROLLBACK_REQUEST, RunnerError, read_request
 from edge.health import HealthMonitor, WatchRules
 from edge.heartbeat import utc_now
 from edge.inference import ModelError, Predictor
+from edge.logs import Throttle
 from edge.metrics import Registry
 from edge.releases import ClientLimits
 from edge.serving import InferenceSlot
@@ -64,6 +65,7 @@ class UpdateLoop:
                                       limits, labelled, self._activated, current=lambda: slot.predictor,
                                       on_rollback=self._rolled_back, tls=tls)
         self._polls = metrics.counter("update_polls_total", "Release polls", ("outcome",))
+        self._rejections = Throttle(log)
         self.last_poll: dict[str, Any] | None = None
         self.last_sync: str | None = None  # last time the repository answered
 
@@ -119,9 +121,10 @@ class UpdateLoop:
             self.last_sync = self.last_poll["at"]
         if outcome.kind == "activated":
             log.info("release %s activated (was %s): %s", outcome.version, active or "none", outcome.detail)
-        elif outcome.kind == "rejected":
-            log.warning("release %s rejected, %s stays in service: %s", outcome.version or "(repository)",
-                        self._slot.version or "no model", outcome.detail)
+        elif outcome.kind == "rejected":  # a version is blocked once refused; a bad repository repeats
+            self._rejections.log(f"{outcome.version}: {outcome.detail}", logging.WARNING,
+                                 f"release {outcome.version or '(repository)'} rejected, "
+                                 f"{self._slot.version or 'no model'} stays in service: {outcome.detail}")
         return outcome
 
     # -- rollbacks --
