@@ -11,6 +11,7 @@ logged in (edgeloop.console.auth) and what pages say (the page modules).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -75,9 +76,15 @@ code{background:#eef1f5;padding:0 .25rem;border-radius:3px}
 """
 
 
+_SPECIAL = re.compile(r"[&<>\"']")
+
+
 def esc(value: Any) -> str:
     """``value`` as text safe inside HTML text and quoted attributes (None: empty)."""
-    return "" if value is None else html.escape(str(value), quote=True)
+    if value is None:
+        return ""
+    text = str(value)
+    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 def fmt_time(value: datetime | str | None, with_date: bool = True) -> str:
@@ -90,7 +97,8 @@ def fmt_time(value: datetime | str | None, with_date: bool = True) -> str:
         except ValueError:
             return value
         value = moment
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if with_date else value.strftime("%H:%M")
+    text = value.isoformat(sep=" ")  # much faster than strftime, the same digits
+    return f"{text[:19]} UTC" if with_date else text[11:16]
 
 
 def csrf_field(operator: Operator) -> str:
