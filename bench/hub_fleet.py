@@ -612,6 +612,8 @@ def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=60.0, help="duration of the open-loop phase")
     parser.add_argument("--profile", action="store_true", help="py-spy the hub's workers (pip install py-spy)")
     parser.add_argument("--lookups", action="store_true", help="only measure the per-request database lookups")
+    parser.add_argument("--heartbeat-events", type=int, default=0,
+                        help="model events each heartbeat carries, the same each time (a runner resends its newest 20)")
     parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--floor-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -624,6 +626,9 @@ def main() -> None:
         print(json.dumps({"lookups": lookup_costs(),
                           "load_average_at_start": [round(x, 1) for x in os.getloadavg()]}), flush=True)
         return
+    HEARTBEAT["events"] = [{"kind": ("activated", "rejected")[i % 2], "version": str(i), "detail": "shadow: 0.91",
+                            "at": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00+00:00"}
+                           for i in range(args.heartbeat_events)]
     for processes in args.processes:
         print(json.dumps(bench(processes, args), indent=1), flush=True)
 

@@ -156,10 +156,14 @@ def _events_of(history: History, kind: str) -> list[HistoryEvent]:
 
 
 def _timeline(history: History) -> str:
-    activated = _events_of(history, "activated")
+    """Each activation until the next activation or rollback ("rolled back" then), the newest "now"."""
+    changes = [e for e in history.events if e.kind in ("activated", "rolled_back")]
     rows = []
-    for i, event in enumerate(activated):
-        until = fmt_time(activated[i + 1].at) if i + 1 < len(activated) else "now"
+    for i, event in enumerate(changes):
+        if event.kind != "activated":
+            continue
+        end = changes[i + 1] if i + 1 < len(changes) else None
+        until = "now" if end is None else fmt_time(end.at) + (" (rolled back)" if end.kind == "rolled_back" else "")
         rows.append([f"<strong>{esc(event.version or '—')}</strong>", esc(fmt_time(event.at)), esc(until),
                      esc(event.detail)])
     return table(["Version", "Activated", "Until", "Why"], rows, empty="no activation reported yet")
