@@ -42,6 +42,7 @@ class Col:
     name: str
     whole: bool = False  # an id, version, channel or time: never wrapped, never cut
     drop: int = 0  # 0: always shown; higher: dropped earlier when the terminal is narrow
+    min_width: int = 0  # a wrapping column never narrower (e.g. an id on the first line of its cells)
     justify: str = "left"
 
 
@@ -80,7 +81,8 @@ def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int,
         nat = max(content, header.cell_len)
         header_word = _longest_word([header])
         word = min(_longest_word(column_cells), _WORD_MAX)  # a date or a number wraps whole, a hash folds
-        minimum.append(max(content, header_word) if col.whole else min(nat, max(_WRAP_MIN, header_word, word)))
+        low = max(content, header_word) if col.whole else min(nat, max(_WRAP_MIN, header_word, word))
+        minimum.append(max(low, min(col.min_width, nat)))
         natural.append(nat)
     if sum(minimum) + _overhead(len(cols), compact) > width:
         return None

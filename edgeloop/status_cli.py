@@ -42,6 +42,7 @@ __all__ = ["ATTENTION_SHOWN", "CERTIFICATE_WARNING", "gather", "render", "status
 CERTIFICATE_WARNING = timedelta(days=14)
 ATTENTION_SHOWN = 8  # rows on screen; the rest are counted (and all are in --json)
 DECISIONS_SHOWN = 3
+SEVERITY = ("error", "revoked", "degraded", "halted", "halts", "certificate", "quarantine", "offline")  # shown first
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"generated_at": datetime.now(UTC).isoformat(), "project": self.project, "hub": self.hub,
                 "fleet": self.fleet, "channels": self.channels, "decisions": self.decisions,
-                "attention": self.attention, "missing": self.missing}
+                "attention": sorted(self.attention, key=lambda a: SEVERITY.index(a["kind"])),
+                "missing": self.missing}
 
 
 def _moment(value: object) -> datetime | None:
@@ -264,13 +266,17 @@ def render(document: dict[str, Any], out: Console, wide: bool = False) -> None:
     attention = document["attention"]
     if attention:
         shown = attention[:ATTENTION_SHOWN]
-        rows = [[a["kind"], a["subject"], a["detail"]] for a in shown]
-        attention_cols = (Col("what", whole=True), Col("who", whole=True), Col("detail"))
+        rows = [[a["kind"], Text.assemble(a["subject"], ("\n" + a["detail"], "dim"))]
+                for a in shown]
+        longest = max(len(a["subject"]) for a in shown)  # each subject whole on its line, its detail beneath
+        attention_cols = (Col("what", whole=True), Col("who and why", min_width=longest))
         title = f"needs attention ({len(attention)})"
         show(out, fit_table(attention_cols, rows, out.width, title=title, wide=wide, compact=True), wide)
         if len(attention) > len(shown):
-            out.print(f"… and {len(attention) - len(shown)} more (edgeloop status --json, edgeloop fleet)",
-                      style="dim", markup=False)
+            rest = attention[len(shown):]
+            kinds = {a["kind"]: sum(1 for b in rest if b["kind"] == a["kind"]) for a in rest}
+            out.print(f"… and {len(rest)} more: {', '.join(f'{n} {kind}' for kind, n in kinds.items())} "
+                      "(edgeloop status --json, edgeloop fleet)", style="dim", markup=False)
     elif fleet is not None:
         out.print(Text("nothing needs attention", style="green"))
     for missing in document["missing"]:

@@ -144,7 +144,7 @@ def test_status_names_everything_that_needs_attention(hub) -> None:
     assert "(5 d left)" in attention[("certificate", HEALTHY)]
     assert "waiting for the line-7 audit" in attention[("halted", "stable")]
     assert "1 batch quarantined" in attention[("quarantine", "data/quarantine")]
-    assert len(attention) == 7
+    assert len(attention) == 7 and document["attention"][0]["kind"] == "error"  # the most serious first
     assert [d["summary"] for d in document["decisions"]["newest_fired"]] == [
         "gate passed; published release 1 to canary"]
     assert document["missing"] == []
@@ -157,3 +157,28 @@ def test_status_names_everything_that_needs_attention(hub) -> None:
         assert any(name in line for line in lines), name  # whole, on one line
     assert "…" not in shown and "needs attention (7)" in shown and "halted" in shown
     assert "gate passed; published release 1" in shown and "no trigger fired" not in shown
+
+
+def test_a_large_fleet_is_summarised_on_one_screen() -> None:
+    """1,000 devices, 300 of them silent: counts, at most ATTENTION_SHOWN attention rows and how many more."""
+    import io
+
+    from rich.console import Console
+
+    from edgeloop.status_cli import ATTENTION_SHOWN, Report, _fleet_part, render
+
+    now = START.isoformat()
+    devices = [{"device_id": f"dev-{i:04d}", "channel": "canary", "revoked": False,
+                "status": "offline" if i % 10 < 3 else "online", "health": None if i % 10 < 3 else "ok",
+                "last_heartbeat": {"age_s": 7200.0 if i % 10 < 3 else 5.0, "state": {}}} for i in range(1000)]
+    report = Report(project="p", hub={"url": "http://127.0.0.1:8700", "reachable": True, "reason": None})
+    _fleet_part(report, {"generated_at": now, "devices": devices, "estimates": None})
+    document = report.as_dict()
+    assert len(document["attention"]) == 300 and document["fleet"]["offline"] == 300
+    buffer = io.StringIO()
+    render(document, Console(file=buffer, width=80, color_system=None))
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), buffer.getvalue()
+    assert "1000 devices: 700 online, 300 offline" in lines[1] and "needs attention (300)" in buffer.getvalue()
+    assert sum("dev-" in line for line in lines) == ATTENTION_SHOWN
+    assert f"and {300 - ATTENTION_SHOWN} more: {300 - ATTENTION_SHOWN} offline" in lines[-1]

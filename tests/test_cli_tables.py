@@ -73,3 +73,11 @@ def test_cells_are_literal_text_and_styles_survive() -> None:
     assert "[bold]x[/]" in "\n".join(rendered(fitted))
     empty = fit_table(COLS, [], 80, title="fleet (0 devices)")
     assert not empty.stacked and any("device" in line for line in rendered(empty))
+
+
+def test_a_wrapping_column_with_an_id_on_its_first_line_keeps_it_whole() -> None:
+    cell = Text.assemble(LONG_ID, ("\nsilent, last heard 4.0 min ago; last said ok at 2026-11-27 02:00 UTC", "dim"))
+    fitted = fit_table((Col("what", whole=True), Col("who and why", min_width=len(LONG_ID))), [["offline", cell]], 60)
+    lines = rendered(fitted, width=60)
+    assert not fitted.stacked and any(LONG_ID in line for line in lines) and all(len(line) <= 60 for line in lines)
+    assert fit_table((Col("what", whole=True), Col("who", min_width=len(LONG_ID))), [["offline", cell]], 40).stacked
