@@ -79,6 +79,7 @@ def login(client: TestClient, token: str, name: str = "alice") -> str:
 def console(project):
     """(client logged in as alice, its csrf, project root) with a fleet: stable 3 devices (2 on release 1, one
     not yet heard from), canary 3 devices (one on 3, one that blocked 3 and runs 2, one that rolled back from 3)."""
+    shutil.copytree(project / "cand3", project / "data" / "candidate")  # the gate's last candidate folder
     settings = HubSettings.load(project)
     app = create_app(settings, extensions=(mount,))
     with TestClient(app) as client:
@@ -125,6 +126,8 @@ def test_releases_page_shows_pointers_rollout_and_each_release(console) -> None:
     assert "data dddddddddddd" in newest and "params pppppppppppp" in newest
     running = re.search(r"commit \S+\s+(\d+)\s+(\d+)\s+(\d+)", newest)
     assert running.groups() == ("1", "1", "1")  # running, rejected, rolled back
+    links = re.findall(r'<a href="(/console/reports/[^"]+)">candidate page</a>', page.text)
+    assert links == ["/console/reports/candidate/index.html"]  # only release 3's candidate folder is still there
     one = client.get("/console/releases/1")
     assert one.status_code == 200 and "Release 1" in one.text and "quality_floor" in one.text
     assert "d" * 64 in one.text and "cand-000000000001" in one.text and "model.onnx" in one.text
@@ -173,20 +176,23 @@ def test_promote_is_confirmed_then_moves_the_signed_channel_and_is_logged_as_man
     assert len(manual(root)) == 1
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("channel=stabel&version=3", "channel 'stabel' does not exist"),
+REFUSED_PROMOTES = [
+    ("channel=stabel&version=3", "channel 'stabel' does not exist (channels: canary, stable)"),
     ("channel=stable&version=9", "no release 9 in the repository"),
     ("channel=stable&version=1", "already points at release 1"),
     ("channel=stable&version=x", "'x' is not a release number"),
-])
-def test_refused_promotes_say_why_and_change_nothing(console, query, message) -> None:
+]
+
+
+def test_refused_promotes_say_why_and_change_nothing(console) -> None:
     client, csrf, root = console
-    shown = client.get(f"/console/releases/promote?{query}")
-    assert shown.status_code == 409 and message in html.unescape(shown.text)
-    assert '<form method="post"' not in shown.text.split("<main>")[1]  # nothing to confirm
-    fields = dict(pair.split("=") for pair in query.split("&"))
-    posted = client.post("/console/releases/promote", data={**fields, "expect_from": "1", "csrf": csrf})
-    assert posted.status_code == 409 and message in html.unescape(posted.text)
+    for query, message in REFUSED_PROMOTES:
+        shown = client.get(f"/console/releases/promote?{query}")
+        assert shown.status_code == 409 and message in html.unescape(shown.text), query
+        assert '<form method="post"' not in shown.text.split("<main>")[1]  # nothing to confirm
+        fields = dict(pair.split("=") for pair in query.split("&"))
+        posted = client.post("/console/releases/promote", data={**fields, "expect_from": "1", "csrf": csrf})
+        assert posted.status_code == 409 and message in html.unescape(posted.text), query
     assert list_channels(config_of(root)) == {"canary": 3, "stable": 1} and manual(root) == []
 
 

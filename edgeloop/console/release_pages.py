@@ -29,8 +29,17 @@ from edgeloop.console import auth
 from edgeloop.console.auth import Operator
 from edgeloop.console.layout import badge, csrf_field, esc, fmt_time, page, table
 from edgeloop.console.release_actions import KINDS, Plan, perform, plan
-from edgeloop.console.release_data import Catalog, Project, Release, Tally, catalog, project, rollout, tally
-from hub.store.fleet import read_fleet_rows
+from edgeloop.console.release_data import (
+    Catalog,
+    Project,
+    Release,
+    Tally,
+    catalog,
+    fleet_rows,
+    project,
+    rollout,
+    tally,
+)
 
 __all__ = ["router"]
 
@@ -52,18 +61,24 @@ def _action_link(kind: str, label: str, **query: object) -> str:
     return f'<a href="{BASE}/{kind}?{urlencode(query)}">{esc(label)}</a>'
 
 
-def _candidate_link(found: Project, release: Release) -> str:
-    """A link to the candidate page when the project still holds this release's candidate folder."""
-    index = found.paths.candidate / "index.html"
-    manifest = found.paths.candidate / "manifest.json"
-    if not index.is_file() or not manifest.is_file():
-        return "-"
+def _current_candidate(found: Project) -> str | None:
+    """The candidate id of the project's candidate folder when it has its overview page (read once a request)."""
+    folder = found.paths.candidate
     try:
-        same = json.loads(manifest.read_text(encoding="utf-8")).get("version") == release.manifest.candidate
-    except (OSError, ValueError):
+        if not (folder / "index.html").is_file():
+            return None
+        candidate = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(candidate) if candidate else None
+
+
+def _candidate_link(found: Project, current: str | None, release: Release) -> str:
+    """A link to the candidate page when the project's candidate folder still holds this release's candidate."""
+    if current is None or current != release.manifest.candidate:
         return "-"
     rel = found.paths.candidate.relative_to(found.paths.data) / "index.html"
-    return f'<a href="{REPORTS}/{quote(str(rel))}">candidate page</a>' if same else "-"
+    return f'<a href="{REPORTS}/{quote(str(rel))}">candidate page</a>'
 
 
 def _champion(release: Release) -> str:
@@ -94,7 +109,7 @@ def _promote_form(release: Release, channels: list[str]) -> str:
 
 
 def _counts(request: Request) -> Tally:
-    return tally(read_fleet_rows(request.app.state.sessions))
+    return tally(fleet_rows(request.app.state.sessions))
 
 
 def _channel_table(found: Project, cat: Catalog, counts: Tally) -> str:
@@ -123,6 +138,7 @@ def _channel_table(found: Project, cat: Catalog, counts: Tally) -> str:
 def _release_table(found: Project, cat: Catalog, counts: Tally) -> str:
     halts = found.halts()
     channels = sorted(set(cat.pointers) | set(halts))
+    current = _current_candidate(found)
     rows = []
     for r in cat.releases:
         m = r.manifest
@@ -135,7 +151,8 @@ def _release_table(found: Project, cat: Catalog, counts: Tally) -> str:
             f"data {_short(m.lineage.data_hash)}<br>params {_short(m.lineage.params_hash)}<br>"
             f"commit {_short(m.lineage.git_commit)}",
             str(counts.running[key]), str(len(counts.rejected.get(key, ()))),
-            str(len(counts.rolled_back.get(key, ()))), _candidate_link(found, r), _promote_form(r, channels),
+            str(len(counts.rolled_back.get(key, ()))), _candidate_link(found, current, r),
+            _promote_form(r, channels),
         ])
     return table(["release", "channels", "created", "gate", "metric", "vs champion", "lineage", "running",
                   "rejected", "rolled back", "reports", "promote"], rows, numeric=(7, 8, 9),
@@ -256,7 +273,7 @@ def release_page(request: Request, who: Who, version: int) -> Response:
             f"<p>candidate <code>{esc(m.candidate or m.version)}</code> &middot; created {esc(fmt_time(m.created))}"
             f" &middot; channels {_channels_cell(release, halts)}"
             f" &middot; gate {badge('passed' if gate.passed else 'failed')}"
-            f" on {esc(gate.metric)} &middot; {_candidate_link(found, release)}</p>"
+            f" on {esc(gate.metric)} &middot; {_candidate_link(found, _current_candidate(found), release)}</p>"
             f"<p>{_promote_form(release, channels)}</p>"
             f"<h2>Rollout</h2>{rollouts}<h2>Gate rules</h2>{rules}<h2>Metrics</h2>{metrics}"
             f"<h2>Lineage</h2>{lineage}<h2>Files (signed TUF targets)</h2>{files}<h2>Channel history</h2>{history}"
