@@ -64,7 +64,7 @@ def test_a_repeated_label_is_the_same_answer_and_never_a_second_row(world, tmp_p
     runner = start(world, tmp_path / "device")
     try:
         api = httpx.Client(base_url=runner.api_url)
-        x, _ = site_data(40, 21)
+        x, _ = site_data(20, 21)
         features = rows_of(x)
         answers = [api.post("/predict", json={"features": row}).json() for row in features]
         wrong = [1 - int(a["label"]) for a in answers]  # a labelled mistake: always selected for upload
@@ -106,11 +106,11 @@ def test_a_repeated_label_is_the_same_answer_and_never_a_second_row(world, tmp_p
         unknown = api.post("/feedback", json={"event_id": 12345, "label": 0})
         assert unknown.status_code == 404
         assert "no label recorded" in unknown.json()["error"] and "already labelled" not in unknown.json()["error"]
-        wait_for(lambda: runner.spool.backlog_rows() == 0 and len(landed(hub)) == 41, what="every row at the hub")
+        wait_for(lambda: runner.spool.backlog_rows() == 0 and len(landed(hub)) == 21, what="every row at the hub")
     finally:
         runner.stop()
     ids = [row["event_id"] for row in landed(hub)]
-    assert len(ids) == len(set(ids)) == 41  # each labelled event once, in whichever batch it went
+    assert len(ids) == len(set(ids)) == 21  # each labelled event once, in whichever batch it went
     # after a restart the record is still there: the same label with the row is recognised, not re-spooled
     runner = start(world, tmp_path / "device")
     try:
@@ -123,7 +123,7 @@ def test_a_repeated_label_is_the_same_answer_and_never_a_second_row(world, tmp_p
                                            "label": answers[3]["label"]}).status_code == 409
     finally:
         runner.stop()
-    assert len(landed(hub)) == 41
+    assert len(landed(hub)) == 21
 
 
 def test_the_label_record_keeps_the_newest_labelled_capacity(tmp_path: Path) -> None:

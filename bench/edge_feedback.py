@@ -1,0 +1,130 @@
+"""What a label costs on the device (issue 14, item 5): ``Runner.feedback`` per call, beside its floor.
+
+Since a label's event id is recorded durably (so a retry is answered the same and never spooled twice),
+every label writes to spool.db: one SQLite transaction with ``synchronous=FULL``. This measures, in
+process (no HTTP: bench/edge_http.py has the API's own overhead), on a runner that is built but not
+started (no loops competing), with a model trained on the simulator installed in its state dir:
+
+- ``wrong``: a label that contradicts the prediction: the row is spooled with its record (one transaction);
+- ``right``: a label that confirms it, nothing selected for upload (``random_rate = 0``): the record alone;
+- ``repeat``: the same label again for an event already labelled: one indexed SELECT, nothing written;
+- floor: one ``INSERT`` + ``COMMIT`` in a WAL SQLite file with ``synchronous=FULL`` in the same folder
+  (one durable write: the least a durable label can cost), and the same with ``synchronous=OFF``.
+
+Every label also adds its row to recent.db (the on-device validation set, one more durable write), as
+before this change. ``ROWS`` labels per case, ``REPEATS`` runs; p50 and p99 in microseconds, the median
+over runs. Run it against another checkout's ``edge`` with ``PYTHONPATH=<checkout>`` first (the
+``repeat`` case is then a 404).
+
+    .venv/bin/python bench/edge_feedback.py
+
+A benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.pop(0)  # bench/ itself: its hub.py is not the hub package
+sys.path.append(str(REPO))  # appended: PYTHONPATH=<other checkout> puts its edge first
+
+from edge.telemetry import switch_off  # noqa: E402
+
+switch_off()
+
+import numpy as np  # noqa: E402
+
+import edge  # noqa: E402
+from edge.config import load_config  # noqa: E402
+from edge.contracts.manifest import Manifest  # noqa: E402
+from edge.contracts.release_layout import MANIFEST_FILE  # noqa: E402
+from edge.runner import Runner  # noqa: E402
+from edge.state import StateDir  # noqa: E402
+from edgeloop.testkit.runner_world import runner_config, site_data, write_candidate  # noqa: E402
+
+ROWS = 2000
+REPEATS = 3
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2] * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
+
+
+def _floor(folder: Path, synchronous: str) -> tuple[float, float]:
+    db = sqlite3.connect(folder / f"floor-{synchronous}.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT)")
+    samples = []
+    for i in range(ROWS):
+        started = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t (payload) VALUES (?)", (json.dumps({"event_id": i, "label": 1}),))
+        db.execute("COMMIT")
+        samples.append(time.perf_counter() - started)
+    db.close()
+    return _percentiles(samples)
+
+
+def _runner_cases(base: Path, candidate: Path, run: int) -> dict[str, tuple[float, float]]:
+    config = load_config(runner_config(base / f"device-{run}", "http://127.0.0.1:9", "t" * 32, b"{}",
+                                       upload={"random_rate": 0.0}), environ={})
+    state = StateDir(config.state_dir)
+    state.install(candidate)
+    state.activate("1")
+    runner = Runner(config)
+    x, _ = site_data(ROWS, 51)
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in x]
+    results: dict[str, tuple[float, float]] = {}
+    try:
+        labelled: list[tuple[int, int]] = []
+        for case in ("wrong", "right"):
+            samples = []
+            for row in rows:
+                prediction = runner.predict_one(row)
+                label = int(prediction.label) if case == "right" else 1 - int(prediction.label)
+                started = time.perf_counter()
+                runner.feedback(prediction.event_id, label)
+                samples.append(time.perf_counter() - started)
+                labelled.append((prediction.event_id, label))
+            results[case] = _percentiles(samples)
+        samples = []
+        for event_id, label in labelled[:ROWS]:
+            started = time.perf_counter()
+            with contextlib.suppress(LookupError):  # before the record existed: a 404
+                runner.feedback(event_id, label)
+            samples.append(time.perf_counter() - started)
+        results["repeat"] = _percentiles(samples)
+    finally:
+        runner.stop()
+    return results
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(dir=REPO) as tmp:  # the repository's disk, as a state dir would be
+        base = Path(tmp)
+        candidate = write_candidate(base / "candidate", 1)
+        manifest = Manifest.from_json((candidate / MANIFEST_FILE).read_bytes())
+        (candidate / MANIFEST_FILE).write_text(replace(manifest, version="1").to_json())
+        runs = [_runner_cases(base, candidate, run) | {"floor FULL": _floor(base / f"device-{run}", "FULL"),
+                                                         "floor OFF": _floor(base / f"device-{run}", "OFF")}
+                for run in range(REPEATS)]
+    print(f"edge from {Path(edge.__file__).parent}; {ROWS} labels per case, median of {REPEATS} runs")
+    for case in runs[0]:
+        p50 = statistics.median(r[case][0] for r in runs)
+        p99 = statistics.median(r[case][1] for r in runs)
+        print(f"  {case:<11} p50 {p50:8.0f} us   p99 {p99:8.0f} us")
+
+
+if __name__ == "__main__":
+    main()
