@@ -177,6 +177,11 @@ def test_no_two_chart_labels_overlap(page: str) -> None:
     accuracy = charts[0]
     placed = [text for text, _ in label_boxes(accuracy)]
     assert {"drift starts", "canary on release 3", "stable on release 3"} <= set(placed)  # close, all shown
+    ticks = [float(text[:-1]) for text in placed if text.endswith("%")]
+    steps = {round(b - a, 6) for a, b in itertools.pairwise(ticks)}
+    assert len(ticks) >= 3 and len(steps) == 1  # evenly spaced as labelled: 97.5 % is not shown as "98%"
+    halves = line_chart("a", {"x": [(0, 0.87), (10, 0.99)]}, x_label="h", y_label="share", y_format="%")
+    assert [t for t, _ in label_boxes(halves) if t.endswith("%")] == ["87.5%", "90.0%", "92.5%", "95.0%", "97.5%"]
 
 
 def test_crowded_markers_never_overlap_and_widths_follow_the_font() -> None:

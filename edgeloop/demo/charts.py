@@ -184,9 +184,10 @@ class _Frame:
     def axes(self, x_label: str, y_label: str, y_format: str = "g") -> list[str]:
         out = [self.box()]
         ticks = _log_ticks(self.y0, self.y1) if self.log else _ticks(self.y0, self.y1)
+        whole = all(abs(tick * 100 - round(tick * 100)) < 1e-6 for tick in ticks)  # 97.5 % is not "98%"
         for tick in ticks:
             y = self.y(tick)
-            label = f"{tick:.0%}" if y_format == "%" else _fmt(tick)
+            label = (f"{tick:.0%}" if whole else f"{tick:.1%}") if y_format == "%" else _fmt(tick)
             out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}" stroke="#eee"/>')
             out.append(self.labels.fixed(LEFT - 6, y + 4, label, "tick", "end"))
         out += self.x_axis(x_label)
