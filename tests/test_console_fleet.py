@@ -73,7 +73,7 @@ def test_problems_first_with_reasons_and_states(client: TestClient) -> None:
     assert order.index("press-06") < order.index("press-03") < order.index("press-04")  # offline, drifting, ok
     assert order[-1] == "lathe-01"  # revoked last
     assert "accuracy 0.778 below floor 0.8 since 13:47" in html  # health_since 17 min before its heartbeat at 14:04
-    assert "last said:" in html and "clock skew 42 s" in html  # an offline device: what it said, not its health
+    assert "last said" in html and "clock skew 42 s" in html  # an offline device: what it said, not its health
     assert "PSI 0.410 &gt; 0.25" in html and "drifting" in html  # against loop.monitor.drift_psi
     assert "PSI 0.050 ≤ 0.25" in html
     assert ">revoked<" in html and "token" in html

@@ -112,7 +112,7 @@ def _health(device: FleetDevice, now: datetime) -> str:
     if device.status != "online":
         said = getattr(device, "last_said", None)
         words = badge("offline" if device.status == "offline" else "never seen")
-        return words + (f'<div class="muted">last said: {esc(said)}</div>' if said else "")
+        return words + (f'<div class="muted">{esc(said)}</div>' if said else "")
     reason = getattr(device, "health_reason", None) or ""
     since = _since(getattr(device, "health_since", None), now)
     text = badge(device.health)

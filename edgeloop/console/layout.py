@@ -55,6 +55,7 @@ a{color:#0b57a4}
 table{border-collapse:collapse;background:#fff;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #e3e6ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#eef1f5;position:sticky;top:0}
+td:first-child a{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:12px;font-weight:600;white-space:nowrap}
 .badge.good{background:#d7f0e6;color:#00603f}.badge.warn{background:#fdebc8;color:#7a4b00}
