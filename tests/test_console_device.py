@@ -112,6 +112,7 @@ def test_header_events_in_time_order_shadow_numbers_and_charts(world) -> None:
     assert "<strong>canary</strong>" in text and '<strong class="big">3</strong>' in text
     assert "accuracy 0.778 below floor 0.8" in text and "since 2026-11-27 01:40:00 UTC" in text
     assert "token only" in text and "token issued 2026-11-27 02:00:00 UTC" in text
+    assert "temperature 0.350<br><span class=muted>above threshold 0.25" in text  # the newest heartbeat's drift
     events = text.split("Every model event, in time order")[1]
     positions = [events.index(html.escape(e["detail"])) for e in (ACTIVATED_2, ACTIVATED_3, REJECTED_4, ROLLED_BACK)]
     assert positions == sorted(positions)

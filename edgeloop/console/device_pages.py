@@ -122,7 +122,7 @@ def _card(label: str, value_html: str) -> str:
     return f'<div class="card"><div class="muted">{esc(label)}</div><div>{value_html}</div></div>'
 
 
-def _header(device: FleetDevice, row: FleetRow, now: datetime) -> str:
+def _header(device: FleetDevice, row: FleetRow, now: datetime, limits: Thresholds) -> str:
     seen = "never"
     if device.last_seen is not None:
         age = int((now - device.last_seen).total_seconds())
@@ -133,6 +133,9 @@ def _header(device: FleetDevice, row: FleetRow, now: datetime) -> str:
         est = device.estimated_accuracy
         accuracy = f"{est.value:.3f} <span class=muted>[{est.low:.3f}, {est.high:.3f}], {est.rows} rows</span>"
     drift = "—" if device.max_drift is None else f"{esc(device.max_drift.feature)} {device.max_drift.psi:.3f}"
+    if device.max_drift is not None and limits.drift_psi is not None:
+        above = abs(device.max_drift.psi) > limits.drift_psi
+        drift += f"<br><span class=muted>{'above' if above else 'within'} threshold {limits.drift_psi:g}</span>"
     cards = [
         _card("Status", status), _card("Channel", f"<strong>{esc(device.channel)}</strong>"),
         _card("Version", f'<strong class="big">{esc(device.model_version or "—")}</strong>'),
@@ -230,7 +233,7 @@ def read_page_history(engine: Any, device_id: str, now: datetime) -> History:
 def device_body(device: FleetDevice, row: FleetRow, history: History, limits: Thresholds, now: datetime) -> str:
     """The page's body (HTML) for ``device``."""
     return "".join([
-        '<p><a href="/console/fleet">← Fleet</a></p>', _header(device, row, now),
+        '<p><a href="/console/fleet">← Fleet</a></p>', _header(device, row, now, limits),
         "<h2>Versions activated</h2>", _timeline(history),
         "<h2>Rejections</h2>", _rejections(history),
         "<h2>Rollbacks</h2>", _rollbacks(history),
