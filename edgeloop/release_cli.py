@@ -9,8 +9,8 @@ before anything starts. User mistakes raise ``UserError``, which ``edgeloop.cli.
 line (exit 2). Imports python-tuf and Prefect only inside commands so ``edgeloop --help`` stays fast.
 ``halt``/``resume`` freeze and unfreeze a channel (``flows.loop.halts``): no automatic move touches a halted
 channel, and ``promote`` into one is refused unless ``--force``. ``list --json`` prints the table's rows as
-JSON; the tables fit the terminal (80 columns included) by dropping optional columns and wrapping hashes,
-never by cutting a version, channel or candidate name.
+JSON; its table follows ``edgeloop.cli_tables`` (fits the terminal, 80 columns included, by hiding the least
+important columns and naming them; never cuts a version, channel or candidate name; ``--wide`` for all).
 Leaves out: the release logic itself and deciding promotions (``edgeloop loop``, the promote-soaked flow).
 """
 
@@ -80,14 +80,20 @@ def publish_command(
         str | None, typer.Option(help="Channel to point at the new release (default: release.channel).")
     ] = None,
     create: Annotated[bool, typer.Option("--create", help="Make the channel if it does not exist yet.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Publish even though the channel is halted.")] = False,
     root: RootOption = Path("."),
 ) -> None:
     """Sign and publish a passed candidate as the next release version and move a channel to it.
 
-    A channel that does not exist yet (and is not named in params.yaml) is refused unless --create."""
+    A channel that does not exist yet (and is not named in params.yaml) is refused unless --create; a halted
+    channel (`release halt`) unless --force."""
+    from flows.loop.halts import refuse_if_halted
     from flows.project_releases import publish_candidate
 
     params, paths, _ = _load(root)
+    if not force:
+        refuse_if_halted(_halts_file(params, paths), channel or params.release.channel,
+                         "nothing published; --force publishes anyway")
     folder = candidate or paths.candidate
     result = publish_candidate(params, paths, channel, folder, initialise=False, create=create)
     if result["already_published"]:
@@ -182,36 +188,10 @@ def _metric(metrics: dict[str, float], name: str) -> str:
     return "-" if name not in metrics else f"{metrics[name]:.4f}"
 
 
-# (header, key, kind): "name" columns are never dropped nor cut, "hash" ones wrap, "extra" ones go first
-# when the terminal is too narrow (the last listed goes first)
-Column = tuple[str, str, str]
-
-
-def fitted_table(title: str, columns: list[Column], rows: list[dict[str, str]], width: int) -> Table:
-    """A rich table of ``rows`` that fits ``width``: optional columns dropped from the end, names never cut."""
-    def natural(column: Column) -> int:
-        """The width a column needs: whole cells, the longest word of a "wrap" one, 16 of a "hash" one."""
-        header, key, kind = column
-        if kind == "hash":
-            return 16
-        cells = [max(map(len, row[key].split()), default=0) if kind == "wrap" else len(row[key]) for row in rows]
-        return max([len(header), *cells])
-
-    kept = list(columns)
-    while sum(map(natural, kept)) + 3 * len(kept) + 1 > width and any(c[2] == "extra" for c in kept):
-        kept.pop(max(i for i, c in enumerate(kept) if c[2] == "extra"))
-    table = Table(title=title or None)
-    for header, key, kind in kept:
-        if kind in ("name", "extra"):
-            table.add_column(header, no_wrap=True, min_width=natural((header, key, kind)))  # never cut
-        else:
-            table.add_column(header, overflow="fold")
-    for row in rows:
-        table.add_row(*(row[key] for _, key, _ in kept))
-    dropped = [c[0] for c in columns if c not in kept]
-    if dropped:
-        table.caption = f"(narrow terminal: {', '.join(dropped)} not shown; --json has everything)"
-    return table
+LIST_COLUMNS = (  # edgeloop.cli_tables: "whole" names are never cut; higher drop ranks go first when narrow
+    ("version", True, 0), ("channels", False, 0), ("created (UTC)", True, 3), ("f1_macro", True, 1),
+    ("candidate", True, 2), ("accuracy", True, 4), ("data hash", True, 5),
+)
 
 
 def release_rows(root: Path) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
@@ -232,6 +212,7 @@ def release_rows(root: Path) -> tuple[str, list[dict[str, Any]], dict[str, Any]]
 def list_command(
     root: RootOption = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print the releases as a JSON list.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the table gets.")] = False,
 ) -> None:
     """Releases, newest first: version, channels, created, key metrics, data hash, candidate.
 
@@ -243,17 +224,16 @@ def list_command(
             r["halted"] = [c for c in r["channels"] if c in halted]
         console.print_json(json.dumps(releases))
         return
-    rows = [{"version": str(r["version"]),
-             "channels": ", ".join(f"{c} (halted)" if c in halted else c for c in r["channels"]) or "-",
-             "created": r["created"][:16].replace("T", " "), "f1": _metric(r["metrics"], "f1_macro"),
-             "accuracy": _metric(r["metrics"], "accuracy"), "data": r["data_hash"][:12],
-             "candidate": r["candidate"] or "-"} for r in releases]
-    columns: list[Column] = [("version", "version", "name"), ("channels", "channels", "wrap"),
-                             ("created (UTC)", "created", "extra"), ("f1_macro", "f1", "extra"),
-                             ("candidate", "candidate", "extra"), ("accuracy", "accuracy", "extra"),
-                             ("data hash", "data", "extra")]
+    from edgeloop.cli_tables import Col, fit_table, show
+
+    rows = [[str(r["version"]), ", ".join(f"{c} (halted)" if c in halted else c for c in r["channels"]) or "-",
+             r["created"][:16].replace("T", " "), _metric(r["metrics"], "f1_macro"), r["candidate"] or "-",
+             _metric(r["metrics"], "accuracy"), r["data_hash"][:12]] for r in releases]
+    longest = max((len(c) for r in releases for c in r["channels"]), default=0)  # a channel name never folds
+    columns = [Col(name, whole=whole, drop=drop, min_width=longest if name == "channels" else 0)
+               for name, whole, drop in LIST_COLUMNS]
     console.print(f"releases in {repository}")  # a long path wraps (folds), never cut short
-    console.print(fitted_table("", columns, rows, console.width))
+    show(console, fit_table(columns, rows, console.width, wide=wide), wide)
     for name, h in halted.items():
         console.print(f"channel {name} is halted by {h['by']} at {h['at'][:19].replace('T', ' ')} UTC: {h['reason']}")
     if not releases:

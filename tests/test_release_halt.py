@@ -114,6 +114,16 @@ def test_halt_refuses_promote_unless_forced_and_resume_lifts_it(root) -> None:
     assert "line 3 sensors replaced" in forced["forced_over_halt"] and forced["by"].endswith(" via cli")
 
 
+def test_publish_into_a_halted_channel_needs_force(root) -> None:
+    cli(root, "halt", "canary", "--reason", "no new releases during the audit")
+    folder = make_candidate(root / "cand4", small_onnx(4), "cand-000000000004")
+    _, _, refused = cli(root, "publish", str(folder))
+    assert "channel 'canary' is halted" in refused and "nothing published; --force" in refused
+    assert channels(root) == {"canary": 3, "stable": 1}
+    code, out, _ = cli(root, "publish", str(folder), "--force")
+    assert code == 0 and "published release 4 to channel 'canary'" in out and channels(root)["canary"] == 4
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("halt", "stabel", "--reason", "x"), "channel 'stabel' does not exist (channels: canary, stable)"),
     (("halt", "stable", "--reason", "   "), "a halt needs a reason"),

@@ -96,7 +96,9 @@ def _charts(request: Request, entries: list[dict[str, Any]]) -> str:
                    y_range=(0.0, 1.0)),
     ]
     notes = ('<p class="muted">x axis of the first chart: release number. The others: time (UTC).</p>')
-    return f'<div class="charts">{"".join(f"<figure>{c}</figure>" for c in charts)}</div>{notes}'
+    grid = "display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:.8rem"
+    figures = "".join(f'<figure style="margin:0">{c}</figure>' for c in charts)
+    return f'<div class="charts" style="{grid}">{figures}</div>{notes}'
 
 
 @router.get(BASE)
