@@ -4,8 +4,9 @@
 
 - a ``whole`` column (ids, versions, channels, times) is never wrapped nor cut: it is as wide as its widest
   cell (a header wider than that wraps on its words);
-- other columns wrap their cells on words (a word longer than the column folds) and shrink to a small
-  minimum before anything is dropped;
+- other columns wrap their cells on words (a word longer than the column folds) and shrink to half their
+  natural width (or the column's ``min_width``), so a cell wraps onto about two lines, before anything is
+  dropped;
 - when the columns still do not fit, the least important ones (highest ``drop`` rank; rank 0 is never
   dropped) go first, and the result names them so the command can print ``hidden_note``;
 - when even the rank-0 columns cannot fit side by side (a 64-character device id and a 32-character
@@ -42,7 +43,7 @@ class Col:
     name: str
     whole: bool = False  # an id, version, channel or time: never wrapped, never cut
     drop: int = 0  # 0: always shown; higher: dropped earlier when the terminal is narrow
-    min_width: int = 0  # a wrapping column never narrower (e.g. an id on the first line of its cells)
+    min_width: int = 0  # a wrapping column's narrowest (default: half its natural width); e.g. an id's length
     justify: str = "left"
 
 
@@ -81,8 +82,8 @@ def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int,
         nat = max(content, header.cell_len)
         header_word = _longest_word([header])
         word = min(_longest_word(column_cells), _WORD_MAX)  # a date or a number wraps whole, a hash folds
-        low = max(content, header_word) if col.whole else min(nat, max(_WRAP_MIN, header_word, word))
-        minimum.append(max(low, min(col.min_width, nat)))
+        floor = col.min_width or -(-nat // 2)  # unless told otherwise: a cell wraps onto about two lines at most
+        minimum.append(max(content, header_word) if col.whole else min(nat, max(_WRAP_MIN, header_word, word, floor)))
         natural.append(nat)
     if sum(minimum) + _overhead(len(cols), compact) > width:
         return None
@@ -90,17 +91,17 @@ def _widths(cols: Sequence[Col], cells: Sequence[Sequence[Text]], width: int,
 
 
 def _grow(minimum: list[int], natural: list[int], room: int) -> list[int]:
-    """Share ``room`` extra characters one at a time among the columns still below their natural width."""
-    widths = list(minimum)
-    while room > 0:
-        growing = [i for i, w in enumerate(widths) if w < natural[i]]
-        if not growing:
-            break
-        for i in growing:
-            if room == 0:
-                break
-            widths[i] += 1
-            room -= 1
+    """Share ``room`` extra characters among the columns below their natural width, in proportion to what
+    each lacks (a long reason gets more than a short number), never past the natural width."""
+    lacking = [n - m for m, n in zip(minimum, natural, strict=True)]
+    total = sum(lacking)
+    if total <= room:
+        return list(natural)
+    shares = [room * lack / total for lack in lacking]
+    widths = [m + int(share) for m, share in zip(minimum, shares, strict=True)]
+    left = room - sum(int(share) for share in shares)
+    for i in sorted(range(len(widths)), key=lambda i: int(shares[i]) - shares[i])[:left]:  # largest remainders
+        widths[i] += 1
     return widths
 
 

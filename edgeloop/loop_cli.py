@@ -110,7 +110,7 @@ def decisions_table(entries: list[dict[str, Any]], title: str, width: int, with_
     cols = [Col("at (UTC)", whole=True), Col("source kind", whole=True)]
     if with_fired:
         cols.append(Col("fired", whole=True, drop=1))
-    cols.append(Col("decision and what it observed"))
+    cols.append(Col("decision and what it observed", min_width=30))
     rows: list[list[str | Text]] = []
     for entry in entries:
         decision = Text(str(entry.get("summary", "")))
@@ -170,7 +170,7 @@ def status(
 
 def triggers_table(decision: dict[str, Any], width: int) -> Fitted:
     cols = (Col("trigger", whole=True), Col("state", whole=True), Col("observed", drop=1),
-            Col("threshold", drop=2), Col("detail"))
+            Col("threshold", drop=2), Col("detail", min_width=24))
     rows: list[list[str | Text]] = []
     for t in decision["triggers"]:
         value = t["value"]

@@ -260,7 +260,8 @@ def render(document: dict[str, Any], out: Console, wide: bool = False) -> None:
     if decisions.get("newest_fired"):
         rows = [[str(e["at"])[:16].replace("T", " "), f"{e['source']} {e['kind']}", str(e["summary"])]
                 for e in decisions["newest_fired"]]
-        decision_cols = (Col("at (UTC)", whole=True), Col("who, what", whole=True, drop=1), Col("decision"))
+        decision_cols = (Col("at (UTC)", whole=True), Col("who, what", whole=True, drop=1),
+                         Col("decision", min_width=20))
         title = f"newest fired decisions ({decisions['fired']} fired of {decisions['total']}; edgeloop loop status)"
         show(out, fit_table(decision_cols, rows, out.width, title=title, wide=wide, compact=True), wide)
     attention = document["attention"]

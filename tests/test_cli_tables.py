@@ -17,7 +17,7 @@ from edgeloop.cli_tables import Col, fit_table, hidden_note, show
 
 LONG_ID = "press-line-7-station-0042-" + "x" * 14  # 40 characters
 COLS = (Col("device", whole=True), Col("channel", whole=True), Col("status", whole=True, drop=1),
-        Col("health", drop=2), Col("model", whole=True, drop=3), Col("certificate", drop=4))
+        Col("health", drop=2, min_width=20), Col("model", whole=True, drop=3), Col("certificate", drop=4))
 
 
 def rendered(fitted, width: int = 80, wide: bool = False) -> list[str]:
@@ -41,7 +41,7 @@ def test_long_ids_stay_whole_and_every_line_fits_80_columns() -> None:
 
 
 def test_columns_go_least_important_first_and_wrap_before_being_dropped() -> None:
-    fitted = fit_table(COLS, [row(LONG_ID[:28])], 80)
+    fitted = fit_table(COLS, [row(LONG_ID[:18])], 80)
     kept = [c.name for c in COLS if c.name not in fitted.hidden]
     assert kept[:3] == ["device", "channel", "status"] and "health" in kept  # the health wraps, it is not dropped
     assert fitted.hidden == ("certificate",)
