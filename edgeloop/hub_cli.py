@@ -63,12 +63,14 @@ def serve(
     import uvicorn
 
     from edge.contracts.layout import Paths
+    from flows.params import check_yaml
     from hub.app import ROOT_ENV, create_app
     from hub.serving import configure_logging
     from hub.settings import HubSettings
     from hub.tls.listen import is_loopback, plan
 
     paths = Paths.at(root)
+    check_yaml(paths.params)  # a syntax error with its line and column (hub.settings only says it is not YAML)
     settings = HubSettings.load(paths.root)
     if workers > 1 and settings.database_url.startswith("sqlite"):
         raise UserError(f"--workers {workers}: the hub's database is SQLite, which takes one writer at a time; run one "

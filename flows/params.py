@@ -333,6 +333,19 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     return parse_params(raw, str(path))
 
 
+def check_yaml(path: Path | str) -> None:
+    """ParamsError (line and column) when the file at ``path`` is not valid YAML; nothing else is checked (a
+    missing or unreadable file is left to whoever reads it next)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ParamsError(yaml_error(path, exc)) from None
+
+
 def yaml_error(path: Path | str, exc: yaml.YAMLError) -> str:
     """One line for a YAML syntax error that keeps where it is: 'params.yaml line 12, column 5: not valid
     YAML: mapping values are not allowed here' (lines and columns counted from 1, as editors do)."""

@@ -4,8 +4,9 @@ byte for byte as before and still verifies, dvc runs cleanly, and the loop log r
 meanwhile a second retrain of the same project was refused naming the first one's pid. A rerun then finishes
 the work and says "already published as release 1" without signing anything new.
 
-One project for the module: a first full retrain publishes release 1, the second is interrupted, the third
-reruns. About 50 s on a quiet machine (three retrains of 2 x 1500 rows).
+One project for the module: a first full retrain publishes release 1, the second (on a temporary Prefect
+server, as a user's first try is) is interrupted during its stages, the third reruns; the first and third
+use the session's Prefect server.
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 SMALL = {"simulate.devices": 2, "simulate.rows_per_device": 1500}
 
 
-def edgeloop(root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EDGELOOP, *args, "--root", str(root)], cwd=root, env=env(), capture_output=True,
+def edgeloop(root: Path, *args: str, server: bool = False, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """``server``: on the session's Prefect server (else the command starts a temporary one)."""
+    environment = env()
+    if server:
+        from prefect.settings import PREFECT_API_URL
+
+        environment["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    return subprocess.run([EDGELOOP, *args, "--root", str(root)], cwd=root, env=environment, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -46,10 +53,10 @@ def lines(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory) -> Path:
-    """A project whose first retrain published release 1."""
+def published(tmp_path_factory, prefect_server) -> Path:
+    """A project whose first retrain published release 1 (on the session's server: no temporary one to start)."""
     root = make_git_project(tmp_path_factory.mktemp("interrupt") / "p", SMALL)
-    first = edgeloop(root, "retrain")
+    first = edgeloop(root, "retrain", server=True)
     assert first.returncode == 0, first.stderr
     assert "published release 1" in first.stderr
     return root
@@ -91,8 +98,8 @@ def test_ctrl_c_stops_a_retrain_within_5_s_in_one_line_leaving_everything_whole(
     root = published
     releases_before = snapshot(root / "data/releases")
     lock_before = (root / "dvc.lock").read_bytes()
-    running = Running(root)
-    running.wait_for("done ingest")  # inside the stages: ingest committed, split/train under way
+    running = Running(root)  # on a temporary Prefect server, which a terminal's Ctrl-C reaches too
+    running.wait_for("done simulate")  # inside the stages: ingest under way (or split, train: all write)
 
     refused = edgeloop(root, "retrain", timeout=60)  # a second retrain of the same project meanwhile
     assert refused.returncode == 2, refused.stderr
@@ -127,7 +134,7 @@ def test_ctrl_c_stops_a_retrain_within_5_s_in_one_line_leaving_everything_whole(
 def test_a_rerun_finishes_and_says_already_published_without_signing_again(published):
     root = published
     releases_before = snapshot(root / "data/releases")
-    done = edgeloop(root, "retrain")
+    done = edgeloop(root, "retrain", server=True)
     assert done.returncode == 0, done.stderr
     assert "already published as release 1" in done.stderr
     assert "already published as release 1" in done.stdout
