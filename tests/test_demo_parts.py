@@ -12,6 +12,7 @@ offline HTML page with one SVG per chart that escapes hostile text; the terminal
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,14 @@ def test_each_tick_scores_every_row_of_six_real_runners(fleet: Fleet) -> None:
             plant.tick()
     assert len(timeline.samples) == 3 * len(DEVICES) and all(s.scored == 200 for s in timeline.samples)
     assert {s.device for s in timeline.samples} == set(DEVICES)
+    # a runner's event is placed at the simulated hour the plant stood at when the runner wrote it, not at the
+    # later tick that reads it (the demo once listed refusals after the rollback they caused)
+    marks = plant._hour_marks
+    assert [hour for _, hour in marks] == [0.0, 200 / 60, 400 / 60, 600 / 60]
+    between = datetime.fromtimestamp((marks[1][0] + marks[2][0]) / 2, UTC).isoformat()
+    assert plant._plant_hour_at(between) == marks[1][1]
+    assert plant._plant_hour_at(datetime.fromtimestamp(marks[0][0] - 5, UTC).isoformat()) == 0.0
+    assert plant._plant_hour_at("not a time") == plant.t_h
 
 
 def test_plant_rejects_bad_settings(fleet: Fleet) -> None:

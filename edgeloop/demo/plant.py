@@ -22,13 +22,16 @@ Leaves out: starting runners, the hub, releases and flows (the demo orchestrator
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -139,6 +142,7 @@ class Plant:
         self.devices = [_Device(i, name, runner, group, outcomes=deque(maxlen=accuracy_window))
                         for i, (name, (runner, group)) in enumerate(runners.items())]
         self.row = 0  # rows every device has been through
+        self._hour_marks: list[tuple[float, float]] = [(time.time(), 0.0)]  # (epoch, simulated hour) per tick
         self._lock = threading.Lock()  # one tick at a time
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.devices)), thread_name_prefix="demo-plant")
         self._raw_header = {d.name: False for d in self.devices}
@@ -171,6 +175,7 @@ class Plant:
                 self.timeline.event(at_h, "drift", None, f"{self.drift} drift injected into every machine")
             results = list(self._pool.map(lambda d: self._run(d, first), self.devices))
             self.row = end
+            self._hour_marks.append((time.time(), self.t_h))  # from now on the plant stands at this hour
             wall = self.timeline.wall()
             samples = [self._sample(d, correct, scored, skipped, wall) for d, (correct, scored, skipped)
                        in zip(self.devices, results, strict=True)]
@@ -244,7 +249,8 @@ class Plant:
         return size
 
     def _forward_events(self, device: _Device) -> None:
-        """The runner's state-dir events not forwarded yet, as timeline events at the current time."""
+        """The runner's state-dir events not forwarded yet, as timeline events at the simulated hour the plant
+        was at when the runner wrote them (its ``at``), not at the tick that reads them."""
         for found in device.runner.state.events():
             seq = int(found.get("seq", 0))
             if seq <= device.events_seen:
@@ -253,8 +259,17 @@ class Plant:
             kind = str(found.get("event", "device_event"))
             detail = f"{device.name} ({device.group}): {kind}" + (f": {found['detail']}" if found.get("detail") else "")
             version = found.get("version")
-            self.timeline.event(self.t_h, DEVICE_EVENTS.get(kind, kind), None if version is None else str(version),
-                                detail, device.name)
+            self.timeline.event(self._plant_hour_at(found.get("at")), DEVICE_EVENTS.get(kind, kind),
+                                None if version is None else str(version), detail, device.name)
+
+    def _plant_hour_at(self, at: object) -> float:
+        """The simulated hour the plant stood at at wall-clock time ``at`` (ISO 8601), or now when unreadable."""
+        try:
+            stamp = datetime.fromisoformat(str(at)).timestamp()
+        except ValueError:
+            return self.t_h
+        index = bisect.bisect_right(self._hour_marks, stamp, key=lambda mark: mark[0]) - 1
+        return self._hour_marks[max(index, 0)][1]
 
     def _sample(self, device: _Device, correct: int, scored: int, skipped: int, wall: float) -> Sample:
         runner = device.runner
