@@ -182,3 +182,16 @@ def test_a_large_fleet_is_summarised_on_one_screen() -> None:
     assert "1000 devices: 700 online, 300 offline" in lines[1] and "needs attention (300)" in buffer.getvalue()
     assert sum("dev-" in line for line in lines) == ATTENTION_SHOWN
     assert f"and {300 - ATTENTION_SHOWN} more: {300 - ATTENTION_SHOWN} offline" in lines[-1]
+
+
+@pytest.mark.slow
+def test_status_with_a_wrong_admin_token_says_so(hub, tmp_path: Path) -> None:
+    from edgeloop.status_cli import gather
+
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("ela_not-the-token\n")
+    document = gather(hub.root, url=hub.url, token_file=wrong)
+    assert document["hub"]["reachable"] is False and "HTTP 401" in document["hub"]["reason"]
+    assert "wrong admin token" in document["hub"]["reason"] and document["fleet"] is None
+    assert {c["channel"] for c in document["channels"]} == {"canary", "stable"}  # the rest is still there
+    assert {a["kind"] for a in document["attention"]} == {"halted", "quarantine"}
