@@ -1,15 +1,15 @@
 """The console's channel actions: promote, roll back, halt, resume; planned for the confirmation page, then done.
 
 ``plan`` says what an action will do ("move stable from 7 to 9: 412 devices will update") or raises the
-one-line ``UserError`` that refuses it (unknown channel or release, nothing to roll back to, already
-there, already halted / not halted). ``perform`` plans again at the moment it acts, refuses when the
-channel moved since the operator confirmed (``expect_from``), then makes the move with the same functions
-as ``edgeloop release promote/rollback/halt/resume`` (``flows.project_releases.check_move`` and
-``move_channel``, ``flows.loop.halts``) and records it in the loop log as ``manual`` with who
-("<name> via console") and when. A promote into a halted channel needs ``force`` (the "promote anyway"
-confirmation) and records the halt it went past; a rollback of a halted channel is allowed (it is how an
-operator gets out of a bad release). The signing keys are read where the CLI reads them (params.yaml
-``release``); nothing here returns or logs them.
+one-line ``UserError`` that refuses it (unknown channel or release, nothing to roll back to, already there,
+already halted / not halted). ``perform`` plans again at the moment it acts, refuses when the channel moved
+since the operator confirmed (``expect_from``), then makes the move with the same functions as ``edgeloop
+release promote/rollback/halt/resume`` (``flows.project_releases.move_channel``, which checks the channel
+and release again under the repository lock, and ``flows.loop.halts``) and records it in the loop log as
+``manual`` with who ("<name> via console") and when. A promote into a halted channel needs ``force`` (the
+"promote anyway" confirmation) and records the halt it went past; a rollback of a halted channel is allowed
+(it is how an operator gets out of a bad release). The signing keys are read where the CLI reads them
+(params.yaml ``release``); nothing here returns or logs them.
 
 Leaves out: rendering (``release_pages``) and gathering what the page shows (``release_data``).
 """
@@ -23,7 +23,7 @@ from edge.contracts.errors import UserError
 from edgeloop.console.release_data import Catalog, Project, Tally, catalog
 from flows.loop.halts import Halt, halt_channel, record_halt, resume_channel
 from flows.loop.moves import record_manual_move
-from flows.project_releases import check_move, declared_channels, move_channel
+from flows.project_releases import declared_channels, move_channel
 
 __all__ = ["KINDS", "Plan", "perform", "plan"]
 
@@ -82,7 +82,9 @@ def plan(found: Project, cat: Catalog, counts: Tally, kind: str, channel: str, v
         if channel not in cat.pointers:  # the console never creates a channel (the CLI's --create does)
             raise UserError(f"channel {channel!r} does not exist (channels: "
                             f"{', '.join(sorted(cat.pointers)) or 'none yet'})")
-        check_move(found.params, found.paths, "promote", channel, target)  # an unknown release
+        if cat.get(target) is None:  # the catalog is cached; move_channel checks again under the lock
+            have = ", ".join(str(r.version) for r in reversed(cat.releases)) or "none yet"
+            raise UserError(f"no release {target} in the repository (releases: {have})")
         if current == target:
             raise UserError(f"channel {channel!r} already points at release {target}; nothing to do")
         return Plan(kind, channel, current, target, _devices(counts, channel, target), halt,
