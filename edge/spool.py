@@ -10,7 +10,8 @@ committed, so a row that ``put`` returned for survives a power cut or ``kill -9`
 - ``labelled``: the newest ``labelled_capacity`` labelled event ids with their label and the answer
   ``/feedback`` gave (``LabelRecord``), so a repeated label is answered the same and never spooled twice.
   ``put(rows, record)`` stores a label's row and its record in ONE transaction (a crash keeps both or
-  neither); ``remember(record)`` stores a record alone (a label whose row was not selected); older
+  neither); ``remember(record)`` stores a record alone (a label whose row was not selected) without
+  an fsync (a power cut may forget it: no row of it exists, so it can never become a duplicate); older
   records are dropped beyond the bound. Not counted in the quota (about 150 bytes each).
 
 Priorities (evicted first -> last): random 0, uncertain 1, anomaly 2, labelled 3, summary 4. Stored
@@ -210,9 +211,16 @@ class Spool:
         return evicted
 
     def remember(self, label: LabelRecord) -> None:
-        """Record a label that spooled no row (durably)."""
-        with self._lock, _transaction(self._db) as db:
-            self._remember(db, label)
+        """Record a label that spooled no row, without waiting for the disk (``synchronous=NORMAL`` for this
+        transaction: WAL keeps it consistent; a power cut may forget it, and the label then counts as new:
+        one row at most, never a second, since no row of it was spooled)."""
+        with self._lock:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with _transaction(self._db) as db:
+                    self._remember(db, label)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def _remember(self, db: sqlite3.Connection, label: LabelRecord) -> None:
         cursor = db.execute("INSERT INTO labelled (event_id, label, result) VALUES (?, ?, ?) "
