@@ -28,7 +28,7 @@ from edgeloop.testkit.hub import HubHandle, ManualClock, hub_project, running_hu
 from hub.clock import Clock
 
 __all__ = ["ConsoleWorld", "DeviceSpec", "console_world", "device_specs", "heartbeat_body", "login",
-           "release_repository", "seed_devices"]
+           "release_repository", "seed_devices", "write_estimates"]
 
 START = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 REASONS = {
@@ -101,6 +101,36 @@ def seed_devices(app: Any, clock: Clock, client: httpx.Client, specs: list[Devic
     return tokens
 
 
+def write_estimates(root: Path, specs: list[DeviceSpec], rows_per_device: int = 40) -> Path:
+    """The loop's estimates file (``data/loop/estimates.json``) for ``specs``, computed by the loop's own
+    flows.loop.estimates from ``rows_per_device`` synthetic labelled upload rows per heartbeating device."""
+    import numpy as np
+    import pandas as pd
+
+    from edge.contracts.layout import Paths
+    from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
+    from flows.loop.estimates import fleet_estimates
+    from flows.loop.estimates import write_estimates as write
+    from flows.params import load_params
+
+    params = load_params(root / "params.yaml")
+    label = params.schema.label
+    classes = list(label.classes)
+    rng = np.random.default_rng(14)
+    frames = []
+    for spec in specs:
+        if not spec.heartbeat or spec.version is None:
+            continue
+        truth = rng.choice(classes, size=rows_per_device)
+        wrong = rng.random(rows_per_device) < (0.25 if spec.health != "ok" else 0.08)
+        predicted = np.where(wrong, rng.choice(classes, size=rows_per_device), truth)
+        frames.append(pd.DataFrame({params.schema.device_id: spec.device_id, MODEL_VERSION: spec.version,
+                                    PREDICTION: predicted, label.name: truth, UPLOAD_REASON: "sampled",
+                                    INCLUSION_PROBABILITY: rng.uniform(0.2, 1.0, rows_per_device)}))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return write(Paths.at(root), fleet_estimates(frame, params))
+
+
 def release_repository(root: Path, count: int, cache: Path | None = None) -> Path:
     """A release project under ``root`` (keys + TUF repository) with ``count`` published releases, copied
     from ``cache`` when built there before; returns the release project folder."""
@@ -151,13 +181,16 @@ class ConsoleWorld:
 
 @contextmanager
 def console_world(root: Path, devices: int = 20, releases: int = 0, cache: Path | None = None,
-                  specs: list[DeviceSpec] | None = None) -> Iterator[ConsoleWorld]:
-    """A running hub with the console, ``devices`` seeded devices (or ``specs``) and ``releases`` published
-    releases (0: no release repository); the hub's clock is a ManualClock starting at 2026-12-02 14:00 UTC."""
+                  specs: list[DeviceSpec] | None = None, estimates: bool = True) -> Iterator[ConsoleWorld]:
+    """A running hub with the console, ``devices`` seeded devices (or ``specs``), the loop's estimates for
+    them (``estimates``) and ``releases`` published releases (0: no release repository); the hub's clock is
+    a ManualClock starting at 2026-12-02 14:00 UTC."""
     root.mkdir(parents=True, exist_ok=True)
     folder = release_repository(root, releases, cache) if releases else None
     _project(root, folder)
     chosen = specs if specs is not None else device_specs(devices)
+    if estimates:
+        write_estimates(root, chosen)
     with running_hub(root, clock=ManualClock(START), console=True) as hub, \
             httpx.Client(base_url=hub.url, timeout=30.0) as client:
         tokens = seed_devices(hub.app, hub.clock, client, chosen)
