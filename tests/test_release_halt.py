@@ -199,3 +199,35 @@ def test_a_user_sees_one_line_and_tables_that_fit_80_columns(root) -> None:
         assert any(line.startswith(f"│ {version} ") for line in shown), listed.stdout
     detail = run("show", "3")
     assert detail.returncode == 0 and max(map(len, detail.stdout.splitlines())) <= 80, detail.stdout
+
+
+@pytest.mark.slow
+def test_the_promote_soaked_flow_leaves_a_halted_stable_alone(prefect_server, tmp_path) -> None:
+    """The real promote-soaked Prefect flow, a real hub and devices (the set-up of tests/test_loop_promotion.py):
+    a canary release that has soaked is not promoted while stable is halted; the decision says why and acts
+    once the halt is lifted."""
+    from edgeloop.testkit.hub import running_hub
+    from edgeloop.testkit.runner_world import ReleaseWorld
+    from tests.test_loop_promotion import RULES, Loop, activated, beat, upload, write_params
+
+    world = ReleaseWorld(tmp_path / "world")
+    write_params(world, RULES)
+    stable = world.publish(1)
+    promote(world.config, stable, "stable")
+    with running_hub(world.hub_root) as hub:
+        loop = Loop(world, hub, world.hub_root, stable, {})
+        candidate = world.publish(2)
+        for name, seed in (("can-1", 21), ("can-2", 22)):
+            device = loop.device(name, "canary")
+            beat(device, candidate, "canary", (activated(candidate),))
+            upload(device, candidate, correct=45, wrong=5, seed=seed)
+        code, _, _ = cli(loop.root, "halt", "stable", "--reason", "quarterly audit")
+        assert code == 0
+        held = loop.run()
+        assert held["action"] == "promote" and held["fired"] is False
+        assert "could not act: channel 'stable' is halted by" in held["summary"]
+        assert "quarterly audit" in held["summary"]
+        assert loop.channels()["stable"] == stable
+        cli(loop.root, "resume", "stable")
+        moved = loop.run()
+        assert moved["action"] == "promote" and moved["fired"] is True and loop.channels()["stable"] == candidate
