@@ -261,3 +261,17 @@ def test_halt_needs_promote_anyway_and_stops_the_promote_soaked_logic(console) -
                      ("resume", "alice via console")]
     assert "bad sensor batch" in manual(root)[1]["forced_over_halt"]
     assert client.get("/console/releases/resume?channel=stable").status_code == 409  # not halted any more
+
+
+def test_an_unreadable_halts_file_is_said_and_nothing_moves(console) -> None:
+    """A damaged halts.json is never read as "no halts": the page says which file, actions are refused."""
+    client, csrf, root = console
+    (root / "data/loop").mkdir(parents=True, exist_ok=True)
+    halts_path(root / "data/loop/decisions.jsonl").write_text("{not json")
+    shown = client.get("/console/releases")
+    assert shown.status_code == 503 and "halts.json is unreadable" in shown.text and "Traceback" not in shown.text
+    posted = client.post("/console/releases/promote",
+                         data={"channel": "stable", "version": "3", "expect_from": "1", "csrf": csrf})
+    assert posted.status_code == 409 and "halts.json is unreadable" in posted.text
+    assert list_channels(config_of(root)) == {"canary": 3, "stable": 1} and manual(root) == []
+    assert client.get("/console/loop").status_code == 200

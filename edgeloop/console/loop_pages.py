@@ -113,6 +113,10 @@ def loop_page(request: Request, who: Who, state: str | None = None, source: str 
         return page("Loop", body, who, "loop", status_code=400)
     found = project(request)
     entries = decisions(found.log)
+    try:
+        charts = _charts(request, entries)
+    except UserError as exc:  # e.g. a corrupt release manifest: the decisions still show
+        charts = f'<div class="message" role="alert"><p>{esc(str(exc))}</p></div>'
     kept = filters.apply(entries)
     limit = max(1, limit)
     shown = kept[:limit]
@@ -122,7 +126,7 @@ def loop_page(request: Request, who: Who, state: str | None = None, source: str 
                            "limit": limit * 5})
         more = f'<p><a href="{BASE}?{query}">Show more ({len(kept) - limit} older)</a></p>'
     counts = f"{len(shown)} of {len(kept)} matching ({len(entries)} decisions in {found.log.name})"
-    body = (f"<h1>Loop</h1><h2>Quality over time</h2>{_charts(request, entries)}"
+    body = (f"<h1>Loop</h1><h2>Quality over time</h2>{charts}"
             f"<h2>Decisions</h2>{_filters_form(filters)}<p class=\"muted\">{esc(counts)}</p>"
             f"{_decisions_table(shown)}{more}")
     return page("Loop", body, who, "loop")

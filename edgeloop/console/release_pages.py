@@ -166,12 +166,20 @@ def _done(message: str | None) -> str:
 @router.get(BASE)
 def releases_page(request: Request, who: Who, done: str | None = None) -> Response:
     """Channels with their rollout, then every release (newest first)."""
-    found = project(request)
-    cat = catalog(found)
-    counts = _counts(request)
-    body = (f"<h1>Releases</h1>{_done(done)}<h2>Channels</h2>{_channel_table(found, cat, counts)}"
-            f"<h2>Releases ({len(cat.releases)})</h2>{_release_table(found, cat, counts)}")
+    try:
+        found = project(request)
+        cat = catalog(found)
+        counts = _counts(request)
+        body = (f"<h1>Releases</h1>{_done(done)}<h2>Channels</h2>{_channel_table(found, cat, counts)}"
+                f"<h2>Releases ({len(cat.releases)})</h2>{_release_table(found, cat, counts)}")
+    except UserError as exc:  # a corrupt manifest, an unreadable halts file: say which, no traceback
+        raise unreadable(exc) from None
     return page("Releases", body, who, "releases")
+
+
+def unreadable(exc: UserError) -> auth.PageError:
+    """The console page for project files the page cannot read (503: nothing the operator did)."""
+    return auth.PageError(503, "Cannot read the release repository or loop state", str(exc))
 
 
 def _refused(who: Operator, kind: str, message: str) -> Response:
@@ -235,6 +243,13 @@ async def do_action(request: Request, who: Who, kind: str) -> Response:
 
 def release_page(request: Request, who: Who, version: int) -> Response:
     """One release's full record."""
+    try:
+        return _release_page(request, who, version)
+    except UserError as exc:
+        raise unreadable(exc) from None
+
+
+def _release_page(request: Request, who: Who, version: int) -> Response:
     found = project(request)
     cat = catalog(found)
     release = cat.get(version)
