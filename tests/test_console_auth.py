@@ -9,6 +9,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -236,3 +237,51 @@ def test_origin_null_leaves_it_to_the_token(hub) -> None:  # type: ignore[no-unt
     assert answer.status_code == 303
     cross = _login(_client(hub), hub[1], origin="null", referer="http://evil.example/page")
     assert cross.status_code == 403
+
+
+def _operator_certificate(ca, uri: str, days: float = 30.0) -> str:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "operator")]))
+        .issuer_name(ca.certificate.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=2)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_an_operator_certificate_logs_in_without_the_form(tmp_path: Path) -> None:
+    from starlette.requests import Request
+
+    from edgeloop.testkit.hub import hub_project
+    from edgeloop.testkit.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    root = hub_project(tmp_path / "hub", tls=pki.tls_params("optional"))
+    app = create_app(HubSettings.load(root), extensions=(mount,))
+
+    def who(pem: str | None) -> auth.Operator | None:
+        extensions = {"tls": {"client_cert_chain": [pem]}} if pem else {}
+        scope = {"type": "http", "app": app, "headers": [], "path": "/console/fleet", "query_string": b"",
+                 "client": ("127.0.0.1", 5000), "scheme": "https", "server": ("127.0.0.1", 8700),
+                 "method": "GET", "extensions": extensions}
+        return auth.optional_operator(Request(scope))
+
+    found = who(_operator_certificate(pki.ca, "urn:edgeloop:operator:grace"))
+    assert found is not None and found.name == "grace" and found.via == "certificate"
+    assert found.csrf == auth.csrf_of(auth._key(Request({"type": "http", "app": app})), found.session_id)
+    assert who(None) is None
+    assert who(pki.device("press-01").pem) is None  # a device is not an operator
+    assert who(_operator_certificate(pki.other_ca().ca, "urn:edgeloop:operator:mallory")) is None  # foreign CA
+    assert who(_operator_certificate(pki.ca, "urn:edgeloop:operator:old", days=-1)) is None  # expired
+    assert who(_operator_certificate(pki.ca, "urn:edgeloop:operator:<b>")) is None  # not a name
