@@ -30,7 +30,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -38,6 +37,7 @@ from cryptography import x509
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
+from edgeloop.console.operators import Operator
 from hub import tokens
 from hub.peer import presented_certificate
 from hub.peer_certificates import issued_by, read_peer
@@ -62,16 +62,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$")
 OPERATOR_URI = "urn:edgeloop:operator:"
 FORM_LIMIT = 64 * 1024
 _KEY_LABEL = b"edgeloop console session key v1"
-
-
-@dataclass(frozen=True)
-class Operator:
-    """A logged-in operator: ``via`` is ``"session"`` (the login form) or ``"certificate"`` (mTLS)."""
-
-    name: str
-    session_id: str
-    csrf: str
-    via: str = "session"
 
 
 class PageError(HTTPException):

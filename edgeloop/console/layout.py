@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse
 
-from edgeloop.console.auth import Operator
+from edgeloop.console.operators import Operator
 
 __all__ = ["HEADERS", "NAV", "badge", "confirm_form", "csrf_field", "error_page", "esc", "fmt_time", "page", "table"]
 
