@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from edge.contracts.layout import Paths
 from edgeloop.console import mount
+from edgeloop.testkit.project import REPO
 from flows.loop.halts import halts_path, read_halts
 from flows.loop.log import read_decisions
 from flows.params import load_params
@@ -275,3 +276,17 @@ def test_an_unreadable_halts_file_is_said_and_nothing_moves(console) -> None:
     assert posted.status_code == 409 and "halts.json is unreadable" in posted.text
     assert list_channels(config_of(root)) == {"canary": 3, "stable": 1} and manual(root) == []
     assert client.get("/console/loop").status_code == 200
+
+
+def test_a_project_without_releases_says_so(tmp_path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    settings = HubSettings.load(tmp_path)
+    with TestClient(create_app(settings, extensions=(mount,))) as client:
+        login(client, settings.admin_token_file.read_text().strip())
+        shown = client.get("/console/releases")
+        assert shown.status_code == 200 and "no releases yet" in shown.text and "no channels yet" in shown.text
+        refused = client.get("/console/releases/promote?channel=stable&version=1")
+        assert refused.status_code == 409
+        assert "channel 'stable' does not exist (channels: none yet)" in html.unescape(refused.text)
+        loop = client.get("/console/loop")
+        assert loop.status_code == 200 and "0 of 0 matching" in loop.text and "no data yet" in loop.text
