@@ -55,6 +55,7 @@ class RetrainStop:
         self._begun = threading.Lock()
         self._stopping = False
         self._previous: Any = None
+        self._installed = False
         self._wakeup: tuple[int, int] | None = None
         self._previous_fd = -1
 
@@ -72,12 +73,15 @@ class RetrainStop:
 
     # --- installing --------------------------------------------------------------------------------
     def __enter__(self) -> RetrainStop:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals are the main thread's: nothing to install (a library call, not the CLI)
+        self._installed = True
         self._previous = signal.signal(signal.SIGINT, self._on_signal)
         read_fd, write_fd = os.pipe()
         os.set_blocking(write_fd, False)
         try:
             self._previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        except ValueError:  # not the main thread: the Python-level handler alone
+        except ValueError:  # set_wakeup_fd refused: the Python-level handler alone
             os.close(read_fd)
             os.close(write_fd)
         else:
@@ -90,8 +94,10 @@ class RetrainStop:
             signal.set_wakeup_fd(self._previous_fd)
             read_fd, write_fd = self._wakeup
             self._wakeup = None
-            os.write(write_fd, b"\0")  # wakes the watcher, which then closes both ends
-        signal.signal(signal.SIGINT, self._previous)
+            os.write(write_fd, b"\0")  # wakes the watcher, which then closes its end
+            os.close(write_fd)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
 
     def _watch(self, read_fd: int) -> None:
         while True:
