@@ -9,7 +9,8 @@ started (no loops competing), with a model trained on the simulator installed in
 - ``right``: a label that confirms it, nothing selected for upload (``random_rate = 0``): the record alone;
 - ``repeat``: the same label again for an event already labelled: one indexed SELECT, nothing written;
 - floor: one ``INSERT`` + ``COMMIT`` in a WAL SQLite file with ``synchronous=FULL`` in the same folder
-  (one durable write: the least a durable label can cost), and the same with ``synchronous=OFF``.
+  (one durable write: the least a durable label can cost), timed right after each label of the case, so
+  case and floor see the same moments of a shared disk.
 
 Every label also adds its row to recent.db (the on-device validation set, one more durable write), as
 before this change. ``ROWS`` labels per case, ``REPEATS`` runs; p50 and p99 in microseconds, the median
@@ -51,7 +52,7 @@ from edge.runner import Runner  # noqa: E402
 from edge.state import StateDir  # noqa: E402
 from edgeloop.testkit.runner_world import runner_config, site_data, write_candidate  # noqa: E402
 
-ROWS = 2000
+ROWS = 1000
 REPEATS = 3
 
 
@@ -60,23 +61,26 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2] * 1e6, ordered[int(len(ordered) * 0.99)] * 1e6
 
 
-def _floor(folder: Path, synchronous: str) -> tuple[float, float]:
-    db = sqlite3.connect(folder / f"floor-{synchronous}.db", isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload TEXT)")
-    samples = []
-    for i in range(ROWS):
+class _Floor:
+    """One ``INSERT`` + ``COMMIT`` in a WAL SQLite file with ``synchronous=FULL``: one durable write."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload TEXT)")
+        self.samples: list[float] = []
+
+    def once(self, i: int) -> None:
         started = time.perf_counter()
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO t (payload) VALUES (?)", (json.dumps({"event_id": i, "label": 1}),))
-        db.execute("COMMIT")
-        samples.append(time.perf_counter() - started)
-    db.close()
-    return _percentiles(samples)
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT INTO t (payload) VALUES (?)", (json.dumps({"event_id": i, "label": 1}),))
+        self.db.execute("COMMIT")
+        self.samples.append(time.perf_counter() - started)
 
 
 def _runner_cases(base: Path, candidate: Path, run: int) -> dict[str, tuple[float, float]]:
+    """Each case's p50/p99, and beside it the floor measured between its labels (same moments)."""
     config = load_config(runner_config(base / f"device-{run}", "http://127.0.0.1:9", "t" * 32, b"{}",
                                        upload={"random_rate": 0.0}), environ={})
     state = StateDir(config.state_dir)
@@ -88,23 +92,25 @@ def _runner_cases(base: Path, candidate: Path, run: int) -> dict[str, tuple[floa
     results: dict[str, tuple[float, float]] = {}
     try:
         labelled: list[tuple[int, int]] = []
-        for case in ("wrong", "right"):
+        for case in ("wrong", "right", "repeat"):
+            floor = _Floor(base / f"device-{run}" / f"floor-{case}.db")
             samples = []
-            for row in rows:
-                prediction = runner.predict_one(row)
-                label = int(prediction.label) if case == "right" else 1 - int(prediction.label)
+            for i, row in enumerate(rows):
+                if case == "repeat":
+                    event_id, label = labelled[i]
+                else:
+                    prediction = runner.predict_one(row)
+                    event_id = prediction.event_id
+                    label = int(prediction.label) if case == "right" else 1 - int(prediction.label)
+                    labelled.append((event_id, label))
                 started = time.perf_counter()
-                runner.feedback(prediction.event_id, label)
+                with contextlib.suppress(LookupError):  # a repeat before the record existed: a 404
+                    runner.feedback(event_id, label)
                 samples.append(time.perf_counter() - started)
-                labelled.append((prediction.event_id, label))
+                floor.once(i)
+            floor.db.close()
             results[case] = _percentiles(samples)
-        samples = []
-        for event_id, label in labelled[:ROWS]:
-            started = time.perf_counter()
-            with contextlib.suppress(LookupError):  # before the record existed: a 404
-                runner.feedback(event_id, label)
-            samples.append(time.perf_counter() - started)
-        results["repeat"] = _percentiles(samples)
+            results[f"  floor ({case})"] = _percentiles(floor.samples)
     finally:
         runner.stop()
     return results
@@ -116,14 +122,12 @@ def main() -> None:
         candidate = write_candidate(base / "candidate", 1)
         manifest = Manifest.from_json((candidate / MANIFEST_FILE).read_bytes())
         (candidate / MANIFEST_FILE).write_text(replace(manifest, version="1").to_json())
-        runs = [_runner_cases(base, candidate, run) | {"floor FULL": _floor(base / f"device-{run}", "FULL"),
-                                                         "floor OFF": _floor(base / f"device-{run}", "OFF")}
-                for run in range(REPEATS)]
+        runs = [_runner_cases(base, candidate, run) for run in range(REPEATS)]
     print(f"edge from {Path(edge.__file__).parent}; {ROWS} labels per case, median of {REPEATS} runs")
     for case in runs[0]:
         p50 = statistics.median(r[case][0] for r in runs)
         p99 = statistics.median(r[case][1] for r in runs)
-        print(f"  {case:<11} p50 {p50:8.0f} us   p99 {p99:8.0f} us")
+        print(f"  {case:<16} p50 {p50:8.0f} us   p99 {p99:8.0f} us")
 
 
 if __name__ == "__main__":
