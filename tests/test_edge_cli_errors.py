@@ -77,3 +77,20 @@ def test_run_on_a_busy_port_says_so_in_one_line_and_starts_nothing(device: Path,
     assert out.stderr == (f"edge-runner: port {taken_port} on 127.0.0.1 is already in use: another runner? set "
                           f"[api] port in runner.toml or --port\n")
     assert not (tmp_path / "device" / "state").exists()  # no lock, no spool, no status.json: nothing started
+
+
+def test_a_runner_whose_port_was_taken_after_the_check_writes_nothing(tmp_path: Path, taken_port: int) -> None:
+    """The port can be taken between the command's check and the server's bind: the runner then stops
+    without writing status.json or a summary, and leaves the state dir unlocked."""
+    from edge.config import load_config
+    from edge.runner import Runner, RunnerError
+
+    config = load_config(runner_config(tmp_path / "device", "http://127.0.0.1:9", "t" * 32, b"{}",
+                                       api={"port": taken_port}), environ={})
+    runner = Runner(config)
+    with pytest.raises(RunnerError) as refused:
+        runner.start()
+    assert str(refused.value) == (f"port {taken_port} on 127.0.0.1 is already in use: another runner? set [api] "
+                                  f"port in runner.toml or --port")
+    assert not (config.state_dir / "status.json").exists()
+    Runner(config).stop()  # the lock was released: another runner can start here
