@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -191,8 +192,8 @@ def _run(args: argparse.Namespace) -> int:
         runner.start()
     except RunnerError as exc:
         raise UsageProblem(str(exc)) from None
-    print(f"edge-runner: {config.device_id} serving model {runner.model_version or '(none yet)'}"
-          f"{'' if runner.api_url is None else ' at ' + runner.api_url}", file=sys.stderr, flush=True)
+    logging.getLogger("edge.runner").info("%s serving model %s%s", config.device_id, runner.model_version or
+                                          "(none yet)", "" if runner.api_url is None else " at " + runner.api_url)
     try:
         while not stop.wait(1.0):
             pass
