@@ -290,3 +290,33 @@ def test_a_project_without_releases_says_so(tmp_path) -> None:
         assert "channel 'stable' does not exist (channels: none yet)" in html.unescape(refused.text)
         loop = client.get("/console/loop")
         assert loop.status_code == 200 and "0 of 0 matching" in loop.text and "no data yet" in loop.text
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def test_the_rollout_query_reads_the_heartbeat_json_on_both_databases(database, tmp_path) -> None:
+    """release_data.fleet_rows extracts model_version and events in SQL (JSON_EXTRACT / ->>): same rows on both."""
+    from edgeloop.console.release_data import Rollout, fleet_rows, rollout, tally
+    from edgeloop.testkit.postgres import shared_postgres
+    from hub.db import Heartbeat, make_engine, make_sessions
+
+    url = (f"sqlite:///{tmp_path / 'hub.db'}" if database == "sqlite"
+           else shared_postgres().fresh_database("rollout"))
+    engine = make_engine(url)
+    try:
+        sessions = make_sessions(engine)
+        for device, channel in (("a", "stable"), ("b", "stable"), ("c", "canary"), ("never", "stable")):
+            add_device(sessions, device, channel)
+        states = {"a": {"model_version": "3", "events": []}, "b": {"model_version": 2, "events": [
+            {"kind": "rolled_back", "version": "3", "at": "2026-12-02T14:00:00Z", "detail": "watch"}]},
+                  "c": {"model_version": None, "events": [
+                      {"kind": "blocked", "version": "3", "at": "2026-12-02T14:00:00Z", "detail": "shadow"}]}}
+        with sessions.begin() as session:
+            session.add_all(Heartbeat(device_id=d, received_at=datetime.now(UTC), state=s) for d, s in states.items())
+        rows = {r.device_id: r for r in fleet_rows(sessions)}
+        assert {d: (r.channel, r.model_version) for d, r in rows.items()} == {
+            "a": ("stable", "3"), "b": ("stable", "2"), "c": ("canary", None), "never": ("stable", None)}
+        counts = tally(rows.values())
+        assert rollout("stable", 3, counts, {}) == Rollout("stable", 3, on_it=1, expected=3, rejected=1, rolled_back=1,
+                                                           halt=None)
+    finally:
+        engine.dispose()
