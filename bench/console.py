@@ -5,8 +5,9 @@ The world is edgeloop.testkit.console_world: a real hub with the console (SQLite
 with reasons, drift, versions, offline, never seen, revoked), and 100 real signed TUF releases published
 by flows.releases (built once into ``--cache``, default build/console-bench-cache, then copied). A client
 logged in through the login form asks for each page ``--requests`` times over HTTP keep-alive (after 5
-warm-up requests); the floor, in the same run, is a bare FastAPI app on uvicorn (same host, same client)
-answering a static HTML body of the same size as each page. Prints p50/p99/max in ms per page as JSON,
+warm-up requests; the world is first frozen out of the garbage collector as ``edgeloop hub serve``
+workers do after start-up, hub.serving.settle_gc); the floor, in the same run, is a bare FastAPI app on
+uvicorn (same process, same client) answering a static HTML body of the same size as each page. Prints p50/p99/max in ms per page as JSON,
 with the machine's load average. A benchmark, not a test.
 
     .venv/bin/python bench/console.py --requests 200
@@ -94,6 +95,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeloop-console-bench-") as work, \
             console_world(Path(work) / "hub", devices=args.devices, releases=args.releases, cache=args.cache) as world:
         built_s = time.perf_counter() - started
+        from hub.serving import settle_gc
+
+        settle_gc()  # as every `edgeloop hub serve` worker does after start-up (hub.serving)
         device = world.specs[len(world.specs) // 2].device_id
         pages = {"fleet": "/console/fleet", "fleet_filtered": "/console/fleet?channel=canary&health=ok",
                  "device": f"/console/devices/{device}", "releases": "/console/releases",

@@ -70,6 +70,7 @@ form.filters label{display:flex;flex-direction:column;font-size:12px;color:#3741
 input,select,button{font:inherit;padding:.25rem .4rem}
 .confirm{background:#fff;border:1px solid #e3e6ea;border-radius:6px;padding:1rem;max-width:44rem}
 .confirm button{background:#b42318;color:#fff;border:0;border-radius:4px;padding:.4rem 1rem;cursor:pointer}
+.confirm.login button{background:#0b57a4}
 .message{background:#fff;border-left:4px solid #b42318;padding:.8rem 1rem;max-width:48rem}
 .message.ok{border-color:#00603f}
 svg{background:#fff;border:1px solid #e3e6ea;border-radius:6px;max-width:100%;height:auto}

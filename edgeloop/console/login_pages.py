@@ -26,7 +26,7 @@ def _form(request: Request, next_path: str, name: str = "", message: str = "", s
     problem = f'<div class="message" role="alert"><p>{esc(message)}</p></div>' if message else ""
     body = (
         f"<h1>Log in to the console</h1>{problem}"
-        f'<form method="post" action="/console/login" class="confirm" autocomplete="off">'
+        f'<form method="post" action="/console/login" class="confirm login" autocomplete="off">'
         f'<input type="hidden" name="login_csrf" value="{esc(login_value)}">'
         f'<input type="hidden" name="next" value="{esc(next_path)}">'
         f'<p><label>Your name (recorded with every action you take)<br>'
