@@ -7,8 +7,8 @@ by flows.releases (built once into ``--cache``, default build/console-bench-cach
 logged in through the login form asks for each page ``--requests`` times over HTTP keep-alive (after 5
 warm-up requests; the world is first frozen out of the garbage collector as ``edgeloop hub serve``
 workers do after start-up, hub.serving.settle_gc); the floor, in the same run, is a bare FastAPI app on
-uvicorn (same process, same client) answering a static HTML body of the same size as each page. Prints p50/p99/max in ms per page as JSON,
-with the machine's load average. A benchmark, not a test.
+uvicorn (same process, same client) answering a static HTML body of the same size as each page.
+Prints p50/p99/max in ms per page as JSON, with the machine's load average. A benchmark, not a test.
 
     .venv/bin/python bench/console.py --requests 200
 """
