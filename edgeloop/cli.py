@@ -222,15 +222,16 @@ def retrain(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from edgeloop.retrain_stop import RetrainStop
-    from flows.retrain_lock import hold_retrain_lock
-    from flows.retrain_preflight import check_has_data
 
-    check_has_data(params, paths)  # no data at all: one line now, not a failed flow run
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     progress = Progress(*columns, console=console, transient=True)
-    with RetrainStop(on_stop=progress.stop) as stop, \
-            hold_retrain_lock(paths, wait=wait, on_wait=lambda line: console.print(line, soft_wrap=True)):
-        state = _run_retrain_flow(paths, progress, stop.listener, publish=publish, hold=hold, verbose=verbose)
+    with RetrainStop(on_stop=progress.stop) as stop:  # Ctrl-C from here on: one line, exit 130
+        from flows.retrain_lock import hold_retrain_lock
+        from flows.retrain_preflight import check_has_data
+
+        check_has_data(params, paths)  # no data at all: one line now, not a failed flow run
+        with hold_retrain_lock(paths, wait=wait, on_wait=lambda line: console.print(line, soft_wrap=True)):
+            state = _run_retrain_flow(paths, progress, stop.listener, publish=publish, hold=hold, verbose=verbose)
     result = state.result(raise_on_failure=False)
     if isinstance(result, UserError):  # a user mistake found inside the flow: its own line, nothing more
         raise UserError(str(result))

@@ -104,9 +104,11 @@ def ca_init(
 ) -> None:
     """Create the plant CA in hub.tls.ca_dir: ca.key (0600, stays on this machine) and ca.pem (public)."""
     from edge.contracts.layout import Paths
+    from flows.params import check_yaml
     from hub.pki import CA_KEY, init_ca
     from hub.settings import HubSettings
 
+    check_yaml(Paths.at(root).params)  # a syntax error with its line and column
     settings = HubSettings.load(Paths.at(root).root)
     ca = init_ca(settings.ca_dir, name, days)
     console.print(f"plant CA created in {settings.ca_dir}:", highlight=False, soft_wrap=True)
@@ -136,6 +138,7 @@ def cert(
 ) -> None:
     """Issue the hub's server certificate from the plant CA into keys/hub-tls/ (replacing the one there)."""
     from edge.contracts.layout import Paths
+    from flows.params import check_yaml
     from hub.pki import issue_server_certificate, load_ca
     from hub.settings import HubSettings
 
@@ -143,6 +146,7 @@ def cert(
     if not names and not ips:
         raise UserError("say what gateways connect to: --name hub.plant.local and/or --ip 10.0.0.5")
     paths = Paths.at(root)
+    check_yaml(paths.params)  # a syntax error with its line and column
     settings = HubSettings.load(paths.root)
     ca = load_ca(settings.ca_dir)
     if loopback:

@@ -58,7 +58,7 @@ def test_broken_yaml_names_line_and_column(tmp_path):
     line = next(i for i, row in enumerate(text) if row.startswith("  devices:"))
     text[line] = "  devices: 2: 3"  # a mapping value where none is allowed
     (root / "params.yaml").write_text("\n".join(text) + "\n")
-    for command in (["check-params"], ["retrain"], ["stage", "split"], ["hub", "serve"]):
+    for command in (["check-params"], ["retrain"], ["stage", "split"], ["hub", "serve"], ["hub", "ca", "init"]):
         said = one_error_line(edgeloop(*command, cwd=root))
         assert said == (f"error: {root / 'params.yaml'} line {line + 1}, column 13: not valid YAML: "
                         "mapping values are not allowed here"), said
