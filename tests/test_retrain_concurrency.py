@@ -3,8 +3,9 @@ for it with ``--wait``; the lock is the kernel's (flock), so a killed retrain le
 process it is re-entrant (the CLI holds it around the flow, which takes it again).
 
 The holder is a real process holding ``flows.retrain_lock`` (what a running retrain holds from before Prefect
-starts); the refused ``edgeloop retrain`` is a real subprocess. Only the ``--wait`` test starts a retrain
-(and Ctrl-Cs it once it has begun).
+starts); the refused ``edgeloop retrain`` is a real subprocess. Only the slow tests start a retrain: ``--wait``
+(Ctrl-C'd once it has begun) and the retrain flow run directly, as a worker runs it (killed once its stages
+have begun).
 """
 
 from __future__ import annotations
@@ -113,3 +114,44 @@ def test_wait_waits_for_the_running_retrain_then_starts(tmp_path):
         code = second.wait(timeout=30)
     rest = second.stderr.read()
     assert code == 130 and "Traceback" not in rest, rest
+
+
+FLOW = """
+import sys
+from flows.orchestration.retrain import retrain
+retrain(root=sys.argv[1], publish=False, source="deployment", requested_by="a test standing in for a worker")
+"""
+
+
+def test_the_flow_itself_waits_for_the_project_lock_as_a_deployment_run_would(prefect_server, tmp_path):
+    """The path a worker takes: the retrain flow (no CLI around it) waits while another retrain holds the
+    lock, starts its stages once it is free, and once killed leaves the lock free."""
+    from prefect.settings import PREFECT_API_URL
+
+    root = project(tmp_path / "p")
+    first = holder(root, 600)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    flow = subprocess.Popen([sys.executable, "-c", FLOW, str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    assert flow.stdout is not None
+    try:
+        said = ""
+        while "waiting for another retrain" not in said:
+            line = flow.stdout.readline()
+            assert line, f"the flow ended without waiting: {said}"
+            said += line
+        assert f"pid {first.pid}" in said
+        time.sleep(1.0)
+        assert not (root / "data/simulated").exists(), "no stage ran while the lock was held"
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 120
+        while not (root / "data/simulated").exists():
+            assert time.monotonic() < deadline and flow.poll() is None, "the flow never started its stages"
+            time.sleep(0.2)
+    finally:
+        first.kill()
+        flow.kill()
+        flow.wait()
+    with hold_retrain_lock(Paths.at(root)):  # the killed flow left no lock behind
+        pass
