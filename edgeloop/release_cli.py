@@ -159,20 +159,21 @@ def _move_channel(root: Path, kind: str, channel: str, version: int | None, crea
     halted = read_halts(_halts_file(params, paths)).get(channel)
     if kind == "promote" and not force:  # a rollback of a halted channel is the operator's way out: allowed
         refuse_if_halted(_halts_file(params, paths), channel, "nothing moved; --force promotes anyway")
-    if os.environ.get("PREFECT_API_URL"):
+    extra = {"forced_over_halt": halted.describe()} if halted is not None and kind == "promote" else {}
+    if os.environ.get("PREFECT_API_URL"):  # the flows record the move in the loop log themselves
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.orchestration.release_flows import promote_flow, rollback_flow
 
         if kind == "promote" and version is not None:
-            result = promote_flow(root=str(paths.root), version=version, channel=channel, create=create)
+            result = promote_flow(root=str(paths.root), version=version, channel=channel, create=create,
+                                  by=cli_user(), extra=extra)
         else:
-            result = rollback_flow(root=str(paths.root), channel=channel, to=version)
-    else:  # the flows record the move in the loop log themselves
+            result = rollback_flow(root=str(paths.root), channel=channel, to=version, by=cli_user())
+    else:
         from flows.loop.moves import record_manual_move
         from flows.project_releases import move_channel
 
         result = move_channel(params, paths, kind, channel, version, create)
-        extra = {"forced_over_halt": halted.describe()} if halted is not None and kind == "promote" else {}
         record_manual_move(params, paths, kind, result, by=cli_user(), **extra)
     return SimpleNamespace(**result)
 

@@ -124,6 +124,18 @@ def test_publish_into_a_halted_channel_needs_force(root) -> None:
     assert code == 0 and "published release 4 to channel 'canary'" in out and channels(root)["canary"] == 4
 
 
+def test_a_retrain_does_not_publish_into_a_halted_channel(root) -> None:
+    from flows.orchestration.release_flows import publish_task
+
+    cli(root, "halt", "canary", "--reason", "no new releases during the audit")
+    paths = Paths.at(root)
+    params = load_params(paths.params)
+    assert params.release.channel == "canary"
+    with pytest.raises(UserError, match="channel 'canary' is halted by .*the candidate was not published"):
+        publish_task.fn(params, paths)  # the retrain flow's publish step, before it signs anything
+    assert channels(root) == {"canary": 3, "stable": 1}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("halt", "stabel", "--reason", "x"), "channel 'stabel' does not exist (channels: canary, stable)"),
     (("halt", "stable", "--reason", "   "), "a halt needs a reason"),

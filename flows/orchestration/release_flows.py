@@ -35,6 +35,11 @@ __all__ = ["promote_flow", "publish_task", "refresh_flow", "rollback_flow"]
 
 @task(name="publish", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_task(params: Params, paths: Paths) -> dict[str, Any]:
+    from flows.loop.halts import halts_path, refuse_if_halted
+
+    # a halted channel takes no automatic release: the retrain ends in one line saying so (flows.loop.halts)
+    refuse_if_halted(halts_path(paths.resolve(params.loop.log)), params.release.channel,
+                     "the candidate was not published")
     logger = get_run_logger()
     summary = publish_candidate(params, paths)
     if summary["repository_initialised"]:
@@ -50,11 +55,12 @@ def publish_task(params: Params, paths: Paths) -> dict[str, Any]:
     return summary
 
 
-def _moved(kind: str, root: str, channel: str, version: int | None, create: bool = False) -> dict[str, Any]:
+def _moved(kind: str, root: str, channel: str, version: int | None, create: bool = False, by: str | None = None,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
     paths = Paths.at(root)
     params = load_params(paths.params)
     result = move_channel(params, paths, kind, channel, version, create)
-    record_manual_move(params, paths, kind, result)
+    record_manual_move(params, paths, kind, result, by=by, **(extra or {}))
     create_markdown_artifact(
         key=f"release-{kind}",
         markdown=f"{kind}: channel `{channel}` moved from {result['from_version']} to {result['to_version']}.",
@@ -64,15 +70,17 @@ def _moved(kind: str, root: str, channel: str, version: int | None, create: bool
 
 
 @flow(name="promote", description="Point a release channel at an existing signed release.")
-def promote_flow(root: str, version: int, channel: str, create: bool = False) -> dict[str, Any]:
-    """Point ``channel`` at release ``version``; a channel that does not exist yet needs ``create``."""
-    return _moved("promote", root, channel, version, create)
+def promote_flow(root: str, version: int, channel: str, create: bool = False, by: str | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Point ``channel`` at release ``version``; a channel that does not exist yet needs ``create``. ``by``
+    (who asked) and ``extra`` go into the loop log's entry."""
+    return _moved("promote", root, channel, version, create, by, extra)
 
 
 @flow(name="rollback", description="Move a release channel back to an earlier signed release.")
-def rollback_flow(root: str, channel: str, to: int | None = None) -> dict[str, Any]:
-    """Move ``channel`` back to ``to`` (default: the release it had before the current one)."""
-    return _moved("rollback", root, channel, to)
+def rollback_flow(root: str, channel: str, to: int | None = None, by: str | None = None) -> dict[str, Any]:
+    """Move ``channel`` back to ``to`` (default: the release it had before the current one); ``by``: who asked."""
+    return _moved("rollback", root, channel, to, by=by)
 
 
 @flow(name="refresh-releases", description="Re-sign timestamp/snapshot before they expire (fleet freeze guard).")
