@@ -325,6 +325,9 @@ def main() -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one line, never wrapped
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over its own (e.g. while its libraries import)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

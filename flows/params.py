@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from edge.contracts.errors import UserError
+from edge.contracts.errors import UserError, yaml_error_line
 from edge.contracts.hub_section import HubSection, HubSectionError, parse_hub_section
 from edge.contracts.layout import PARAMS_FILE
 from edge.contracts.names import CHANNEL_PATTERN
@@ -347,12 +347,5 @@ def check_yaml(path: Path | str) -> None:
 
 
 def yaml_error(path: Path | str, exc: yaml.YAMLError) -> str:
-    """One line for a YAML syntax error that keeps where it is: 'params.yaml line 12, column 5: not valid
-    YAML: mapping values are not allowed here' (lines and columns counted from 1, as editors do)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
-    if mark is None or not problem:
-        return f"{path}: not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    context = getattr(exc, "context", None)
-    detail = f"{problem} ({context})" if context and context != problem else problem
-    return f"{path} line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {detail}"
+    """One line for a YAML syntax error, keeping its line and column (edge.contracts.errors.yaml_error_line)."""
+    return yaml_error_line(path, exc)

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from edge.contracts.errors import UserError
+from edge.contracts.errors import UserError, yaml_error_line
 from edge.contracts.hub_section import CA_CERT_FILE, HubSection, parse_hub_section
 from edge.contracts.layout import Paths
 from edge.contracts.schema import DataSchema, parse_schema
@@ -112,7 +112,7 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise HubSettingsError(f"{path}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise HubSettingsError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+        raise HubSettingsError(yaml_error_line(path, exc)) from None
     if not isinstance(raw, dict):
         raise HubSettingsError(f"{path}: expected a mapping of sections at the top level")
     return raw

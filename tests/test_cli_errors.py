@@ -62,6 +62,10 @@ def test_broken_yaml_names_line_and_column(tmp_path):
         said = one_error_line(edgeloop(*command, cwd=root))
         assert said == (f"error: {root / 'params.yaml'} line {line + 1}, column 13: not valid YAML: "
                         "mapping values are not allowed here"), said
+    from hub.settings import HubSettings, HubSettingsError  # the hub's own reader of params.yaml says it too
+
+    with pytest.raises(HubSettingsError, match=f"line {line + 1}, column 13: not valid YAML: mapping values"):
+        HubSettings.load(root)
 
 
 def test_retrain_without_data_says_what_is_missing_before_prefect_starts(tmp_path):
