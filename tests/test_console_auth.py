@@ -285,3 +285,18 @@ def test_an_operator_certificate_logs_in_without_the_form(tmp_path: Path) -> Non
     assert who(_operator_certificate(pki.other_ca().ca, "urn:edgeloop:operator:mallory")) is None  # foreign CA
     assert who(_operator_certificate(pki.ca, "urn:edgeloop:operator:old", days=-1)) is None  # expired
     assert who(_operator_certificate(pki.ca, "urn:edgeloop:operator:<b>")) is None  # not a name
+
+
+def test_layout_helpers_escape_and_carry_the_csrf_field() -> None:
+    from edgeloop.console.layout import badge, confirm_form, page, table
+
+    who = auth.Operator("ada", "s" * 32, "c" * 64)
+    form = confirm_form(who, "/console/releases/halt", "<p>Halt stable?</p>", "Halt", "/console/releases",
+                        {"channel": 'st"able'})
+    assert 'name="csrf" value="' + "c" * 64 + '"' in form and 'value="st&quot;able"' in form
+    assert 'method="post" action="/console/releases/halt"' in form and 'href="/console/releases">Cancel' in form
+    assert badge("degraded") == '<span class="badge warn">degraded</span>' and "&lt;b&gt;" in badge("<b>")
+    assert "&lt;x&gt;" in table(["a"], [["<x>"]], escape=True) and "nothing to show" in table(["a"], [])
+    answer = page("T<", "<p>body</p>", who, "fleet", 404)
+    assert answer.status_code == 404 and b"<title>T&lt; \xc2\xb7 edgeloop</title>" in answer.body
+    assert b'class=active' in answer.body and b'action="/console/logout"' in answer.body
