@@ -300,3 +300,9 @@ def test_layout_helpers_escape_and_carry_the_csrf_field() -> None:
     answer = page("T<", "<p>body</p>", who, "fleet", 404)
     assert answer.status_code == 404 and b"<title>T&lt; \xc2\xb7 edgeloop</title>" in answer.body
     assert b'class=active' in answer.body and b'action="/console/logout"' in answer.body
+
+
+def test_origin_behind_a_proxy_on_another_port(hub) -> None:  # type: ignore[no-untyped-def]
+    # nginx (docs/hub.md) passes Host: $host, without the port the browser used
+    assert _login(_client(hub), hub[1], origin="http://testserver:8443").status_code == 303
+    assert _login(_client(hub), hub[1], origin="http://testserver.evil.example").status_code == 403

@@ -200,15 +200,16 @@ def safe_next(value: str | None) -> str:
 # --- forms ---------------------------------------------------------------------------------------------
 
 def check_origin(request: Request) -> None:
-    """403 when ``Origin`` (or, without it, ``Referer``) names another host than this request's. ``Origin:
+    """403 when ``Origin`` (or, without it, ``Referer``) names another host name than this request's. ``Origin:
     null`` names none (Chromium sends it for every form POST from a page with ``Referrer-Policy:
     no-referrer``, which console pages have): then the form's token alone decides."""
-    host = request.headers.get("host", "")
     origin = request.headers.get("origin")
     source = origin if origin not in (None, "null") else request.headers.get("referer")
     if not source:
         return
-    if urlsplit(source).netloc != host:
+    # host names only: a TLS proxy on another port may pass ``Host: $host`` without it (docs/hub.md's nginx)
+    host = urlsplit("//" + request.headers.get("host", "")).hostname
+    if urlsplit(source).hostname != host:
         raise PageError(403, "Refused", "This form was sent from another site; open the console and try again.")
 
 
