@@ -306,3 +306,15 @@ def test_origin_behind_a_proxy_on_another_port(hub) -> None:  # type: ignore[no-
     # nginx (docs/hub.md) passes Host: $host, without the port the browser used
     assert _login(_client(hub), hub[1], origin="http://testserver:8443").status_code == 303
     assert _login(_client(hub), hub[1], origin="http://testserver.evil.example").status_code == 403
+
+
+def test_a_session_works_in_every_worker_of_the_hub(hub) -> None:  # type: ignore[no-untyped-def]
+    client, token, clock = _client(hub), hub[1], hub[2]
+    _login(client, token)
+    cookie = client.cookies[auth.COOKIE]
+    other = create_app(client.app.state.settings, clock, (mount,))  # another process of the same hub
+    worker = TestClient(other, base_url="http://testserver")
+    worker.cookies.set(auth.COOKIE, cookie, path="/console")
+    answer = worker.get("/console/fleet", follow_redirects=False)
+    assert answer.status_code == 200 and "Logged in as <strong>ada</strong>" in answer.text
+    assert other.state.admin_digest != client.app.state.admin_digest  # each worker salts its own digest
