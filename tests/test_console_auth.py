@@ -221,6 +221,14 @@ def test_x_labels_never_overlap() -> None:
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
+def test_release_numbers_get_whole_number_ticks() -> None:
+    for releases in ((1, 2, 3), (1, 2), (4,), tuple(range(1, 101))):
+        svg = line_chart({"f1": [(float(r), 0.9) for r in releases]}, title="gate", y_label="f1")
+        labels = [t.text or "" for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")
+                  if t.get("text-anchor") == "middle" and float(t.get("y", 0)) > 150]
+        assert labels and all(label.replace(",", "").isdigit() for label in labels), (releases, labels)
+
+
 def test_bar_chart_and_empty_charts() -> None:
     svg = bar_chart([("mon", 3), ("tue", 0), ("wed", 12)], title="uploads", y_label="batches")
     root = ET.fromstring(svg)

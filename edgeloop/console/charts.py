@@ -207,9 +207,13 @@ def line_chart(series: Mapping[str, Sequence[tuple[X, float]]], *, title: str, y
     if is_time:
         ticks, fmt = time_ticks(x_low, x_high, most_x)
         parts += _x_labels(frame, [(frame.px(t), _label_x(t, fmt)) for t in ticks])
-    else:
-        parts += _x_labels(frame, [(frame.px(t), _num(t)) for t in nice_ticks(x_low, x_high, most_x)
-                                   if x_low <= t <= x_high])
+    else:  # counted x values (release numbers) get whole-number ticks only: no "release 1.5"
+        counted = all(float(x).is_integer() for x in xs)
+        x_ticks = [t for t in nice_ticks(x_low, x_high, most_x) if x_low <= t <= x_high
+                   and (not counted or float(t).is_integer())]
+        if counted and len(x_ticks) < 2:
+            x_ticks = sorted({float(x) for x in xs})[:most_x]
+        parts += _x_labels(frame, [(frame.px(t), _num(t)) for t in x_ticks])
     for value, label in thresholds:
         y = frame.py(value)
         parts.append(f'<line x1="{frame.left}" x2="{frame.right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#D55E00" '
