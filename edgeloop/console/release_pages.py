@@ -25,6 +25,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from edge.contracts.errors import UserError
+from edge.contracts.release_layout import MANIFEST_FILE
 from edgeloop.console import auth
 from edgeloop.console.auth import Operator
 from edgeloop.console.layout import badge, csrf_field, esc, fmt_time, page, table
@@ -67,7 +68,7 @@ def _current_candidate(found: Project) -> str | None:
     try:
         if not (folder / "index.html").is_file():
             return None
-        candidate = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("version")
+        candidate = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         return None
     return str(candidate) if candidate else None

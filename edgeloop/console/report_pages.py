@@ -21,6 +21,7 @@ from fastapi import Depends, Request
 from fastapi.responses import FileResponse, Response
 
 from edge.contracts.layout import Paths
+from edge.contracts.release_layout import MANIFEST_FILE
 from edgeloop.console.auth import Operator, console_router, operator
 from edgeloop.console.layout import CSP, HEADERS, error_page, esc, fmt_time, page, table
 
@@ -98,7 +99,7 @@ def _listing(paths: Paths) -> list[tuple[str, Path]]:
                 continue
             if "data_docs" in relative and not relative.endswith("data_docs/index.html"):
                 continue  # Data Docs: its index page links the rest
-            if name == "candidate" and file.suffix == ".json" and file.name not in ("decision.json", "manifest.json"):
+            if name == "candidate" and file.suffix == ".json" and file.name not in ("decision.json", MANIFEST_FILE):
                 continue
             found.append((f"{name}/{relative}", file))
             if len(found) >= LISTED:
