@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="timed requests per page")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--releases", type=int, default=100)
+    parser.add_argument("--decisions", type=int, default=2000, help="entries in the loop log (about a week of "
+                                                                      "monitor passes and soak checks)")
     parser.add_argument("--cache", type=Path, default=REPO / "build" / "console-bench-cache",
                         help="where the release repository is built once and reused")
     args = parser.parse_args()
@@ -93,7 +95,8 @@ def main() -> None:
     load_at_start = [round(x, 1) for x in os.getloadavg()]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeloop-console-bench-") as work, \
-            console_world(Path(work) / "hub", devices=args.devices, releases=args.releases, cache=args.cache) as world:
+            console_world(Path(work) / "hub", devices=args.devices, releases=args.releases, cache=args.cache,
+                          decisions=args.decisions) as world:
         built_s = time.perf_counter() - started
         from hub.serving import settle_gc
 

@@ -27,7 +27,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
     data.mkdir(parents=True)
     (data / "index.html").write_text('<html><body><h1>Candidate overview</h1><a href="../reports/ingest/data_docs/'
                                      'index.html">Data Docs</a></body></html>')
-    with console_world(root, devices=24, releases=3) as seeded:
+    with console_world(root, devices=24, releases=3, decisions=120) as seeded:
         yield seeded
 
 
@@ -91,6 +91,15 @@ def test_pages_answer_with_their_heading(browser: BrowserSession, path: str, hea
     assert answer.status == 200
     assert browser.page.inner_text("h1").startswith(heading)
     _shot(browser, name)
+
+
+def test_the_loop_page_shows_fired_decisions_and_their_trend(browser: BrowserSession) -> None:
+    browser.go("/console/loop")
+    text = browser.page.inner_text("main")
+    assert "retrain: accuracy_drop fired" in text and "gate passed; published release" in text
+    assert "no trigger fired" not in text  # quiet passes are behind the state filter
+    assert "accuracy_drop = 0.94" in text  # observed values flattened, not raw JSON
+    assert browser.page.locator("svg polyline").count() >= 2  # the trend charts have lines
 
 
 def test_releases_show_the_published_ones(world: ConsoleWorld, browser: BrowserSession) -> None:

@@ -6,7 +6,9 @@ each) and report through the hub's real ``POST /v1/devices/<id>/heartbeat`` over
 signed TUF releases published by flows.releases.publish into the repository the hub serves. Publishing
 many releases is slow (each re-signs the growing targets metadata), so ``release_repository`` builds
 the repository once into a cache folder keyed by the count and copies it for each use. Shared by the
-console tests and bench/console.py. Leaves out uploads, estimates and the device history's events.
+console tests and bench/console.py. ``write_decision_log`` gives the loop page a history: monitor passes
+(quiet, and now and then a fired retrain with its outcome) and soak checks, shaped as the loop writes them,
+five minutes apart up to the hub clock's start. Leaves out uploads and the device history's events.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from edgeloop.testkit.hub import HubHandle, ManualClock, hub_project, running_hu
 from hub.clock import Clock
 
 __all__ = ["ConsoleWorld", "DeviceSpec", "console_world", "device_specs", "heartbeat_body", "login",
-           "release_repository", "seed_devices", "write_estimates"]
+           "release_repository", "seed_devices", "write_decision_log", "write_estimates"]
 
 START = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 REASONS = {
@@ -181,13 +183,16 @@ class ConsoleWorld:
 
 @contextmanager
 def console_world(root: Path, devices: int = 20, releases: int = 0, cache: Path | None = None,
-                  specs: list[DeviceSpec] | None = None, estimates: bool = True) -> Iterator[ConsoleWorld]:
+                  specs: list[DeviceSpec] | None = None, estimates: bool = True,
+                  decisions: int = 0) -> Iterator[ConsoleWorld]:
     """A running hub with the console, ``devices`` seeded devices (or ``specs``), the loop's estimates for
-    them (``estimates``) and ``releases`` published releases (0: no release repository); the hub's clock is
-    a ManualClock starting at 2026-12-02 14:00 UTC."""
+    them (``estimates``), ``releases`` published releases (0: no release repository) and ``decisions``
+    entries in the loop log; the hub's clock is a ManualClock starting at 2026-12-02 14:00 UTC."""
     root.mkdir(parents=True, exist_ok=True)
     folder = release_repository(root, releases, cache) if releases else None
     _project(root, folder)
+    if decisions:
+        write_decision_log(root / "data/loop/decisions.jsonl", decisions, max(1, releases))
     chosen = specs if specs is not None else device_specs(devices)
     if estimates:
         write_estimates(root, chosen)
@@ -195,6 +200,53 @@ def console_world(root: Path, devices: int = 20, releases: int = 0, cache: Path 
             httpx.Client(base_url=hub.url, timeout=30.0) as client:
         tokens = seed_devices(hub.app, hub.clock, client, chosen)
         yield ConsoleWorld(hub, chosen, tokens, releases)
+
+
+def _monitor(at: datetime, accuracy: float, drift: float, fired: bool) -> dict[str, Any]:
+    triggers = [
+        {"name": "fleet_drift", "state": "fired" if drift >= 0.5 else "quiet", "threshold": 0.5, "value": drift,
+         "detail": f"{drift:.0%} of active devices drifting (fires at share >= 0.5)", "extra": {}},
+        {"name": "accuracy_drop", "state": "fired" if accuracy < 0.95 else "quiet", "threshold": 0.95,
+         "value": accuracy, "detail": f"estimated accuracy {accuracy:.3f} (fires below 0.95)",
+         "extra": {"interval": [accuracy - 0.01, accuracy + 0.01], "rows": 1000}},
+    ]
+    return {"at": at.isoformat(), "source": "monitor", "kind": "retrain", "fired": fired,
+            "action": "retrain" if fired else None,
+            "summary": "retrain: accuracy_drop fired" if fired else "no trigger fired",
+            "observed": {"accuracy_drop": accuracy, "fleet_drift": drift, "data_volume": 1355, "cooldown_left_s": 0.0},
+            "triggers": triggers, "suppressed": False, "would_fire": []}
+
+
+def _soak(at: datetime, candidate: int, stable: int, accuracy: float) -> dict[str, Any]:
+    estimate = {"value": accuracy, "low": accuracy - 0.012, "high": accuracy + 0.012, "rows": 400, "ignored": 0}
+    return {"at": at.isoformat(), "source": "promote", "kind": "promote", "fired": False, "action": "wait",
+            "summary": f"release {candidate} soaks on canary: 2/6 devices checked", "candidate": candidate,
+            "stable": stable, "observed": {"candidate": candidate, "stable": stable, "candidate_accuracy": estimate,
+                                           "stable_accuracy": {**estimate, "value": accuracy - 0.004}}}
+
+
+def write_decision_log(path: Path, count: int, releases: int = 1) -> Path:
+    """``count`` loop-log entries ending at the hub clock's start: mostly quiet monitor passes and soak
+    checks, every 25th monitor pass a fired retrain followed by its published outcome."""
+    lines, release = [], 1
+    for i in range(count):
+        at = START - timedelta(minutes=5 * (count - i))
+        accuracy = 0.97 - 0.03 * ((i % 50) / 50)
+        if i % 2:
+            lines.append(_soak(at, min(release + 1, releases), release, accuracy))
+            continue
+        fired = i % 50 == 48  # the pass that sees accuracy at its lowest (below the 0.95 floor)
+        lines.append(_monitor(at, accuracy, (i % 7) / 10, fired))
+        if fired:
+            release = min(release + 1, releases)
+            lines.append({"at": (at + timedelta(seconds=40)).isoformat(), "source": "monitor",
+                          "kind": "retrain_outcome", "fired": True, "decision_at": at.isoformat(),
+                          "summary": f"gate passed; published release {release} to canary",
+                          "observed": {"passed": True, "release": release, "channel": "canary",
+                                       "state": "Completed"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines), encoding="utf-8")
+    return path
 
 
 def login(client: httpx.Client, admin_token: str, who: str = "ada") -> None:
