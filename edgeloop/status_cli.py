@@ -250,7 +250,7 @@ def render(document: dict[str, Any], out: Console, wide: bool = False) -> None:
         rows: list[list[str | Text]] = []
         for c in document["channels"]:
             on = "-" if c["on_release"] is None else f"{c['on_release']} of {c['devices']}"
-            state = Text("halted", style="bold red") if c["halted"] else Text("moving", style="green")
+            state = Text("halted", style="bold red") if c["halted"] else Text("active", style="green")
             rows.append([c["channel"], "-" if c["release"] is None else str(c["release"]),
                          "-" if c["devices"] is None else str(c["devices"]), on, state])
         cols = (Col("channel", whole=True), Col("release", whole=True), Col("devices", whole=True, drop=2),
