@@ -18,36 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.timing import timed  # noqa: E402
 from edge.telemetry import switch_off  # noqa: E402
 
 switch_off()
 
 BUDGET_MS = 300.0
-
-
-def timed(action: Callable[[], object], count: int) -> dict[str, float]:
-    for _ in range(5):
-        action()
-    spent = []
-    for _ in range(count):
-        started = time.perf_counter()
-        action()
-        spent.append((time.perf_counter() - started) * 1000)
-    spent.sort()
-    p99 = spent[min(len(spent) - 1, int(len(spent) * 0.99))]
-    return {"p50_ms": round(statistics.median(spent), 2), "p99_ms": round(p99, 2), "max_ms": round(spent[-1], 2)}
 
 
 @contextmanager

@@ -17,10 +17,8 @@ import json
 import os
 import re
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.timing import timed  # noqa: E402
 from edge.telemetry import switch_off  # noqa: E402
 
 switch_off()
@@ -35,19 +34,6 @@ switch_off()
 DEVICE = "press-0001"
 EVERY_S = 300
 DAYS = 30
-
-
-def timed(action: Callable[[], object], count: int) -> dict[str, float]:
-    for _ in range(3):
-        action()
-    spent = []
-    for _ in range(count):
-        started = time.perf_counter()
-        action()
-        spent.append((time.perf_counter() - started) * 1000)
-    spent.sort()
-    p99 = spent[min(len(spent) - 1, int(len(spent) * 0.99))]
-    return {"p50_ms": round(statistics.median(spent), 2), "p99_ms": round(p99, 2)}
 
 
 def fill(hub, now: datetime) -> None:
@@ -115,9 +101,9 @@ def main() -> None:
         assert page.status_code == 200 and "8640 samples drawn as 720 points" in page.text, page.status_code
         database = str(hub.app.state.engine.url.database)
         result = {
-            "device_page": timed(lambda: client.get(f"/console/devices/{DEVICE}"), args.requests),
-            "floor_healthz": timed(lambda: client.get("/healthz"), args.requests),
-            "floor_sql_only": timed(sql_floor(database, now - timedelta(days=DAYS)), args.requests),
+            "device_page": timed(lambda: client.get(f"/console/devices/{DEVICE}"), args.requests, warmup=3),
+            "floor_healthz": timed(lambda: client.get("/healthz"), args.requests, warmup=3),
+            "floor_sql_only": timed(sql_floor(database, now - timedelta(days=DAYS)), args.requests, warmup=3),
             "page_bytes": len(page.content), "requests": args.requests,
             "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         }

@@ -1,4 +1,5 @@
-"""What every ``edgeloop`` sub-command shares: the ``--root`` option, how a sub-app is made, and two helpers
+"""What every ``edgeloop`` sub-command shares: the ``--root`` option, the options that reach the hub as an admin
+(``--url``, ``--token-file``, ``--ca-file``), how a sub-app is made, and two helpers
 for answering mistakes in one line (a busy port found before a server starts; Prefect's log records of a
 ``UserError`` kept quiet, since the command prints it).
 
@@ -19,6 +20,16 @@ from edge.contracts.errors import UserError
 
 RootOption = Annotated[
     Path, typer.Option("--root", help="Project folder holding params.yaml and data/.", file_okay=False)
+]
+HubUrlOption = Annotated[
+    str | None, typer.Option("--url", help="Hub base URL (default: $EDGELOOP_HUB_URL, else hub.host:hub.port).")
+]
+AdminTokenFileOption = Annotated[
+    Path | None, typer.Option("--token-file", help="File holding the admin token (default: hub.admin_token_file).")
+]
+HubCaFileOption = Annotated[
+    Path | None, typer.Option("--ca-file", help="CA certificate an https hub is verified with (default: "
+                                                "$EDGELOOP_HUB_CA_FILE, else <hub.tls.ca_dir>/ca.pem).")
 ]
 
 

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from edgeloop.cli_common import AdminTokenFileOption, HubCaFileOption, HubUrlOption
 from edgeloop.cli_tables import Col, Fitted, fit_table, show
 from hub.fleet_view import COLUMNS, OFFLINE, ONLINE, summary_rows
 
@@ -54,16 +55,9 @@ def fleet_table(document: dict[str, Any], width: int = 10_000, wide: bool = Fals
 
 
 def fleet(
-    url: Annotated[
-        str | None, typer.Option(help="Hub base URL (default: $EDGELOOP_HUB_URL, else hub.host:hub.port).")
-    ] = None,
-    token_file: Annotated[
-        Path | None, typer.Option("--token-file", help="File holding the admin token (default: hub.admin_token_file).")
-    ] = None,
-    ca_file: Annotated[
-        Path | None, typer.Option("--ca-file", help="CA certificate an https hub is verified with (default: "
-                                                    "$EDGELOOP_HUB_CA_FILE, else <hub.tls.ca_dir>/ca.pem).")
-    ] = None,
+    url: HubUrlOption = None,
+    token_file: AdminTokenFileOption = None,
+    ca_file: HubCaFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the fleet document as JSON (stdout only).")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the table gets.")] = False,
     root: Annotated[

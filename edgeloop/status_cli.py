@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edge.contracts.errors import UserError
-from edgeloop.cli_common import RootOption
+from edgeloop.cli_common import AdminTokenFileOption, HubCaFileOption, HubUrlOption, RootOption
 from edgeloop.cli_tables import Col, fit_table, show
 
 __all__ = ["ATTENTION_SHOWN", "CERTIFICATE_WARNING", "gather", "render", "status"]
@@ -285,15 +285,9 @@ def render(document: dict[str, Any], out: Console, wide: bool = False) -> None:
 
 
 def status(
-    url: Annotated[
-        str | None, typer.Option(help="Hub base URL (default: $EDGELOOP_HUB_URL, else hub.host:hub.port).")
-    ] = None,
-    token_file: Annotated[
-        Path | None, typer.Option("--token-file", help="File holding the admin token (default: hub.admin_token_file).")
-    ] = None,
-    ca_file: Annotated[
-        Path | None, typer.Option("--ca-file", help="CA certificate an https hub is verified with.")
-    ] = None,
+    url: HubUrlOption = None,
+    token_file: AdminTokenFileOption = None,
+    ca_file: HubCaFileOption = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the hub.", min=0.1)] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the same as one JSON document (stdout only).")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the tables get.")] = False,
