@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.logs import Throttle
+from edge.logs import Throttle, duration_text
 
 __all__ = ["AUTH_STATUSES", "HubLink"]
 
@@ -42,14 +42,6 @@ def _clock_text(at: float) -> str:
 
 def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
-
-
-def _took(seconds: float) -> str:
-    if seconds < 90:
-        return f"{round(seconds)} s"
-    if seconds < 5400:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 class HubLink:
@@ -87,7 +79,7 @@ class HubLink:
         if before in ("unreachable", "refused"):
             self._throttle.forget("unreachable")
             self._throttle.forget("refused")
-            took = "" if since is None else f" after {_took(self._clock() - since)}"
+            took = "" if since is None else f" after {duration_text(self._clock() - since)}"
             what = "reachable again" if before == "unreachable" else f"accepts device {self.device_id} again"
             log.info("hub %s%s (%d requests failed meanwhile); %d rows waiting for upload", what, took, failures,
                      self._backlog())

@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-__all__ = ["RUNNER_LOGGER", "JournalFormatter", "Throttle", "TimestampFormatter", "configure", "under_journald"]
+__all__ = ["RUNNER_LOGGER", "JournalFormatter", "Throttle", "TimestampFormatter", "configure", "duration_text",
+           "under_journald"]
 
 RUNNER_LOGGER = "edge"  # parent of edge.runner, edge.serving, edge.http_api
 PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -150,10 +151,11 @@ class Throttle:
 def _more(count: int, seconds: float) -> str:
     if not count:
         return ""
-    return f" ({count} more time{'s' if count != 1 else ''} in the last {_duration(seconds)})"
+    return f" ({count} more time{'s' if count != 1 else ''} in the last {duration_text(seconds)})"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """A span for a log line: "40 s", "3 min", "1.5 h" (at least "1 s")."""
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
     if seconds < 5400:
