@@ -193,6 +193,7 @@ class _World:
         root = self.paths.resolve(self.params.release.repository) / "metadata" / "1.root.json"
         runners: dict[str, tuple[Any, str]] = {}
         s = self.settings
+        self._runner_logs_to_file(stack, self.workspace / "devices" / "runners.log")
         for index in range(s.canary + s.stable):
             name = device_id(index)
             group = "canary" if index < s.canary else "stable"
@@ -218,6 +219,27 @@ class _World:
             time.sleep(0.1)
         self.say(f"{len(runners)} edge runners ({s.canary} canary, {s.stable} stable) serve v1")
         return runners
+
+    def _runner_logs_to_file(self, stack: contextlib.ExitStack, path: Path) -> None:
+        """The in-process runners' log lines (activations, refusals, the hub link) go to ``path``, not between
+        the demo's own lines; put back as they were when the run ends."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        edge_log = logging.getLogger("edge")
+        before = (edge_log.level, edge_log.propagate)
+        edge_log.addHandler(handler)
+        edge_log.setLevel(logging.INFO)
+        edge_log.propagate = False
+
+        def restore() -> None:
+            edge_log.removeHandler(handler)
+            handler.close()
+            edge_log.setLevel(before[0])
+            edge_log.propagate = before[1]
+
+        stack.callback(restore)
+        self.say(f"runner logs: {path}")
 
     def _enroll(self, name: str, folder: Path) -> tuple[Path, Path, Path]:
         """Enroll ``name`` as a gateway would (a one-time code, a key made here, a CSR); (CA, cert, key)."""
