@@ -230,10 +230,22 @@ class PromotionParams(_Frozen):
     accuracy_tolerance: float = Field(ge=0.0, le=1.0)
 
 
+class CollectionParams(_Frozen):
+    """Adaptive ground-truth collection (``loop.collection``, ``flows.loop.collection``): how much a device
+    samples in normal times and while it drifts, within byte budgets per day."""
+
+    enabled: bool
+    base_rate: float = Field(ge=0.0, le=1.0)
+    raised_rate: float = Field(ge=0.0, le=1.0)
+    device_daily_bytes: int = Field(ge=0)
+    fleet_daily_bytes: int = Field(ge=0)
+
+
 class LoopParams(_Frozen):
     log: str = Field(min_length=1)
     monitor: MonitorParams
     promotion: PromotionParams
+    collection: CollectionParams
 
 
 class StorageParams(_Frozen):
