@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 from edge.contracts.hub_section import LOOPBACK
 from edge.contracts.names import CHANNEL_PATTERN, CHANNEL_RULE, is_valid_device_id
+from edge.contracts.runner_policy import REMOTE_KEYS
 from edge.contracts.wire import UPLOAD_MAX_BYTES
 from edge.file_checks import not_private, unreadable
 from edge.inputs.settings import InputsConfig, InputsError, read_inputs
@@ -60,11 +61,13 @@ __all__ = [
     "DriftConfig",
     "FeedbackConfig",
     "HubConfig",
+    "PolicyConfig",
     "ReleasesConfig",
     "RunnerConfig",
     "Secret",
     "TlsConfig",
     "UploadConfig",
+    "WatchConfig",
     "is_loopback_host",
     "keys_of",
     "load_config",
@@ -263,6 +266,7 @@ class UploadConfig:
     summary_interval_s: float = setting(300.0, _number(1, 86_400))  # aggregates mode: one summary per interval
     spool_quota_bytes: int = setting(256 * MIB, _integer(64 * 1024))
     local_only: tuple[str, ...] = setting((), _names)  # feature or context names that never leave the device
+    daily_byte_budget: int = setting(0, _integer(0))  # upload-body bytes per UTC day (0: unlimited)
 
     def __post_init__(self) -> None:
         if self.backoff_max_s < self.backoff_initial_s:
@@ -280,10 +284,50 @@ class FeedbackConfig:
 class DriftConfig:
     window_rows: int = setting(5000, _integer(10, 10_000_000))  # recent rows the PSI is computed on
     min_rows: int = setting(1000, _integer(1, 10_000_000))  # no score before the window holds this many
+    moderate_psi: float = setting(0.1, _number(0, 100, low_open=True))  # PSI from here is "moderate" (edge.drift)
+    major_psi: float = setting(0.25, _number(0, 100, low_open=True))  # PSI from here is "major" (edge.drift)
 
     def __post_init__(self) -> None:
         if self.min_rows > self.window_rows:
             raise ConfigError(f"drift.min_rows: must be <= drift.window_rows ({self.window_rows})")
+        if self.moderate_psi >= self.major_psi:
+            raise ConfigError(f"drift.moderate_psi: must be < drift.major_psi ({self.major_psi:g})")
+
+
+def _optional(read: Reader) -> Reader:
+    """``read``, or None for a key that is left out (TOML has no null: only the default is None)."""
+    def optional(value: Any, key: str) -> Any:
+        return None if value is None else read(value, key)
+    return optional
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Overrides of the release manifest's edge policy for the watch after an update (None: the manifest's)."""
+
+    accuracy_floor: float | None = setting(None, _optional(_number(0, 1)))  # roll back below this accuracy
+    window_s: float | None = setting(None, _optional(_number(0, 30 * 86_400)))  # how long the watch lasts
+    min_feedback: int | None = setting(None, _optional(_integer(1, 10_000_000)))  # outcomes before judging
+    max_model_errors: int | None = setting(None, _optional(_integer(0, 10_000_000)))  # roll back above this
+
+
+def _key_names(value: Any, key: str) -> tuple[str, ...]:
+    names = _names(value, key)
+    for name in names:
+        section, _, rest = name.partition(".")
+        if rest not in REMOTE_KEYS.get(section, ()):
+            raise ConfigError(f"{key}: {name!r} is not a key a signed policy may set (one of "
+                              f"{sorted(f'{s}.{k}' for s, ks in REMOTE_KEYS.items() for k in ks)})")
+    return names
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How this runner takes the signed runner policy of its channel (edge.policy_updates)."""
+
+    enabled: bool = setting(True, _boolean)  # follow the channel's signed policy
+    pinned: tuple[str, ...] = setting((), _key_names)  # "section.key" a remote policy may not change
+    allow_looser_privacy: bool = setting(False, _boolean)  # let a policy loosen upload.local_only / upload.mode
 
 
 @dataclass(frozen=True)
@@ -308,6 +352,8 @@ class RunnerConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     inputs: InputsConfig | None = None  # [inputs]: live values from MQTT / OPC UA (edge.inputs.settings)
 
 
