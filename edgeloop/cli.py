@@ -27,6 +27,7 @@ from edge.contracts.errors import UserError
 from edge.contracts.release_layout import MODEL_FILE
 from edge.telemetry import switch_off
 from edgeloop.cli_common import RootOption, check_port_free
+from edgeloop.config_cli import config_app
 from edgeloop.demo_cli import demo as demo_command
 from edgeloop.deploy_cli import deploy as deploy_command
 from edgeloop.devices_cli import devices_app
@@ -68,6 +69,7 @@ def _main(
 ) -> None:
     """edgeloop: the continuous-improvement loop between edge devices and the cloud."""
 app.add_typer(release_app, name="release")
+app.add_typer(config_app, name="config")
 app.add_typer(loop_app, name="loop")
 app.add_typer(hub_app, name="hub")
 app.add_typer(plant_app, name="plant")
