@@ -145,7 +145,8 @@ def enroll_code(
 
 LIST_COLUMNS = (Col("device", whole=True), Col("channel", whole=True), Col("status", whole=True, drop=1),
                 Col("created (UTC)", whole=True, drop=3), Col("revoked (UTC)", whole=True, drop=4),
-                Col("uploads", drop=5, justify="right"), Col("certificate expires", drop=2))
+                Col("uploads", drop=5, justify="right"), Col("certificate expires", drop=2),
+                Col("config", whole=True, drop=6))  # the runner policy version its last heartbeat reported
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -158,21 +159,26 @@ def list_command(
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide the table gets.")] = False,
     root: RootOption = Path("."),
 ) -> None:
-    """Table of devices: name, channel, status, created, revoked, uploads, certificate expiry (no secrets)."""
+    """Table of devices: name, channel, status, created, revoked, uploads, certificate expiry, runner policy
+    version (no secrets)."""
     from hub.fleet_view import certificate_text
     from hub.registry import list_devices
+    from hub.store.fleet import read_fleet_rows
 
     with _sessions(root) as sessions:
         devices = list_devices(sessions)
+        applied = {r.device_id: (r.state or {}).get("config_version") for r in read_fleet_rows(sessions)}
     if as_json:
         print(json.dumps([{"device_id": d.device_id, "channel": d.channel, "status": d.status,
                            "created_at": _iso(d.created_at), "revoked_at": _iso(d.revoked_at), "uploads": d.uploads,
-                           "certificate_not_after": _iso(d.certificate_not_after)} for d in devices], indent=2))
+                           "certificate_not_after": _iso(d.certificate_not_after),
+                           "config_version": applied.get(d.device_id)} for d in devices], indent=2))
         return
     now = datetime.now(UTC)
     rows: list[list[str | Text]] = [
         [d.device_id, d.channel, Text(d.status, style="green" if d.status == "active" else "red"),
-         _when(d.created_at), _when(d.revoked_at), str(d.uploads), certificate_text(d.certificate_not_after, now)]
+         _when(d.created_at), _when(d.revoked_at), str(d.uploads), certificate_text(d.certificate_not_after, now),
+         str(applied.get(d.device_id) or "-")]
         for d in devices]
     table = Console(highlight=False)  # made here: the width follows $COLUMNS at call time
     show(table, fit_table(LIST_COLUMNS, rows, table.width, title="devices", wide=wide), wide)

@@ -28,7 +28,8 @@ _STYLE: dict[str, str] = {ONLINE: "green", OFFLINE: "red"}
 _HEALTH_STYLE: dict[str, str] = {"ok": "green", "degraded": "yellow", "error": "bold red"}
 FLEET_COLUMNS: tuple[Col, ...] = (  # hub.fleet_view.COLUMNS, each with how it fits a narrow terminal
     Col("device", whole=True), Col("channel", whole=True), Col("status", whole=True, drop=1),
-    Col("health", drop=1, min_width=24), Col("model", whole=True, drop=2), Col("last heard", drop=3),
+    Col("health", drop=1, min_width=24), Col("model", whole=True, drop=2),
+    Col("config", whole=True, drop=9), Col("last heard", drop=3),
     Col("accuracy", drop=6),
     Col("est. accuracy (95%)", drop=5), Col("max drift", drop=4), Col("backlog", drop=7, justify="right"),
     Col("uploads", drop=8), Col("certificate", drop=5),

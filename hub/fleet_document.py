@@ -45,6 +45,11 @@ def last_said(health: object, reason: str, since: datetime | None, received: dat
     return f"{words} at {_shown(received)}"
 
 
+def _config_version(reported: dict[str, Any]) -> int | None:
+    version = reported.get("config_version")
+    return version if isinstance(version, int) and not isinstance(version, bool) and version >= 1 else None
+
+
 def _device(row: FleetRow, now: datetime, stale_after_s: float, estimates: dict[str, Any] | None) -> FleetDevice:
     received = row.received_at
     status = status_of(received, now, stale_after_s)
@@ -69,7 +74,7 @@ def _device(row: FleetRow, now: datetime, stale_after_s: float, estimates: dict[
         model_version=version, max_drift=max_drift(reported.get("drift")),
         backlog=backlog if isinstance(backlog, int) and not isinstance(backlog, bool) else None,
         estimated_accuracy=device_estimate(estimates, row.device_id, version),
-        certificate_not_after=row.certificate_not_after,
+        certificate_not_after=row.certificate_not_after, config_version=_config_version(reported),
     )
 
 

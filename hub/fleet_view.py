@@ -29,8 +29,8 @@ __all__ = ["COLUMNS", "NEVER_SEEN", "OFFLINE", "ONLINE", "TOKEN_ONLY", "certific
            "render_fleet_html", "summary_row", "summary_rows"]
 
 COLUMNS = (
-    "device", "channel", "status", "health", "model", "last heard", "accuracy", "est. accuracy (95%)", "max drift",
-    "backlog", "uploads", "certificate",
+    "device", "channel", "status", "health", "model", "config", "last heard", "accuracy", "est. accuracy (95%)",
+    "max drift", "backlog", "uploads", "certificate",
 )
 TOKEN_ONLY = "token only"
 ESTIMATES_FILE = Paths(Path(".")).estimates.as_posix()  # as the page names it: relative to the project
@@ -141,6 +141,7 @@ def summary_row(device: dict[str, Any], now: object = None) -> dict[str, str]:
         "status": str(device["status"]) + (" (revoked)" if device.get("revoked") else ""),
         "health": health_text(device),  # "-" unless online: an offline device is not healthy
         "model": str(state.get("model_version") or "-"),
+        "config": str(device.get("config_version") or state.get("config_version") or "-"),  # runner policy version
         "last heard": human_age(beat.get("age_s")),
         "accuracy": "-" if accuracy is None else f"{float(accuracy):.3f}",
         "est. accuracy (95%)": interval_text(device.get("estimated_accuracy"), with_version=True),

@@ -98,6 +98,7 @@ HEARTBEAT_FIELDS: dict[str, str] = {
     "clock": "the device's clock when it sent this (ISO 8601 with a zone)",
     "events": "newest last: {kind, version, at, detail}",
     "evictions": "EVICTION_REASONS -> rows evicted from the full spool",
+    "config_version": "the signed runner policy version it applied for its channel (an integer >= 1), or null",
 }
 
 

@@ -1,14 +1,15 @@
 """Console route ``GET /console/devices/<device_id>``: one device, now and over the last 30 days.
 
-The header says the device's channel, the version it runs, its health with the reason and since when
-(an offline device's last word is shown as "last said ...", never as current), when it was last seen and
-its certificate and token state, all as the fleet document words them (hub.fleet_document). Then its
-history (hub.store.device_history): the versions it activated (a timeline: from when until the next),
-rejections with the shadow numbers the runner gave, rollbacks, every model event in time order, uploads
-per hour or per day (rows and batches, bar charts), and its largest feature drift and rolling accuracy
-over time (line charts with the loop's drift threshold, ``loop.monitor.drift_psi``, and the device's
-accuracy floor, ``release.edge_policy.accuracy_floor``, from params.yaml when set). Unknown device:
-a 404 page. Every value a device sent is escaped (layout.esc; the charts escape their text).
+The header says the device's channel, the version it runs, the runner policy version it applied, its health
+with the reason and since when (an offline device's last word is shown as "last said ...", never as current),
+when it was last seen and its certificate and token state, all as the fleet document words them
+(hub.fleet_document). Then its history (hub.store.device_history): the versions it activated (a timeline: from
+when until the next), rejections with the shadow numbers the runner gave, runner policies it refused
+(``config_rejected``, with the version and reason), rollbacks, every model event in time order, uploads per
+hour or per day (rows and batches, bar charts), and its largest feature drift and rolling accuracy over time
+(line charts with the loop's drift threshold, ``loop.monitor.drift_psi``, and the device's accuracy floor,
+``release.edge_policy.accuracy_floor``, from params.yaml when set). Unknown device: a 404 page. Every value a
+device sent is escaped (layout.esc; the charts escape their text).
 Leaves out the page shell and login (edgeloop.console.layout, edgeloop.console.auth) and the fleet list.
 """
 
@@ -139,6 +140,7 @@ def _header(device: FleetDevice, row: FleetRow, now: datetime, limits: Threshold
     cards = [
         _card("Status", status), _card("Channel", f"<strong>{esc(device.channel)}</strong>"),
         _card("Version", f'<strong class="big">{esc(device.model_version or "—")}</strong>'),
+        _card("Runner policy", f"<strong>{esc(device.config_version or '—')}</strong>"),
         _card("Health", _health(device)), _card("Last seen", seen),
         _card("Largest drift (PSI)", drift), _card("Backlog", esc("—" if device.backlog is None else device.backlog)),
         _card("Estimated accuracy", accuracy), _card("Certificate / token", _certificate(device, row, now)),
@@ -176,6 +178,12 @@ def _rejections(history: History) -> str:
     rows = [[esc(e.version or "—"), esc(fmt_time(e.at)), f'<span class="reason">{esc(e.detail)}</span>']
             for e in _events_of(history, "rejected")]
     return table(["Version", "Rejected", "Shadow numbers"], rows, empty="no rejection reported")
+
+
+def _policy_rejections(history: History) -> str:
+    rows = [[esc(e.version or "—"), esc(fmt_time(e.at)), f'<span class="reason">{esc(e.detail)}</span>']
+            for e in _events_of(history, "config_rejected")]
+    return table(["Policy version", "Refused", "Reason"], rows, empty="no runner policy refused")
 
 
 def _rollbacks(history: History) -> str:
@@ -236,6 +244,7 @@ def device_body(device: FleetDevice, row: FleetRow, history: History, limits: Th
         '<p><a href="/console/fleet">← Fleet</a></p>', _header(device, row, now, limits),
         "<h2>Versions activated</h2>", _timeline(history),
         "<h2>Rejections</h2>", _rejections(history),
+        "<h2>Runner policies refused</h2>", _policy_rejections(history),
         "<h2>Rollbacks</h2>", _rollbacks(history),
         "<h2>Drift and accuracy</h2>", _trends(history.trend, limits),
         "<h2>Uploads</h2>", _uploads(history.upload_unit, history.uploads),

@@ -210,7 +210,8 @@ def render_fleet(fleet: Fleet, chosen: Filters, threshold: float | None) -> str:
                 if seen is not None else '<span class="muted">never</span>')
         rows.append((
             f'<a href="/console/devices/{esc(d.device_id)}">{esc(d.device_id)}</a>', esc(d.channel),
-            esc(d.model_version or "—"), _health(d, now), _drift(d, threshold), _interval(d.estimated_accuracy),
+            esc(d.model_version or "—"), esc(d.config_version or "—"),
+            _health(d, now), _drift(d, threshold), _interval(d.estimated_accuracy),
             "—" if d.backlog is None else f"{d.backlog:,}", last, _credential(d, now),
         ))
     count = f"{len(shown)} of {len(fleet.devices)} devices" if len(shown) != len(fleet.devices) else \
@@ -218,8 +219,9 @@ def render_fleet(fleet: Fleet, chosen: Filters, threshold: float | None) -> str:
     return (f"<h1>Fleet</h1>{_summary(fleet)}{_filter_form(fleet, chosen)}"
             f'<p class="muted">{count}, problems first · generated {esc(fmt_time(now))} · devices silent for more '
             f"than {fleet.stale_after_s:g} s are offline</p>"
-            + table(["Device", "Channel", "Version", "Health", "Largest drift", "Estimated accuracy", "Backlog",
-                     "Last seen", "Credential"], rows, numeric=(6,), empty="no device matches these filters"))
+            + table(["Device", "Channel", "Version", "Config", "Health", "Largest drift", "Estimated accuracy",
+                     "Backlog", "Last seen", "Credential"], rows, numeric=(7,),
+                    empty="no device matches these filters"))
 
 
 @router.get("/console/")

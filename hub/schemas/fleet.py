@@ -3,9 +3,9 @@
 Per device (``FleetDevice``): channel, revoked flag, status (hub.fleet_status), health with its reason
 and since when while online (an offline device's last word is ``last_said``, never current health),
 last heartbeat, upload totals, model version, largest drift, backlog, IPW estimated accuracy
-(``Interval``) and when its client certificate expires. For the fleet: ``FleetEstimates`` (accuracy and
-label balance) and, per model version, ``ReleaseDevices``. Leaves out building the document
-(hub.fleet_document, hub.fleet_loop) and the page.
+(``Interval``), when its client certificate expires and the runner policy version it applied. For the
+fleet: ``FleetEstimates`` (accuracy and label balance) and, per model version, ``ReleaseDevices``. Leaves
+out building the document (hub.fleet_document, hub.fleet_loop) and the page.
 """
 
 from __future__ import annotations
@@ -101,6 +101,9 @@ class FleetDevice(BaseModel):
     certificate_not_after: datetime | None = Field(
         None, description="when its client certificate expires (the latest of its unrevoked certificates); null: "
                           "it has none (token only)")
+    config_version: int | None = Field(
+        None, description="the signed runner policy version it last reported applying for its channel; null: none "
+                          "(or a runner that does not say)")
 
 
 class Fleet(BaseModel):

@@ -3,8 +3,9 @@
 ``HeartbeatBody`` is strict (unknown fields refused) and bounded by edge.contracts.wire (map sizes, name
 and event-kind patterns, version length, event count, integers JSON keeps exactly) and names
 (``CHANNEL_PATTERN``); ``HEALTH_STATES`` and ``EVICTION_REASONS`` are the accepted words. A heartbeat
-may carry the runner's recent model events (rejected, activated, rolled back), the version a rollback
-would return to and its spool's eviction counts per reason. Leaves out storing it (hub.store.heartbeats).
+may carry the runner's recent events (model rejected, activated, rolled back; ``config_rejected`` for a
+runner policy it refused), the version a rollback would return to, its spool's eviction counts per reason
+and the runner policy version it applied (``config_version``). Leaves out storing it (hub.store.heartbeats).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from edge.contracts.names import CHANNEL_PATTERN
 from edge.contracts.wire import (
@@ -45,6 +46,7 @@ HEARTBEAT_EXAMPLE: dict[str, Any] = {
     "previous_version": "6",
     "events": [{"kind": "activated", "version": "7", "at": "2026-11-27T01:00:00Z", "detail": "shadow accuracy 0.94"}],
     "evictions": {"random": 12},
+    "config_version": 3,
 }
 EvictionReason = Literal[EVICTION_REASONS]  # type: ignore[valid-type]  # a tuple of literals from the contract
 Version = Annotated[str, StringConstraints(min_length=1, max_length=VERSION_MAX_LENGTH)]
@@ -82,6 +84,8 @@ class HeartbeatBody(BaseModel):
     clock: AwareDatetime  # the device's own clock when it sent this (skew shows against received_at)
     events: list[HeartbeatEvent] = Field(default_factory=list, max_length=HEARTBEAT_EVENTS_MAX)  # newest last
     evictions: dict[EvictionReason, Annotated[int, Field(ge=0, le=MAX_JSON_INT)]] = Field(default_factory=dict)
+    # the signed runner policy version it has applied for its channel (edge.contracts.runner_policy); null: none
+    config_version: Annotated[StrictInt, Field(ge=1, le=MAX_JSON_INT)] | None = None
 
 
 class HeartbeatRecorded(BaseModel):
