@@ -146,6 +146,10 @@ class TrainParams(_Frozen):
     hgb: HGBParams
     rf: RFParams
     logreg: LogRegParams
+    # Recency (flows.stages.train): a row's weight halves every recency_half_life_h hours of age before the
+    # newest training row; rows older than window_h hours before it are left out. None: off.
+    recency_half_life_h: float | None = Field(default=None, gt=0)
+    window_h: float | None = Field(default=None, gt=0)
 
 
 class ExportParams(_Frozen):
@@ -215,7 +219,26 @@ class MonitorParams(_Frozen):
     drift_device_share: float = Field(gt=0.0, le=1.0)
     accuracy_floor: float = Field(ge=0.0, le=1.0)
     min_rows_for_accuracy: int = Field(ge=1)
-    min_fresh_rows: int = Field(ge=0)
+    # Drift/accuracy triggers wait for this many fresh labelled rows: a number, or "auto" (derived from what
+    # the gate needs to tell a candidate from the champion, flows.loop.fresh_rows), within the floor and cap.
+    min_fresh_rows: int | Literal["auto"] = Field(default="auto", union_mode="left_to_right")
+    fresh_rows_floor: int = Field(default=500, ge=0)
+    fresh_rows_cap: int = Field(default=20000, ge=1)
+
+    @field_validator("min_fresh_rows", mode="before")
+    @classmethod
+    def _fresh_rows(cls, value: object) -> object:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value == "auto" or (whole and value >= 0):  # type: ignore[operator]
+            return value
+        raise PydanticCustomError("fresh_rows", "expected auto or a whole number >= 0, not {value}",
+                                  {"value": repr(value)})
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> MonitorParams:
+        if self.fresh_rows_floor > self.fresh_rows_cap:
+            raise PydanticCustomError("fresh_rows_bounds", "fresh_rows_floor is above fresh_rows_cap")
+        return self
 
 
 class PromotionParams(_Frozen):

@@ -11,7 +11,10 @@ returns ``flows.loop.triggers.Observations``:
   time or object LastModified; a bucket object is read once, then remembered);
 - the IPW accuracy (flows.loop.estimates) of the rows made by the models the channels point at now,
   from batches landed since the newest of those releases was created (the same listing);
-- the model file's time (``data/model/model.onnx``), the last training when the log has none.
+- the model file's time (``data/model/model.onnx``), the last training when the log has none;
+- for the fresh-row requirement (``flows.loop.fresh_rows``): the Kish effective number of the fresh rows
+  (edge rows weigh 1/p, others 1), the newest current release's holdout accuracy (the level before a
+  drop) and the split and gate params the gate judges with.
 
 Nothing here raises on a missing or unreadable file or an unreachable hub: each part that cannot be
 had is recorded as unknown with its reason, and the other parts still work.
@@ -31,6 +34,7 @@ from edge.contracts.layout import Paths
 from edge.contracts.release_layout import MODEL_FILE
 from edge.contracts.wire import DEVICE_STATUSES
 from flows.hub_client import HubAdminClient, HubUnreachable
+from flows.loop.fresh_rows import FreshRule, effective_rows
 from flows.loop.landing import Landed, labelled_rows, landed_batches, landing_zones
 from flows.loop.triggers import DeviceState, Observations, last_training, parse_time
 from flows.params import Params
@@ -98,6 +102,39 @@ def current_accuracy(paths: Paths, params: Params, batches: list[Landed] | None 
                   "note": None}
 
 
+def release_accuracy(paths: Paths, params: Params) -> float | None:
+    """The holdout accuracy the newest release a channel points at was gated with (None when unknown)."""
+    from flows.releases import ReleaseConfig, is_initialised, list_releases
+
+    config = ReleaseConfig.from_params(params, paths)
+    try:
+        current = [r for r in list_releases(config) if r.channels] if is_initialised(config) else []
+    except Exception:  # noqa: BLE001 (current_accuracy records why the repository is unreadable)
+        return None
+    newest = max(current, key=lambda r: r.version, default=None)
+    value = None if newest is None else newest.metrics.get("accuracy")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def fresh_effective(paths: Paths, params: Params, since: datetime | None, rows: int | None,
+                    batches: list[Landed] | None) -> float | None:
+    """Kish's effective number of the ``rows`` fresh labelled rows (edge rows weigh 1/p); None when unknown."""
+    import pandas as pd
+
+    from edge.contracts.record import INCLUSION_PROBABILITY
+    from flows.loop.estimates import load_uploads
+
+    if rows is None or batches is None:
+        return None
+    try:
+        frame = load_uploads(paths, params, since=since, batches=[b for b in batches if since is None
+                                                                  or b.landed > since])
+    except (OSError, UserError):
+        return None
+    p = pd.to_numeric(frame[INCLUSION_PROBABILITY], errors="coerce").to_numpy(dtype=float)
+    return round(effective_rows(rows, p), 1)
+
+
 def model_time(paths: Paths) -> datetime | None:
     try:
         return datetime.fromtimestamp((paths.model / MODEL_FILE).stat().st_mtime, UTC)
@@ -131,4 +168,6 @@ def gather(paths: Paths, params: Params, last_fired: Mapping[str, Any] | None, u
         devices=devices, fleet_error=error, new_labelled_rows=rows, accuracy=acc["value"],
         accuracy_rows=acc["rows"], accuracy_interval=(acc["low"], acc["high"]),
         accuracy_versions=tuple(acc["versions"]), accuracy_note=acc["note"], model_time=trained_file,
+        fresh_effective_rows=fresh_effective(paths, params, since, rows, batches),
+        accuracy_before=release_accuracy(paths, params), fresh_rule=FreshRule.from_params(params),
     )

@@ -11,6 +11,11 @@
 - ``accuracy_drop``: the inverse-probability-weighted accuracy of the current channel models' rows
   since the last release rests on at least ``min_rows_for_accuracy`` rows and is below ``accuracy_floor``.
 
+``fleet_drift`` and ``accuracy_drop`` mean the plant changed, so they wait for fresh ground truth: the
+labelled rows landed since the last training must reach ``min_fresh_rows``; with ``auto`` that number is
+``flows.loop.fresh_rows.fresh_rows_needed`` (what the gate needs to tell a candidate from the champion)
+and the rows count by their IPW effective number (``fresh_requirement``; logged as ``fresh_rows``).
+
 A trigger is ``fired``, ``quiet`` or ``unknown`` (its input could not be had: hub unreachable, no
 release yet, a bad cron); unknown never fires. While a hold runs nothing fires: the decision says
 "suppressed by cooldown" with the triggers that would have and whose retrain holds them. Every FIRED
@@ -31,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from flows.loop.fresh_rows import FreshNeed, FreshRule, fresh_rows_needed
 from flows.params import MonitorParams
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "data_volume",
     "decide",
     "fleet_drift",
+    "fresh_requirement",
     "last_training",
     "parse_time",
     "running_hold",
@@ -75,6 +82,9 @@ class Observations:
     accuracy_versions: tuple[str, ...] = ()  # the model versions it covers (the channels' releases)
     accuracy_note: str | None = None  # why there is no estimate
     model_time: datetime | None = None  # mtime of data/model/model.onnx: last training when the log has none
+    fresh_effective_rows: float | None = None  # Kish effective number of the fresh rows (None: count them raw)
+    accuracy_before: float | None = None  # the current release's holdout accuracy: the level before a drop
+    fresh_rule: FreshRule = FreshRule()  # what the gate judges with (split and gate params)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -111,6 +121,7 @@ class MonitorDecision:
     last_training_source: str  # "loop log", "model file" or "never"
     summary: str
     held_by: str | None = None  # source of the fired retrain whose hold is running (None: no hold)
+    fresh_rows: dict[str, Any] | None = None  # the fresh-row requirement: have, needed, why
 
     def observed(self) -> dict[str, Any]:
         """The numbers the decision was made on, for the loop log."""
@@ -120,6 +131,7 @@ class MonitorDecision:
             "last_training_source": self.last_training_source,
             "cooldown_left_s": round(self.cooldown_left_s, 1),
             "held_by": self.held_by,
+            "fresh_rows": self.fresh_rows,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,7 +139,7 @@ class MonitorDecision:
             "fired": self.fired, "summary": self.summary, "would_fire": list(self.would_fire),
             "suppressed": self.suppressed, "cooldown_left_s": self.cooldown_left_s, "held_by": self.held_by,
             "last_training": _iso(self.last_training), "last_training_source": self.last_training_source,
-            "triggers": [t.as_dict() for t in self.triggers],
+            "triggers": [t.as_dict() for t in self.triggers], "fresh_rows": self.fresh_rows,
         }
 
 
@@ -239,6 +251,28 @@ def accuracy_drop(observations: Observations, floor: float, min_rows: int) -> Tr
 NEEDS_FRESH_ROWS = ("fleet_drift", "accuracy_drop")  # triggers that mean "the plant changed": retrain on its new data
 
 
+def fresh_requirement(observations: Observations, params: MonitorParams) -> dict[str, Any]:
+    """Fresh labelled rows there are (``have``) and needed (``needed``), with one line saying why (``text``).
+
+    A number in ``min_fresh_rows`` counts raw rows against it; ``auto`` counts the rows' IPW effective number
+    against ``fresh_rows_needed``: error rate 1 - the estimated accuracy (else 1 - the level before, else
+    1 - ``accuracy_floor``), drop = level before - estimate."""
+    raw = observations.new_labelled_rows or 0
+    if params.min_fresh_rows != "auto":
+        needed = int(params.min_fresh_rows)
+        return {"mode": "fixed", "have": raw, "needed": needed,
+                "text": f"{raw} of {needed} labelled rows since the last training"}
+    now, before = observations.accuracy, observations.accuracy_before
+    level = next((a for a in (now, before) if a is not None), params.accuracy_floor)
+    drop = before - now if now is not None and before is not None else None
+    need: FreshNeed = fresh_rows_needed(observations.fresh_rule, 1.0 - level, drop, params.fresh_rows_floor,
+                                        params.fresh_rows_cap)
+    effective = observations.fresh_effective_rows
+    have = round(effective if effective is not None else float(raw), 1)
+    return {"mode": "auto", "have": have, "raw": raw, "needed": need.rows, "text": need.text(have),
+            **{k: v for k, v in need.as_dict().items() if k != "rows"}}
+
+
 def decide(observations: Observations, params: MonitorParams, now: datetime,
            last_fired: Mapping[str, Any] | None, fired: Iterable[Mapping[str, Any]] | None = None
            ) -> MonitorDecision:
@@ -253,8 +287,8 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
         accuracy_drop(observations, params.accuracy_floor, params.min_rows_for_accuracy),
     )
     would = tuple(t.name for t in results if t.fired)
-    fresh = observations.new_labelled_rows
-    starved = [name for name in would if name in NEEDS_FRESH_ROWS] if (fresh or 0) < params.min_fresh_rows else []
+    fresh = fresh_requirement(observations, params)
+    starved = [name for name in would if name in NEEDS_FRESH_ROWS] if fresh["have"] < fresh["needed"] else []
     if starved:  # retraining now would learn nothing new: wait for ground truth from the changed plant
         would = tuple(name for name in would if name not in starved)
     hold = running_hold(([last_fired] if last_fired else []) if fired is None else fired, params.cooldown_s)
@@ -272,8 +306,7 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
     else:
         summary = "no trigger fired"
     if starved:
-        summary += (f"; {', '.join(starved)} seen, waiting for fresh ground truth ({fresh or 0} of "
-                    f"{params.min_fresh_rows} labelled rows since the last training)")
+        summary += f"; {', '.join(starved)} seen, waiting for fresh ground truth ({fresh['text']})"
     if unknown:
         summary += f" (unknown: {', '.join(unknown)})"
-    return MonitorDecision(fires, results, would, suppressed, left, trained, source, summary, held_by)
+    return MonitorDecision(fires, results, would, suppressed, left, trained, source, summary, held_by, fresh)

@@ -14,7 +14,8 @@ lineage describes, for ``edgeloop release reproduce``). A blocked candidate is a
 ``main`` returns normally with ``passed: False`` and the reasons; the CLI and the Prefect flow surface it.
 ``decision.json`` also records how the holdout was chosen (``split``: strategy, fraction, seed or group
 column, classes missing from the holdout; from ``data/metrics/split.json``), and the quality rule's detail
-names it, so the release manifest carries it.
+names it, so the release manifest carries it. When training used recency (``train.recency_half_life_h`` or
+``train.window_h``), ``decision.json`` also has ``training``: those knobs and the weights, from ``train.json``.
 
 Leaves out: publishing (TUF) and signing; promoting the candidate to champion.
 """
@@ -183,6 +184,9 @@ def main(params: Params, paths: Paths) -> dict[str, Any]:
         "champion_version": evaluate.get("champion_version"),
         "split": split,
     }
+    trained = load_metrics(paths.metrics / "train.json", "data/metrics/train.json").data or {}
+    if isinstance(trained.get("recency"), dict):  # how recency shaped training (absent when it was off)
+        decision["training"] = {key: trained[key] for key in ("recency", "weighting", "rows") if key in trained}
     staging = make_staging_dir(paths.candidate)
     try:
         write_text_atomic(staging / "decision.json", json.dumps(decision, indent=2, sort_keys=True) + "\n")
