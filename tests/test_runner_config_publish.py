@@ -2,7 +2,8 @@
 
 A real LocalRepository (real ed25519 keys, a real signed release on canary), the real python-tuf client
 (``tuf.ngclient.Updater`` over HTTP on 127.0.0.1) for the signed ``config/<channel>.json`` target, the real
-``release verify``, and real ``edgeloop`` processes for what a user sees (one-line errors, --json).
+``release verify``, real ``edgeloop`` processes for what a user sees (one-line errors, --json), and a real
+S3 server (moto on 127.0.0.1) for the bucket a second publisher host carries on from.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tuf.ngclient import Updater
+from typer.testing import CliRunner
 
 from edge.contracts.errors import UserError
 from edge.contracts.layout import Paths
 from edge.contracts.runner_policy import parse_policy, policy_target
+from edgeloop.cli import app
 from edgeloop.testkit.project import REPO
-from edgeloop.testkit.releases import make_candidate
+from edgeloop.testkit.releases import make_candidate, release_config
+from edgeloop.testkit.s3 import S3Server, s3_server_fixture  # noqa: F401
 from flows.params import load_params
 from flows.releases import ReleaseConfig, init_repository, list_releases, publish, serve_directory, verify_repository
+from flows.releases.mirror import Mirror
 from flows.releases.repository import LocalRepository
 from flows.releases.runner_config import (
     current_policy,
@@ -189,18 +195,24 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, env={"PATH": "/usr/bin:/bin", "COLUMNS": "100", "HOME": str(root)})
 
 
+def _in_process(root: Path, *args: str) -> str:
+    """The command in this process (Typer's runner): for what succeeds, without paying for a process start."""
+    result = CliRunner().invoke(app, ["config", *args, "--root", str(root)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
+
+
 @pytest.mark.slow
 def test_cli_publish_show_history_rollback_and_one_line_errors(config: ReleaseConfig) -> None:
     root = config.repository.parent.parent
     good = root / "policy.yaml"
     good.write_text("settings:\n  upload:\n    random_rate: 0.2\ndevices:\n  press-2:\n    upload:\n"
                     "      random_rate: 0.6\n")
-    done = _run(root, "publish", "--channel", "canary", str(good), "--note", "drift on press-2")
-    assert done.returncode == 0, done.stderr
-    assert "version 1" in done.stdout
+    assert "version 1" in _in_process(root, "publish", "--channel", "canary", str(good), "--note", "drift on press-2")
+    assert "nothing published" in _in_process(root, "publish", "--channel", "canary", str(good))
     flat = root / "flat.json"
     flat.write_text(json.dumps({"upload": {"random_rate": 0.1}}))
-    assert _run(root, "publish", "--channel", "canary", str(flat)).returncode == 0
+    assert "version 2" in _in_process(root, "publish", "--channel", "canary", str(flat))
 
     bad_yaml = root / "bad.yaml"
     bad_yaml.write_text("settings:\n  upload:\n    random_rate: [0.2\n")
@@ -217,10 +229,37 @@ def test_cli_publish_show_history_rollback_and_one_line_errors(config: ReleaseCo
     shown = json.loads(_run(root, "show", "--channel", "canary", "--version", "1", "--json").stdout)
     assert shown["version"] == 1 and shown["note"] == "drift on press-2"
     assert shown["devices"] == {"press-2": {"upload": {"random_rate": 0.6}}}
-    rolled = _run(root, "rollback", "--channel", "canary")
-    assert rolled.returncode == 0 and "version 3" in rolled.stdout and "version 1" in rolled.stdout
+    rolled = _in_process(root, "rollback", "--channel", "canary")
+    assert "version 3" in rolled and "version 1" in rolled
     history = json.loads(_run(root, "history", "--channel", "canary", "--json").stdout)
     assert [(r["version"], r["content_of"]) for r in history] == [(1, None), (2, None), (3, 1)]
-    table = _run(root, "show", "--channel", "canary")
-    assert "press-2" in table.stdout and "upload.random_rate" in table.stdout
-    assert _run(root, "publish", "--help").returncode == 0
+    table = _in_process(root, "show", "--channel", "canary")
+    assert "press-2" in table and "upload.random_rate" in table and "version 3" in table
+    assert "--note" in _in_process(root, "publish", "--help")
+
+
+# --- the bucket: pushed like every release operation, and another host carries on from it ----------------
+
+@pytest.mark.slow  # the moto server (s3_server)
+def test_policies_reach_the_bucket_and_another_host_rolls_back_from_it(s3_server: S3Server, tmp_path: Path) -> None:
+    bucket = s3_server.new_bucket(public_read=True)
+    config = replace(release_config(tmp_path / "publisher"),
+                     mirror=Mirror(f"s3://{bucket}/releases", s3_server.endpoint_url))
+    init_repository(config)
+    publish_policy(config, "canary", {"upload": {"random_rate": 0.05}}, note="base")
+    publish_policy(config, "canary", {"upload": {"random_rate": 0.4}})
+    assert len(s3_server.keys(bucket, "releases/targets/config/")) == 2
+
+    other_host = replace(config, repository=tmp_path / "other-host" / "releases")  # same keys, same bucket
+    rolled = rollback_policy(other_host, "canary")  # pulls the bucket, finds version 1's bytes in it
+    assert (rolled.version, rolled.content_of, rolled.settings) == (3, 1, {"upload": {"random_rate": 0.05}})
+    assert current_policy(config, "canary") is not None
+    assert [r["version"] for r in policy_history(other_host, "canary")] == [1, 2, 3]
+    client = tmp_path / "device"
+    client.mkdir()
+    url = s3_server.http_url(bucket, "releases")
+    updater = Updater(str(client), f"{url}/metadata/", str(client / "dl"), f"{url}/targets/",
+                      bootstrap=(config.metadata_dir / "1.root.json").read_bytes())
+    updater.refresh()
+    target = updater.get_targetinfo(policy_target("canary"))
+    assert target is not None and target.custom == {"config_version": 3}  # devices see the other host's rollback
