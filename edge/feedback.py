@@ -2,11 +2,13 @@
 
 ``GroundTruth.feedback(event_id, label, features, context)`` first looks the event id up among the labels
 already recorded (the spool's ``labelled`` table: the newest ``feedback.pending_events`` of them, kept
-across restarts): the same label again is answered with the same result and records nothing; a different
-one is refused with ``LabelConflict`` (answered 409), nothing recorded. That holds whether or not the
-repeat carries ``features``, so a client retrying a request whose answer it lost never spools a second
-row. Requests for one event id are handled one at a time. Otherwise it takes the prediction ``event_id``
-from the recent-predictions ring (edge.pending) once. An event the ring does not hold (unknown, evicted,
+across restarts; the records of labels that spooled no row are written in batches, so a crash may
+forget the newest few of those, never one whose row was spooled: edge.spool): the same label again is
+answered with the same result and records nothing; a different one is refused with ``LabelConflict``
+(answered 409), nothing recorded. That holds whether or not the repeat carries ``features``, so a client
+retrying a request whose answer it lost never spools a second row. Requests for one event id are handled
+one at a time. Otherwise it takes the prediction ``event_id`` from the recent-predictions ring
+(edge.pending) once. An event the ring does not hold (unknown, evicted,
 from before a restart) is refused with ``UnknownEvent`` (answered 404), unless the caller sent the row's
 ``features``: then the row is predicted now (``InferenceSlot.predict_labelled``) and recorded the same
 way. Beyond the bound (a label older than the newest ``pending_events`` labels) the record is gone: a
@@ -19,7 +21,7 @@ model's classes (``InputError`` otherwise, and the prediction waits for another 
 - the upload filter (``edge.upload_filter.select``) decides whether and why it goes to the cloud; in rows
   mode a selected row is built with privacy applied (``edge.ground_truth.build_row``) and spooled durably
   with the label's record, in one transaction, before the call returns; in aggregates mode the row only
-  feeds the interval's summary (the record is written alone).
+  feeds the interval's summary (the record is kept alone, written with the next batch).
 
 A full spool evicts rows (edge.spool); that is logged, at most once per 5 minutes with a count.
 

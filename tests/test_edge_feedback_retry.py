@@ -5,13 +5,16 @@ onnxruntime model trained on the simulator. Covers: the same label again (with o
 sequentially, concurrently, and after a runner restart) -> 200 with the same answer; a different label
 -> 409 with a clear message; the batches the hub stored hold each event id once; a 404 for an event
 the runner never saw still offers ``features`` (there is no duplicate to make); the bound on the
-record (the spool forgets the oldest labels beyond ``labelled_capacity``).
+record (the spool forgets the oldest labels beyond ``labelled_capacity``); records of labels that spooled
+no row wait in memory and are written with the next row or in a full batch, and at close.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ import pytest
 
 from edge.config import load_config
 from edge.runner import Runner
-from edge.spool import LabelRecord, Spool
+from edge.spool import RECORD_BATCH, LabelRecord, Spool, SpoolEntry
 from edgeloop.testkit.hub import HubHandle, running_hub
 from edgeloop.testkit.runner_world import ReleaseWorld, model_bytes, runner_config, site_data, wait_for
 from hub.registry import add_device
@@ -136,3 +139,33 @@ def test_the_label_record_keeps_the_newest_labelled_capacity(tmp_path: Path) -> 
         assert spool.labelled(4) == LabelRecord(4, 0, {"event_id": 4, "correct": True})
     finally:
         spool.close()
+
+
+def _records_on_disk(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM labelled").fetchone()[0])
+
+
+def test_records_without_a_row_wait_in_memory_then_ride_with_a_row_or_a_full_batch(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = Spool(path, 1 << 20, labelled_capacity=10 * RECORD_BATCH)
+    try:
+        for event in range(RECORD_BATCH - 1):
+            spool.remember(LabelRecord(event, 1, {"event_id": event, "correct": True}))
+        assert _records_on_disk(path) == 0  # no transaction per label
+        assert spool.labelled(7) == LabelRecord(7, 1, {"event_id": 7, "correct": True})  # answered from memory
+        spool.put([SpoolEntry("labelled", {"x": 1.0})], LabelRecord(10_000, 0, {"event_id": 10_000}))
+        assert _records_on_disk(path) == RECORD_BATCH  # they rode in the row's transaction
+        for event in range(20_000, 20_000 + RECORD_BATCH):
+            spool.remember(LabelRecord(event, 0, {"event_id": event}))
+        assert _records_on_disk(path) == 2 * RECORD_BATCH  # a full batch is written on its own
+        spool.remember(LabelRecord(99_999, 1, {"event_id": 99_999}))
+    finally:
+        spool.close()  # writes what waits (a runner's stop closes its spool)
+    again = Spool(path, 1 << 20, labelled_capacity=10 * RECORD_BATCH)
+    try:
+        assert _records_on_disk(path) == 2 * RECORD_BATCH + 1
+        assert again.labelled(99_999) == LabelRecord(99_999, 1, {"event_id": 99_999})
+        assert again.labelled(3) == LabelRecord(3, 1, {"event_id": 3, "correct": True})
+    finally:
+        again.close()
