@@ -76,7 +76,8 @@ def _settings_problems(settings: Settings) -> list[str]:
     return list(check_settings(settings))
 
 
-def check_policy(channel: str, settings: Any, devices: Any = None) -> tuple[Settings, dict[str, Settings]]:
+def check_policy(channel: str, settings: Any, devices: Any = None,
+                 note: str = "") -> tuple[Settings, dict[str, Settings]]:
     """``(settings, devices)`` when they make a valid policy for ``channel``; else a UserError naming the key.
 
     Shape first (``parse_policy``: only ``REMOTE_KEYS``, valid device ids), then every value through the
@@ -84,7 +85,9 @@ def check_policy(channel: str, settings: Any, devices: Any = None) -> tuple[Sett
     check_channel(channel)
     settings = {} if settings is None else settings
     devices = {} if devices is None else devices
-    probe = RunnerPolicy(channel=channel, version=1, settings=settings, devices=devices)
+    if not isinstance(note, str):
+        raise UserError("policy not published: note: expected a string")
+    probe = RunnerPolicy(channel=channel, version=1, settings=settings, devices=devices, note=note)
     try:
         json.dumps({"settings": settings, "devices": devices}, allow_nan=False)
         parsed = parse_policy(policy_bytes(probe))
@@ -245,9 +248,10 @@ def _write(config: ReleaseConfig, channel: str, settings: Settings, devices: dic
             to = _rollback_target(channel, current, rollback_to, events)
             earlier = current if to == current.version else _stored_policy(
                 repo, _version_info(events, channel, to), channel)
-            settings, devices = check_policy(channel, earlier.settings, earlier.devices)  # readers may be stricter now
-            content_of = to
             note = note or f"rollback to version {to}"
+            # checked again: the runner's readers may have become stricter since that version was signed
+            settings, devices = check_policy(channel, earlier.settings, earlier.devices, note)
+            content_of = to
         version = 1 if current is None else current.version + 1
         policy = RunnerPolicy(channel=channel, version=version, settings=settings, devices=devices,
                               published_at=now_iso(), note=note, content_of=content_of)
@@ -298,9 +302,7 @@ def publish_policy_outcome(config: ReleaseConfig, channel: str, settings: dict[s
     """Check, sign and publish ``settings`` (and per-device overrides) as the channel's next policy version;
     whether anything was published. The channel must exist (a channel pointer, or a default channel) unless
     ``create``."""
-    checked, per_device = check_policy(channel, settings, devices)
-    if not isinstance(note, str):
-        raise UserError("policy not published: note: expected a string")
+    checked, per_device = check_policy(channel, settings, devices, note)
     return _write(config, channel, checked, per_device, note, create, None)
 
 
