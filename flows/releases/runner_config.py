@@ -248,6 +248,8 @@ def _write(config: ReleaseConfig, channel: str, settings: Settings, devices: dic
             to = _rollback_target(channel, current, rollback_to, events)
             earlier = current if to == current.version else _stored_policy(
                 repo, _version_info(events, channel, to), channel)
+            if earlier.version != to:
+                raise UserError(f"stored config/{channel}.json for version {to} holds version {earlier.version}")
             note = note or f"rollback to version {to}"
             # checked again: the runner's readers may have become stricter since that version was signed
             settings, devices = check_policy(channel, earlier.settings, earlier.devices, note)
