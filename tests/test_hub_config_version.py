@@ -2,13 +2,14 @@
 
 One real hub with the console mounted (uvicorn on 127.0.0.1, real HTTP, SQLite, a manual clock) for the
 module: a heartbeat's ``config_version`` shows on ``/v1/fleet`` (null when a runner does not say), a wrong
-type or a version below 1 is a 422 that stores nothing, the fleet table in the terminal has a ``config``
-column, and the console's fleet and device pages show the version and a ``config_rejected`` event with its
-reason (escaped) in the "Runner policies refused" table.
+type or a version below 1 is a 422 that stores nothing, the fleet table in the terminal and ``devices list``
+(table and --json) have a ``config`` column, and the console's fleet and device pages show the version and a
+``config_rejected`` event with its reason (escaped) in the "Runner policies refused" table.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from io import StringIO
@@ -16,8 +17,10 @@ from io import StringIO
 import httpx
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
 from edge.contracts.wire import device_path
+from edgeloop.cli import app
 from edgeloop.cli_tables import show
 from edgeloop.fleet_cli import fleet_table
 from edgeloop.testkit.hub import ManualClock, running_hub
@@ -81,6 +84,12 @@ def test_config_version_shows_on_the_fleet(hub) -> None:
     assert re.search(r"\b4\b", press.split("press-01", 1)[1])
     narrow = fleet_table(fleet(hub), width=80)
     assert "config" in narrow.hidden  # dropped first on a narrow terminal
+
+    listed = CliRunner().invoke(app, ["devices", "list", "--json", "--root", str(hub.root)])
+    assert listed.exit_code == 0, listed.output
+    assert {d["device_id"]: d["config_version"] for d in json.loads(listed.stdout)} == {"press-01": 4, "press-02": None}
+    wide = CliRunner().invoke(app, ["devices", "list", "--wide", "--root", str(hub.root)], env={"COLUMNS": "200"})
+    assert "config" in wide.stdout and re.search(r"press-01.*\b4\s*│?\s*$", wide.stdout, re.MULTILINE), wide.stdout
 
 
 @pytest.mark.slow
