@@ -35,8 +35,8 @@ from edge.contracts.manifest import Manifest
 __all__ = ["EPSILON", "MAJOR", "MODERATE", "DriftMonitor", "psi"]
 
 EPSILON = 1e-4  # lower clip for every bin share before the log ratio
-MODERATE = 0.1  # PSI at or above this is "moderate" drift
-MAJOR = 0.25  # PSI at or above this is "major" drift
+MODERATE = DriftConfig.moderate_psi  # PSI at or above this is "moderate" drift (0.1; runner.toml may set another)
+MAJOR = DriftConfig.major_psi  # PSI at or above this is "major" drift (0.25)
 
 
 def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray) -> float:
@@ -94,10 +94,11 @@ class DriftMonitor:
         return max(values) if values else None
 
     @staticmethod
-    def level(score: float) -> str:
-        """"none" (PSI < 0.1), "moderate" (< 0.25) or "major"."""
+    def level(score: float, moderate: float = MODERATE, major: float = MAJOR) -> str:
+        """"none" (PSI < ``moderate``, 0.1 unless the runner's ``drift.moderate_psi`` says otherwise),
+        "moderate" (< ``major``, 0.25 unless ``drift.major_psi``) or "major"."""
         if math.isnan(score):
             raise ValueError("score: PSI is NaN")
-        if score < MODERATE:
+        if score < moderate:
             return "none"
-        return "moderate" if score < MAJOR else "major"
+        return "moderate" if score < major else "major"

@@ -21,7 +21,9 @@ feedback outcomes since activation, accuracy on them below ``rules.accuracy_floo
 ends it always returns None (the model has been kept). Feedback given with a ``model_version`` other than
 the watched one (a prediction the previous model made) is not counted. ``HealthMonitor.start_watch``
 attaches a window so ``feedback``/``model_error`` feed both. ``WatchRules`` has the field names of the
-manifest's edge policy; the runner maps one onto the other.
+manifest's edge policy; the runner maps one onto the other, with runner.toml's (or a signed policy's)
+``[watch]`` values on top where set (``WatchRules.from_policy(policy, overrides)``); ``HealthMonitor.
+retune_watch(rules)`` gives the watch in progress new rules without losing what it counted.
 
 All times are seconds on one clock (``time.time`` by default; pass ``clock`` to use another). A watch
 rebuilt after a restart counts only what it sees after it is rebuilt.
@@ -38,6 +40,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from edge.config import WatchConfig
 
 __all__ = ["STATUSES", "HealthMonitor", "PolicyLike", "WatchRules", "WatchWindow"]
 
@@ -80,9 +84,14 @@ class WatchRules:
             raise ValueError(f"max_model_errors: {self.max_model_errors} is negative")
 
     @classmethod
-    def from_policy(cls, policy: PolicyLike) -> WatchRules:
-        """The watch fields of a policy object (e.g. the manifest's ``EdgePolicy``)."""
-        return cls(policy.accuracy_floor, policy.watch_window_s, policy.watch_min_feedback, policy.max_model_errors)
+    def from_policy(cls, policy: PolicyLike, overrides: WatchConfig | None = None) -> WatchRules:
+        """The watch fields of a policy object (e.g. the manifest's ``EdgePolicy``), each replaced by the
+        runner's ``[watch]`` value where that is set."""
+        o = overrides or WatchConfig()
+        return cls(policy.accuracy_floor if o.accuracy_floor is None else o.accuracy_floor,
+                   policy.watch_window_s if o.window_s is None else o.window_s,
+                   policy.watch_min_feedback if o.min_feedback is None else o.min_feedback,
+                   policy.max_model_errors if o.max_model_errors is None else o.max_model_errors)
 
 
 class WatchWindow:
@@ -207,6 +216,12 @@ class HealthMonitor:
         with self._lock:
             self._watch = watch
         return watch
+
+    def retune_watch(self, rules: WatchRules) -> None:
+        """New rules for the watch in progress (its counts are kept); nothing without a watch."""
+        watch = self._watch
+        if watch is not None:
+            watch.rules = rules
 
     def stop_watch(self) -> None:
         with self._lock:

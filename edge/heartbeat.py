@@ -6,7 +6,9 @@ events into the hub's ``{kind, version, at, detail}`` and stamps the device cloc
 ``edge.contracts.wire`` gives both sides: at most ``HEARTBEAT_EVENTS_MAX`` events (the newest), kinds and details cut to
 ``HEARTBEAT_EVENT_KIND_MAX`` / ``HEARTBEAT_EVENT_DETAIL_MAX`` characters, drift and counters maps of at most
 ``HEARTBEAT_MAP_MAX`` entries whose names match ``HEARTBEAT_NAME_PATTERN`` (others are left out, so one
-odd feature name cannot get every heartbeat refused), counts within ``MAX_JSON_INT``.
+odd feature name cannot get every heartbeat refused), counts within ``MAX_JSON_INT``. ``config_version`` is
+the signed runner policy version in force (edge.policy_updates); it is left out while none is (the hub
+reads a missing one as null), so a runner without a policy speaks to a hub that predates the field.
 
 Leaves out sending it (edge.hub_client) and gathering the report (edge.reporting).
 """
@@ -41,7 +43,8 @@ def utc_now() -> str:
 def heartbeat_body(report: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     counters = {k: min(int(v), MAX_JSON_INT) for k, v in report["counters"].items() if isinstance(v, int) and v >= 0}
     drift = {k: float(v) for k, v in report["drift"].items() if math.isfinite(v)}
-    return {
+    config_version = report.get("config_version")
+    return ({} if config_version is None else {"config_version": int(config_version)}) | {
         "model_version": report["model_version"],
         "previous_version": report["previous_version"],
         "channel": report["channel"],

@@ -36,7 +36,7 @@ import shutil
 import ssl
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ from edge.config import ReleasesConfig
 from edge.contracts.manifest import Manifest, ManifestError
 from edge.contracts.names import is_valid_channel
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE, channel_target
+from edge.contracts.runner_policy import MAX_POLICY_BYTES, policy_target
 from edge.hub_client import tls_failure
 
 __all__ = [
@@ -63,10 +64,13 @@ __all__ = [
     "MODEL_FILE",
     "ClientLimits",
     "DeadlineFetcher",
+    "FetchedPolicy",
     "FetchedRelease",
+    "PolicyRejected",
     "ReleaseError",
     "ReleaseRejected",
     "ReleaseUnavailable",
+    "fetch_policy",
     "fetch_release",
     "refresh_metadata",
 ]
@@ -97,6 +101,14 @@ class ReleaseRejected(ReleaseError):
     oversized, or inconsistent with its manifest. Keep running the active release."""
 
 
+class PolicyRejected(ReleaseRejected):
+    """A runner policy whose signed metadata names ``version`` but whose bytes do not verify."""
+
+    def __init__(self, version: int, message: str) -> None:
+        super().__init__(message)
+        self.version = version
+
+
 @dataclass(frozen=True)
 class FetchedRelease:
     channel: str
@@ -115,6 +127,16 @@ class FetchedRelease:
     @property
     def manifest_path(self) -> Path | None:
         return None if self.folder is None else self.folder / MANIFEST_FILE
+
+
+@dataclass(frozen=True)
+class FetchedPolicy:
+    """The runner policy ``config/<channel>.json`` as the signed metadata names it."""
+
+    version: int | None  # the signed custom ``config_version`` (None: the channel has no policy)
+    data: bytes | None  # the verified bytes (None: no policy, or the version was skipped)
+    requests: int
+    bytes_downloaded: int
 
 
 class DeadlineFetcher(FetcherInterface):
@@ -265,6 +287,49 @@ def refresh_metadata(
     limits = limits or ClientLimits()
     with _exclusive(Path(metadata_dir)), _classified():
         _updater(Path(metadata_dir), metadata_url, None, root_bytes, DeadlineFetcher(limits, tls=tls)).refresh()
+
+
+def fetch_policy(
+    metadata_dir: Path,
+    metadata_url: str,
+    targets_url: str,
+    channel: str,
+    root_bytes: bytes | None = None,
+    limits: ClientLimits | None = None,
+    skip: Callable[[int], bool] = lambda version: False,
+    tls: ssl.SSLContext | None = None,
+) -> FetchedPolicy:
+    """The channel's runner policy ``config/<channel>.json``, verified by TUF (hashes, length, signatures,
+    expiry) against the same trusted metadata as the channel pointer.
+
+    The signed custom field ``config_version`` names the version; when ``skip(version)`` is true (applied
+    or refused before) nothing is downloaded. A policy larger than ``MAX_POLICY_BYTES`` is refused before
+    any of its bytes are fetched. Raises ``ReleaseRejected`` (does not verify) or ``ReleaseUnavailable``.
+    """
+    if not is_valid_channel(channel):
+        raise ValueError(f"channel {channel!r} is not a valid channel name")
+    limits = limits or ClientLimits()
+    fetcher = DeadlineFetcher(limits, tls=tls)
+    with _exclusive(Path(metadata_dir)), _classified():
+        updater = _updater(Path(metadata_dir), metadata_url, targets_url, root_bytes, fetcher)
+        updater.refresh()
+        info = updater.get_targetinfo(policy_target(channel))
+        if info is None:
+            return FetchedPolicy(None, None, fetcher.requests, fetcher.bytes)
+        custom = info.custom if isinstance(info.custom, dict) else {}
+        version = custom.get("config_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ReleaseRejected(f"policy of channel {channel!r}: the signed config_version is {version!r}")
+        if skip(version):
+            return FetchedPolicy(version, None, fetcher.requests, fetcher.bytes)
+        if info.length > MAX_POLICY_BYTES:
+            raise ReleaseRejected(f"policy {version} is {info.length} bytes, over the {MAX_POLICY_BYTES} byte limit")
+        with tempfile.TemporaryDirectory(prefix=".policy-", dir=metadata_dir) as folder:
+            try:
+                data = Path(updater.download_target(info, str(Path(folder) / "policy.json"))).read_bytes()
+            except (exceptions.RepositoryError, exceptions.DownloadLengthMismatchError) as exc:
+                raise PolicyRejected(version, f"{type(exc).__name__}: {exc}") from exc
+    return FetchedPolicy(version, data, fetcher.requests, fetcher.bytes)
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from typing import Any
 from edge.atomic import write_text_atomic
 from edge.config import RunnerConfig
 from edge.contracts.wire import HEALTH_REASON_MAX, HEARTBEAT_EVENTS_SENT
-from edge.drift import MAJOR, DriftMonitor
+from edge.drift import DriftMonitor
 from edge.health import HealthMonitor
 from edge.heartbeat import heartbeat_body, utc_now
 from edge.hub_client import HubClient, HubError
@@ -68,6 +68,7 @@ class StatusBoard:
         self._health_since: str | None = None
         self._health_lock = threading.Lock()
         self.inputs_report: Callable[[], dict[str, Any]] | None = None  # the live inputs' block, when configured
+        self.policy_report: Callable[[], dict[str, Any]] | None = None  # the signed runner policy in force
         self._started_at = time.time()
         self._last_heartbeat: str | None = None
         self._sent_seq = int(self._read_status().get("sent_event_seq", 0))
@@ -83,6 +84,13 @@ class StatusBoard:
             "health": metrics.gauge("health", "1 for the current health status", ("status",)),
         }
         metrics.on_render(self._refresh_gauges)
+
+    def use_config(self, config: RunnerConfig) -> None:
+        """The configuration with a signed runner policy on top: drift thresholds, the accuracy floor."""
+        self._config = config
+
+    def _policy(self) -> dict[str, Any]:
+        return {} if self.policy_report is None else self.policy_report()
 
     # -- readings --
 
@@ -102,9 +110,12 @@ class StatusBoard:
         else:
             scores = self._slot.drift_scores() if drift is None else drift
             worst = max(scores.items(), key=lambda item: item[1], default=None)
-            major = None if worst is None or DriftMonitor.level(worst[1]) != "major" else (*worst, MAJOR)
-            status, reasons = self._monitor.assess(accuracy_floor=model.manifest.edge_policy.accuracy_floor,
-                                                   major_drift=major)
+            drift_config, floor = self._config.drift, self._config.watch.accuracy_floor
+            major = None if worst is None or DriftMonitor.level(worst[1], drift_config.moderate_psi,
+                                                                drift_config.major_psi) != "major" \
+                else (*worst, drift_config.major_psi)
+            status, reasons = self._monitor.assess(
+                accuracy_floor=model.manifest.edge_policy.accuracy_floor if floor is None else floor, major_drift=major)
         refused = self._link.auth_problem()
         if refused is not None:
             status, reasons = ("degraded" if status == "ok" else status), [*reasons, refused]
@@ -135,6 +146,8 @@ class StatusBoard:
             "rolling_accuracy": self._monitor.rolling_accuracy(),
             "spool_backlog": self._spool.backlog_rows(),
             "last_sync": self.last_sync,
+            "config_version": self._policy().get("version"),
+            "config_channel": self._policy().get("channel"),
         }
 
     def state_report(self) -> dict[str, Any]:
@@ -166,6 +179,8 @@ class StatusBoard:
             "last_heartbeat": self._last_heartbeat,
             "started_at": datetime.fromtimestamp(self._started_at, UTC).isoformat(),
             "certificate_expires": None if expires is None else expires.isoformat(),
+            "config_version": self._policy().get("version"),
+            "policy": self._policy() or None,
         } | ({} if self.inputs_report is None else {"inputs": self.inputs_report()})
 
     # -- the hub and status.json --

@@ -13,6 +13,11 @@ one job each:
 - ``updates`` (edge.update_loop): release polls every ``releases.poll_interval_s`` ± jitter, and a
   watchdog every second (rollback requests, the watch window's automatic rollback);
 - ``uploads`` (edge.upload_loop): the uploader; summaries every ``upload.summary_interval_s`` in aggregates mode;
+- ``policy`` (edge.policy_updates): the channel's signed runner policy, applied on top of runner.toml at
+  start (``policy/applied.json``, no network) and after each release poll when a new version verifies and
+  checks; ``_use_config`` swaps the new values into the parts while they run (the upload policy and
+  privacy rules, drift window and thresholds, the watch, poll and heartbeat intervals, upload batch size
+  and daily byte budget). ``config`` is always the configuration in force;
 - ``board`` (edge.reporting): health with its reason, the state report, heartbeats every
   ``hub.heartbeat_interval_s``, status.json, metrics gauges;
 - ``link`` (edge.hub_link): what the hub client's requests found (reachable, unreachable since, the
@@ -51,6 +56,7 @@ from edge.hub_link import HubLink
 from edge.loops import Loops
 from edge.metrics import Registry
 from edge.pending import PendingPredictions
+from edge.policy_updates import PolicyFollower
 from edge.reporting import StatusBoard
 from edge.serving import InferenceSlot, PredictOne
 from edge.spool import RecentLabelled, Spool
@@ -58,6 +64,7 @@ from edge.state import RECENT_FILE, SPOOL_FILE, STATUS_FILE, StateDir, StateErro
 from edge.summary import SummaryAccumulator
 from edge.update_loop import WATCHDOG_S, UpdateLoop
 from edge.updates import UpdateOutcome
+from edge.upload_filter import UploadPolicy
 from edge.upload_loop import UploadLoop
 from edge.uploader import Uploader
 
@@ -96,6 +103,9 @@ class Runner:
             self._resources = opened.pop_all()
 
     def _wire(self, config: RunnerConfig, rng: random.Random, opened: contextlib.ExitStack) -> None:
+        self.policy = PolicyFollower(config, self.state, lambda skip: self.updates.fetch_policy(skip),
+                                     on_apply=self._use_config)
+        config = self.config = self.policy.restore()  # runner.toml with the applied policy on top
         self.metrics = Registry()
         self.monitor = HealthMonitor()
         self.pending = PendingPredictions(config.feedback.pending_events, config.drift.window_rows)
@@ -114,6 +124,7 @@ class Runner:
         tls = self.tls
         self.updates = UpdateLoop(config, self.state, self.slot, self.monitor, self.truth.labelled_rows,
                                   self.metrics, rng, tls=None if tls is None else (lambda: tls.context))
+        self.updates.policy = self.policy
         self.updates.serve_current()
         token = None if config.hub.token is None else config.hub.token.reveal()
         self.link = HubLink(config.device_id, self.spool.backlog_rows)
@@ -124,6 +135,7 @@ class Runner:
                                  self.uploads.uploader, self.updates, self.client, self.metrics, lambda: self.api_url,
                                  certificate_expires=lambda: None if tls is None else tls.certificate_expires,
                                  link=self.link)
+        self.board.policy_report = self.policy.report
         self.renewal: CertificateRenewal | None = None
         if tls is not None:
             tls.on_reload(self.client.use_tls)
@@ -197,6 +209,30 @@ class Runner:
             self.board.write_status()
         finally:
             self._resources.close()
+
+    def _use_config(self, new: RunnerConfig, old: RunnerConfig) -> None:
+        """Swap a signed policy's values into the running parts (called by ``policy`` once applied.json holds them)."""
+        self.config = new
+        self.updates.use_config(new)
+        self.board.use_config(new)
+        self.uploads.use_config(new)
+        upload = new.upload
+        self.slot.reconfigure(new.drift, upload.local_only)
+        self.truth.policy = UploadPolicy(uncertain_margin=upload.uncertain_margin, random_rate=upload.random_rate,
+                                         anomalies=upload.anomalies, mode="aggregates" if upload.mode == "aggregates"
+                                         else "rows", local_only=upload.local_only)
+        # edge.feedback and edge.summary keep the privacy rules they were built with in these attributes
+        # (no public setter yet): set them, or say plainly that a restart is needed.
+        for part, name, value, key in ((self.truth, "_local_only", upload.local_only, "upload.local_only"),
+                                       (self.truth, "_aggregates", upload.mode == "aggregates", "upload.mode"),
+                                       (self.summary, "_hidden", frozenset(upload.local_only), "upload.local_only")):
+            if hasattr(part, name):
+                setattr(part, name, value)
+            elif getattr(old.upload, key.split(".")[1]) != getattr(upload, key.split(".")[1]):
+                log.warning("%s cannot change while the runner runs: it applies at the next restart", key)
+        if new.drift.window_rows > self.pending.slots:
+            log.warning("drift.window_rows %d: the recent-predictions ring holds %d rows until the runner restarts "
+                        "(the drift window is that long meanwhile)", new.drift.window_rows, self.pending.slots)
 
     def _watchdog(self) -> None:
         if self.updates.watchdog():

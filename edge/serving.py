@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol
 
 import numpy as np
@@ -113,6 +113,17 @@ class InferenceSlot:
         with self._lock:
             previous, self._model = self._model, model
         return previous
+
+    def reconfigure(self, drift: DriftConfig, local_only: Sequence[str]) -> None:
+        """A signed runner policy's values from now on: the drift window (the model in service gets a fresh
+        monitor on the same window start) and the context names kept off what is stored for a label."""
+        with self._lock:
+            self._drift, self._hidden = drift, frozenset(local_only)
+            model = self._model
+            if model is not None and (model.drift.window_rows, model.drift.min_rows) != (drift.window_rows,
+                                                                                         drift.min_rows):
+                monitor = DriftMonitor(model.manifest, drift.window_rows, drift.min_rows)
+                self._model = replace(model, drift=monitor)
 
     def _upload_columns(self, manifest: Manifest) -> UploadColumns:
         if manifest.columns is not None:

@@ -4,7 +4,9 @@ Sources: the ``current``/``previous`` links, blocked versions and recent events 
 spool's backlog and eviction counts (``spool.db``), the client certificate's end (``tls.cert_file``,
 read here: ``certificate_expires``), and the daemon's last ``status.json`` (health with its reason and
 since when, the hub link (reachable, unreachable since, or this device refused: 401/403), drift, rolling
-accuracy, last poll, last sync, counters, and the live inputs block when ``[inputs]`` is configured).
+accuracy, last poll, last sync, counters, and the live inputs block when ``[inputs]`` is configured), and
+the signed runner policy in force (``policy/applied.json``: version, channel, when, pins that kept a local
+value; ``policy/refused.json``: the newest refused versions).
 Whether a daemon is running is read from the state dir's lock. ``format_status`` renders the report as
 a few aligned lines.
 
@@ -53,9 +55,48 @@ def read_status(config: RunnerConfig) -> dict[str, Any]:
                 "rolling_accuracy", "last_poll", "last_sync", "last_heartbeat", "counters",
                 "written_at", "api", "certificate_expires", "inputs"):
         report[key] = daemon.get(key) if isinstance(daemon, dict) else None
+    report["policy"] = _policy(config)
+    report["config_version"] = None if report["policy"] is None else report["policy"]["version"]
     if config.tls.cert_file is not None and config.tls.key_file is not None:
         report["certificate_expires"] = _certificate_expires(config) or report["certificate_expires"]
     return report
+
+
+def _policy(config: RunnerConfig) -> dict[str, Any] | None:
+    """The signed runner policy in force, from the files edge.policy_updates writes (None: runner.toml alone)."""
+    folder = config.state_dir / "policy"
+    try:
+        applied = json.loads((folder / "applied.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        applied = None
+    try:
+        refused = json.loads((folder / "refused.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        refused = {}
+    if not isinstance(applied, dict) or not config.policy.enabled:
+        return None if not refused else {"version": None, "channel": None, "applied_at": None, "kept": {},
+                                          "refused": refused, "enabled": config.policy.enabled}
+    return {"version": applied.get("version"), "channel": applied.get("channel"),
+            "applied_at": applied.get("applied_at"), "kept": applied.get("kept") or {},
+            "refused": refused if isinstance(refused, dict) else {}, "enabled": True}
+
+
+def _policy_line(policy: object) -> str:
+    if not isinstance(policy, dict):
+        return "none (runner.toml alone)"
+    if policy.get("version") is None:
+        text = "none (runner.toml alone)" if policy.get("enabled", True) else "off ([policy] enabled = false)"
+    else:
+        text = f"version {policy['version']} of channel {policy.get('channel')}, applied {policy.get('applied_at')}"
+        kept = policy.get("kept") or {}
+        if kept:
+            text += "; pinned locally: " + ", ".join(f"{k} kept {json.dumps(v)}" for k, v in kept.items())
+    refused = policy.get("refused") or {}
+    if refused:
+        newest = max(refused, key=lambda v: int(v) if str(v).isdigit() else 0)
+        text += f"; refused {', '.join(sorted(refused, key=lambda v: int(v) if str(v).isdigit() else 0))} " \
+                f"(latest: {refused[newest]})"
+    return text
 
 
 def _certificate_expires(config: RunnerConfig) -> str | None:
@@ -160,6 +201,7 @@ def format_status(report: dict[str, Any]) -> str:
         ("last poll", "-" if not poll else f"{poll.get('at')} {poll.get('kind')} {poll.get('detail') or ''}".strip()),
         ("last sync", str(report.get("last_sync") or "never")),
         ("certificate", _certificate_line(report.get("certificate_expires"))),
+        ("policy", _policy_line(report.get("policy"))),
         ("blocked", ", ".join(f"{v} ({why})" for v, why in report["blocked"].items()) or "-"),
     ]
     if isinstance(report.get("inputs"), dict):

@@ -11,6 +11,12 @@ automatic rollback when there is a previous release, else a ``watch_failed`` eve
 ``rollback(reason)`` serves ``previous`` again, unwatched, and blocks the version it replaces.
 ``last_poll`` and ``last_sync`` say when the repository was last read.
 
+After every release poll ``poll_now`` also runs the signed runner policy's poll (``policy``, an
+``edge.policy_updates.PolicyFollower``), which fetches through ``fetch_policy``: the same trusted TUF
+metadata, limits and TLS context as the release. The watch's rules are the manifest's edge policy with
+the runner's ``[watch]`` values on top; ``use_config`` takes a new configuration's poll interval, jitter
+and ``[watch]`` values (the watch in progress gets the new rules).
+
 Leaves out: one update round's steps (edge.updates), scheduling threads (edge.loops), reports.
 """
 
@@ -22,7 +28,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,10 +40,13 @@ from edge.heartbeat import utc_now
 from edge.inference import ModelError, Predictor
 from edge.logs import Throttle
 from edge.metrics import Registry
-from edge.releases import ClientLimits
+from edge.releases import ClientLimits, FetchedPolicy, fetch_policy
 from edge.serving import InferenceSlot
 from edge.state import StateDir
 from edge.updates import ReleaseUpdater, UpdateOutcome, load_current
+
+if TYPE_CHECKING:
+    from edge.policy_updates import PolicyFollower
 
 __all__ = ["WATCHDOG_S", "UpdateLoop"]
 
@@ -59,8 +68,11 @@ class UpdateLoop:
             raise RunnerError(f"releases.trusted_root: cannot read {releases.trusted_root}: "
                               f"{exc.strerror or exc}") from None
         self._config, self._state, self._slot, self._monitor, self._rng = config, state, slot, monitor, rng
-        limits = ClientLimits(max_bundle_bytes=releases.max_bundle_bytes, deadline_seconds=releases.download_deadline_s,
-                              read_timeout_seconds=releases.read_timeout_s)
+        self._root, self._tls = root, tls
+        self.policy: PolicyFollower | None = None  # the signed runner policy, polled after each release poll
+        self._limits = limits = ClientLimits(max_bundle_bytes=releases.max_bundle_bytes,
+                                             deadline_seconds=releases.download_deadline_s,
+                                             read_timeout_seconds=releases.read_timeout_s)
         self.updater = ReleaseUpdater(state, releases.metadata_url, releases.targets_url, releases.channel, root,
                                       limits, labelled, self._activated, current=lambda: slot.predictor,
                                       on_rollback=self._rolled_back, tls=tls)
@@ -86,8 +98,8 @@ class UpdateLoop:
         if watch_from is None:
             self._monitor.stop_watch()
         else:
-            self._monitor.start_watch(WatchRules.from_policy(predictor.manifest.edge_policy), watch_from,
-                                      predictor.version)
+            self._monitor.start_watch(WatchRules.from_policy(predictor.manifest.edge_policy, self._config.watch),
+                                      watch_from, predictor.version)
 
     def _activated(self, predictor: Predictor) -> None:
         self._serve(predictor, watch_from=time.time())
@@ -111,7 +123,28 @@ class UpdateLoop:
         r = self._config.releases
         return r.poll_interval_s * (1.0 + self._rng.uniform(-r.poll_jitter, r.poll_jitter))
 
+    def use_config(self, config: RunnerConfig) -> None:
+        """A signed policy's values from now on: poll interval and jitter, the watch's ``[watch]`` values."""
+        self._config = config
+        model = self._slot.current
+        if model is not None:
+            self._monitor.retune_watch(WatchRules.from_policy(model.manifest.edge_policy, config.watch))
+
+    def fetch_policy(self, skip: Callable[[int], bool]) -> FetchedPolicy:
+        """The channel's runner policy through the release's own trusted metadata (edge.releases)."""
+        releases, state = self._config.releases, self._state
+        root = None if (state.tuf_dir / "root.json").is_file() else self._root
+        return fetch_policy(state.tuf_dir, releases.metadata_url, releases.targets_url, releases.channel, root,
+                            self._limits, skip, tls=None if self._tls is None else self._tls())
+
     def poll_now(self) -> UpdateOutcome:
+        try:
+            return self._poll_release()
+        finally:
+            if self.policy is not None:
+                self.policy.poll_now()
+
+    def _poll_release(self) -> UpdateOutcome:
         active = self._slot.version
         outcome = self.updater.poll_once()
         self._polls.inc(outcome.kind)

@@ -17,16 +17,27 @@ hub deduplicates it; a quarantine interrupted before the acknowledgement is simp
 ``run(stop)`` sends while there is backlog, waits ``idle_s`` when there is none, and after a failure
 waits a full-jitter exponential backoff: ``uniform(0, min(backoff_max_s, backoff_initial_s * 2**n))``
 for the n-th failure in a row (reset by a success). It waits on ``stop``, so it returns promptly.
-Defaults (batch size and bytes, backoff) are the runner configuration's (edge.config). Leaves out
-sealing policy (edge.spool), the HTTP details (edge.hub_client) and heartbeats.
+Defaults (batch size and bytes, backoff) are the runner configuration's (edge.config).
+
+Daily byte budget (``daily_byte_budget``, 0: none): the upload bodies sent (rows batches and summaries,
+before gzip: what the hub stores) never add up to more than the budget per UTC day of ``clock``. A new
+batch is cut to fit what is left of the day's budget; a batch that does not fit (or nothing left) waits
+in the spool until the next day (nothing is lost; the spool quota still applies), logged once per day.
+The bytes are reserved in ``budget_file`` (atomically) before a batch is sent and given back when the
+hub did not take it, so a crash or restart never lets a day go over its budget.
+
+Leaves out sealing policy (edge.spool), the HTTP details (edge.hub_client) and heartbeats.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.atomic import write_bytes_atomic, write_text_atomic
@@ -55,6 +66,9 @@ class Uploader:
         backoff_max_s: float = UploadConfig.backoff_max_s,
         rng: random.Random | None = None,
         idle_s: float = 5.0,
+        daily_byte_budget: int = UploadConfig.daily_byte_budget,
+        budget_file: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if batch_rows < 1 or max_batch_bytes < 1:
             raise ValueError("batch_rows and max_batch_bytes must be positive")
@@ -69,6 +83,11 @@ class Uploader:
         self.backoff_max_s = backoff_max_s
         self.idle_s = idle_s
         self.rng = rng if rng is not None else random.Random()
+        self.daily_byte_budget = daily_byte_budget  # 0: unlimited; may change while running (signed policy)
+        self._budget_file = budget_file
+        self._clock = clock
+        self._day, self._spent = self._read_budget()
+        self._budget_logged_day: int | None = None
         self.failures_in_a_row = 0
         self.recent_waits: deque[float] = deque(maxlen=64)  # backoff waits drawn, newest last
         self._lock = threading.Lock()
@@ -93,10 +112,74 @@ class Uploader:
         batch = self._send_one()
         return 0 if batch is None else batch.rows
 
+    # -- the daily byte budget --
+
+    def budget_left(self) -> int | None:
+        """Body bytes still allowed today (None: no budget)."""
+        budget = self.daily_byte_budget
+        if budget <= 0:
+            return None
+        with self._lock:
+            self._roll_day()
+            return max(0, budget - self._spent)
+
+    @property
+    def spent_today(self) -> int:
+        with self._lock:
+            self._roll_day()
+            return self._spent
+
+    def _roll_day(self) -> None:
+        day = int(self._clock() // 86_400)
+        if day != self._day:
+            self._day, self._spent = day, 0
+
+    def _reserve(self, amount: int) -> None:
+        with self._lock:
+            self._roll_day()
+            self._spent = max(0, self._spent + amount)
+            state = {"day": self._day, "spent": self._spent}
+        if self._budget_file is not None and self.daily_byte_budget > 0:
+            write_text_atomic(self._budget_file, json.dumps(state) + "\n", mode=0o600)
+
+    def _read_budget(self) -> tuple[int, int]:
+        today = int(self._clock() // 86_400)
+        if self._budget_file is None:
+            return today, 0
+        try:
+            raw = json.loads(self._budget_file.read_text(encoding="utf-8"))
+            day, spent = int(raw["day"]), int(raw["spent"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return today, 0
+        return (day, max(0, spent)) if day == today else (today, 0)
+
+    def _over_budget(self, needed: int | None) -> bool:
+        """True (logged once per day) when today's budget has no room for ``needed`` bytes (None: any)."""
+        left = self.budget_left()
+        if left is None or (left > 0 and (needed is None or needed <= left)):
+            return False
+        day = self._day
+        if self._budget_logged_day != day:
+            self._budget_logged_day = day
+            log.warning("upload budget of %d bytes for today spent; %d rows wait", self.daily_byte_budget,
+                        self.spool.backlog_rows())
+        return True
+
+    # -- sending --
+
     def _send_one(self) -> SealedBatch | None:
-        batch = self.spool.seal(self.batch_rows, self.max_batch_bytes, encode_rows)
+        if self._over_budget(None):
+            return None
+        left = self.budget_left()
+        batch = self.spool.seal(self.batch_rows, self.max_batch_bytes if left is None else
+                                max(1, min(self.max_batch_bytes, left)), encode_rows)
         if batch is None:
             return None
+        size = len(batch.body)
+        if left is not None:
+            if self._over_budget(size):
+                return None
+            self._reserve(size)
         try:
             if batch.kind == "summary":
                 self.client.summary(batch.body, batch.key)
@@ -104,10 +187,14 @@ class Uploader:
                 self.client.upload(batch.body, batch.key)
         except HubUnavailable:
             self._count(upload_failures=1)
+            if left is not None:
+                self._reserve(-size)
             raise
         except HubRefused as refused:
             self._count(upload_failures=1)
             if refused.status in AUTH_STATUSES:
+                if left is not None:
+                    self._reserve(-size)
                 raise HubUnavailable(f"hub refused the device's credentials ({refused.status}): retry later") from None
             self._quarantine(batch, refused)
             return batch

@@ -289,7 +289,7 @@ def test_edge_runner_commands_rollback_predict_and_user_errors(world, tmp_path: 
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.strip() == (
         "edge-runner: upload.random_rat: unknown key (expected one of ['anomalies', 'backoff_initial_s', "
-        "'backoff_max_s', 'batch_rows', 'local_only', 'max_batch_bytes', 'mode', 'random_rate', "
+        "'backoff_max_s', 'batch_rows', 'daily_byte_budget', 'local_only', 'max_batch_bytes', 'mode', 'random_rate', "
         "'spool_quota_bytes', 'summary_interval_s', 'uncertain_margin'])")
 
 
