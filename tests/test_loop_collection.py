@@ -208,3 +208,66 @@ def test_merge_overrides_touches_only_the_random_rate() -> None:
     assert merged == {"a": {"upload": {"uncertain_margin": 0.2}, "drift": {"window_rows": 100}},
                       "c": {"upload": {"random_rate": 0.25}}}
     assert existing["b"] == {"upload": {"random_rate": 0.3}}  # the input is not changed
+
+
+# --- what the monitor's step gathers (flows.loop.collection_step), on a project folder ---------------------
+
+def test_device_numbers_come_from_the_landed_batches(tmp_path) -> None:
+    import numpy as np
+    import yaml
+
+    from edge.contracts.layout import Paths
+    from edgeloop.testkit.project import repo_params_raw
+    from edgeloop.testkit.synthetic import make_rows
+    from flows.loop.collection_step import device_observations
+    from simulator.batches import write_batch
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(repo_params_raw(), sort_keys=False))
+    params = load_params(tmp_path / "params.yaml")
+    frame = make_rows(params.schema, "press-1", 500, 3)
+    wrong = np.arange(500) < 50  # 50 mistakes (p = 1), 450 random rows at p = 0.1: they stand for 4,550 rows
+    label = params.schema.label.name
+    frame["prediction"] = np.where(wrong, 1 - frame[label].astype(int), frame[label])
+    frame["model_version"] = "4"
+    frame["probabilities"] = "[0.5, 0.5]"
+    frame["upload_reason"] = np.where(wrong, "labelled", "random")
+    frame["inclusion_probability"] = np.where(wrong, 1.0, 0.1)
+    batch = write_batch(tmp_path / "data/uploads", "press-1", frame)
+    landed = datetime.fromtimestamp(batch.stat().st_mtime, UTC)
+    fleet = {"devices": [
+        {"device_id": "press-1", "channel": "canary", "status": "online", "revoked": False,
+         "last_heartbeat": {"state": {"model_version": 4, "drift": {"torque_nm": 0.7, "speed_rpm": 0.1}}}},
+        {"device_id": "press-2", "channel": "stable", "status": "offline", "revoked": False, "last_heartbeat": None},
+    ]}
+    now = landed + timedelta(hours=6)  # the batch landed 6 hours ago: a quarter of a day
+    one, two = device_observations(Paths.at(tmp_path), params, fleet, {"4": 0.97}, now)
+    assert (one.device_id, one.channel, one.active, one.max_psi, one.model_version) == (
+        "press-1", "canary", True, 0.7, "4")
+    assert one.labelled_per_day == pytest.approx(4 * (50 + 450 / 0.1))
+    assert one.kept_per_day == pytest.approx(4 * 50)
+    assert one.bytes_per_row == pytest.approx(batch.stat().st_size / 500)
+    ipw = (450 / 0.1) / (50 + 450 / 0.1)
+    assert one.accuracy == pytest.approx(ipw) and one.accuracy_rows == 500
+    assert one.accuracy_before == 0.97  # no earlier rows of release 4: its gate accuracy
+    assert (two.active, two.labelled_per_day, two.accuracy) == (False, None, None)
+    later = device_observations(Paths.at(tmp_path), params, fleet, {}, landed + timedelta(days=2))
+    assert later[0].labelled_per_day is None  # out of the window: no rate to size a budget on
+
+
+def test_the_loop_manages_only_the_rates_it_set(tmp_path) -> None:
+
+    from edge.contracts.runner_policy import RunnerPolicy
+    from flows.loop.collection_step import current_raises
+    from flows.loop.log import append_decision
+
+    log = tmp_path / "decisions.jsonl"
+    since = T0.isoformat()
+    append_decision(log, "monitor", "collection", True, "raise", {}, channel="canary",
+                    devices={"a": {"rate": 0.5, "since": since}, "b": {"rate": 0.4, "since": since}})
+    append_decision(log, "monitor", "collection", False, "halted", {}, channel="canary",
+                    devices={"a": {"rate": None, "since": None}})  # not fired: changes nothing
+    policy = RunnerPolicy("canary", 3, {}, {"a": {"upload": {"random_rate": 0.5}},
+                                            "b": {"upload": {"random_rate": 0.9}},  # an operator changed it
+                                            "c": {"upload": {"random_rate": 0.3}}})  # an operator set it
+    assert current_raises(log, {"canary": policy}) == {"a": CurrentRaise(0.5, T0)}
+    assert current_raises(log, {"canary": None}) == {}
