@@ -264,7 +264,7 @@ class CollectionParams(_Frozen):
     fleet_daily_bytes: int = Field(ge=0)
     accuracy_margin: float = Field(default=0.03, ge=0.0, le=1.0)  # accuracy this far below its level before: raise
     rate_step: float = Field(default=0.25, ge=0.0)  # republish a raised rate when its cap grows past (1 + this) x it
-    window_s: float = Field(default=86_400.0, gt=0)  # plant seconds of a device's newest rows its rates are measured on
+    window_s: float = Field(default=86_400.0, gt=0)  # seconds of landed batches a device's rates are measured on
 
 
 class LoopParams(_Frozen):
