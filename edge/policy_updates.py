@@ -17,7 +17,7 @@ written atomically (temp file, fsync, rename, fsync the folder) and only then is
 swapped (``on_apply(new, old)``); a crash leaves the old file or the new one, and a restart applies
 whichever it finds. A refusal leaves the policy in force as it is, records a ``config_rejected`` event
 ({version, reason}: the next heartbeat carries it), logs one line per version and remembers the version in
-``policy/refused.json``, so it is not fetched again (a newer version is). A repository that does not
+``policy/refused.json`` (per channel), so it is not fetched again (a newer version is). A repository that does not
 verify as a whole (expired metadata, for instance) is logged once per reason and recorded once.
 
 Leaves out: what the values do (the runner swaps them into its parts), fetching (edge.releases) and
@@ -254,7 +254,8 @@ class PolicyFollower:
         newest = dict(sorted(self._refused.items())[-REFUSED_KEPT:])
         self._refused = newest
         try:
-            write_json_atomic(self.folder / REFUSED_FILE, {str(v): r for v, r in newest.items()})
+            write_json_atomic(self.folder / REFUSED_FILE, {"channel": self.base.releases.channel,
+                                                           "versions": {str(v): r for v, r in newest.items()}})
         except OSError as exc:  # remembered in memory all the same
             log.warning("cannot write %s: %s", self.folder / REFUSED_FILE, exc.strerror or exc)
         self._state.record("config_rejected", str(version), reason)
@@ -268,9 +269,10 @@ class PolicyFollower:
             raw = json.loads((self.folder / REFUSED_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        if not isinstance(raw, dict):
-            return {}
-        return {int(v): str(r) for v, r in raw.items() if str(v).isdigit()}
+        if not isinstance(raw, dict) or raw.get("channel") != self.base.releases.channel:
+            return {}  # versions count per channel: another channel's refusals say nothing here
+        versions = raw.get("versions")
+        return {int(v): str(r) for v, r in versions.items() if str(v).isdigit()} if isinstance(versions, dict) else {}
 
 
 def _jsonable(value: Any) -> Any:

@@ -70,9 +70,11 @@ def _policy(config: RunnerConfig) -> dict[str, Any] | None:
     except (OSError, ValueError):
         applied = None
     try:
-        refused = json.loads((folder / "refused.json").read_text(encoding="utf-8"))
+        raw = json.loads((folder / "refused.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        refused = {}
+        raw = {}
+    refused = raw.get("versions") if isinstance(raw, dict) and raw.get("channel") == config.releases.channel else {}
+    refused = refused if isinstance(refused, dict) else {}
     if not isinstance(applied, dict) or not config.policy.enabled:
         return None if not refused else {"version": None, "channel": None, "applied_at": None, "kept": {},
                                           "refused": refused, "enabled": config.policy.enabled}

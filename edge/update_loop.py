@@ -138,11 +138,14 @@ class UpdateLoop:
                             self._limits, skip, tls=None if self._tls is None else self._tls())
 
     def poll_now(self) -> UpdateOutcome:
-        try:
-            return self._poll_release()
-        finally:
-            if self.policy is not None:
+        """One release poll, then (unless the repository was unreachable) one runner policy poll."""
+        outcome = self._poll_release()
+        if self.policy is not None and outcome.kind != "unavailable":
+            try:
                 self.policy.poll_now()
+            except OSError as exc:  # applied.json could not be written: nothing was swapped
+                log.error("runner policy not applied, the one in force stays: %s", exc)
+        return outcome
 
     def _poll_release(self) -> UpdateOutcome:
         active = self._slot.version
