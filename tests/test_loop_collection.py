@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -250,12 +251,25 @@ def test_device_numbers_come_from_the_landed_batches(tmp_path) -> None:
     assert one.accuracy == pytest.approx(ipw) and one.accuracy_rows == 500
     assert one.accuracy_before == 0.97  # no earlier rows of release 4: its gate accuracy
     assert (two.active, two.labelled_per_day, two.accuracy) == (False, None, None)
-    later = device_observations(Paths.at(tmp_path), params, fleet, {}, landed + timedelta(days=2))
+    later = device_observations(Paths.at(tmp_path), params, fleet, {}, landed + timedelta(days=3))
     assert later[0].labelled_per_day is None  # out of the window: no rate to size a budget on
+
+    # a batch of release 4 from the window before (30 hours ago, all 300 rows right at p = 1) is the level
+    # before; one from four days ago is not read
+    for hours, right in ((30, True), (96, False)):
+        old = make_rows(params.schema, "press-1", 300, hours)
+        old["prediction"] = old[label] if right else 1 - old[label].astype(int)
+        old["model_version"], old["probabilities"], old["upload_reason"] = "4", "[0.5, 0.5]", "labelled"
+        old["inclusion_probability"] = 1.0
+        written = write_batch(tmp_path / "data/uploads", "press-1", old)
+        moment = (now - timedelta(hours=hours)).timestamp()
+        os.utime(written, (moment, moment))
+    again = device_observations(Paths.at(tmp_path), params, fleet, {"4": 0.5}, now)[0]
+    assert again.accuracy_before == 1.0 and again.accuracy == pytest.approx(ipw)
+    assert again.labelled_per_day == pytest.approx(one.labelled_per_day)
 
 
 def test_the_loop_manages_only_the_rates_it_set(tmp_path) -> None:
-
     from edge.contracts.runner_policy import RunnerPolicy
     from flows.loop.collection_step import current_raises
     from flows.loop.log import append_decision

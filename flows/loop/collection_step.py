@@ -10,7 +10,8 @@ monitor read) does one pass:
    the rate (p = 1) per day, bytes per uploaded row (batch file bytes / rows). Rates are measured on
    landing time, the clock the runners' own ``upload.daily_byte_budget`` counts in. Accuracy: the IPW
    accuracy of the device's rows made by the release it runs, in that window, against the same release's
-   earlier rows (its level before), else the release's gate accuracy.
+   rows in the window before (its level before; when they are fewer than ``min_rows_for_accuracy``, the
+   release's gate accuracy). Only batches of those two windows are read.
 2. **Channels** from the release repository: the release each channel points at, when it was built,
    whether it ever reached ``loop.promotion.to_channel`` (soaked and promoted), and the channel's signed
    runner policy (``flows.releases.runner_config.current_policy``): its base ``upload.random_rate`` and
@@ -107,13 +108,20 @@ def device_observations(paths: Paths, params: Params, fleet: Mapping[str, Any], 
     except (OSError, UserError):
         batches = []
     start = now - timedelta(seconds=collection.window_s)
+    before = start - timedelta(seconds=collection.window_s)
+    recent: dict[str, list[Landed]] = {}
+    older: dict[str, list[Landed]] = {}
+    for batch in batches:  # only the last two windows are read: a pass costs the same after a year
+        if batch.landed >= start:
+            recent.setdefault(batch.device_id, []).append(batch)
+        elif batch.landed >= before:
+            older.setdefault(batch.device_id, []).append(batch)
     out = []
     for info in _fleet_devices(fleet):
-        mine = [b for b in batches if b.device_id == info["device_id"]]
-        recent = [b for b in mine if b.landed >= start]
+        device = info["device_id"]
         try:
-            extra = _device_numbers(paths, params, info["model_version"], recent,
-                                    [b for b in mine if b.landed < start], gate_accuracy, now)
+            extra = _device_numbers(paths, params, info["model_version"], recent.get(device, []),
+                                    older.get(device, []), gate_accuracy, now)
         except (OSError, UserError):
             extra = {}
         out.append(DeviceObservation(info["device_id"], info["channel"], info["active"], info["max_psi"],
