@@ -7,14 +7,17 @@ edge.hub_link, since nothing it sends lands); ``assess()`` adds the reason in wo
 first time the board saw that status for those reasons: health is looked at on every heartbeat, ``/health``
 and status write; a change is logged once); ``health()`` is ``GET /health``; ``state_report()`` is
 everything the heartbeat and ``edge-runner status`` show (versions, health, drift, accuracy, backlog,
-evictions, counters, blocked versions, last poll / sync / heartbeat, the hub link). ``heartbeat_now()``
+evictions, counters, blocked versions, last poll / sync / heartbeat, the hub link, the signed runner policy
+in force: ``config_version`` and ``policy``, from ``policy_report`` set by the runner). ``heartbeat_now()``
 sends the report with the state dir's newest ``HEARTBEAT_EVENTS_SENT`` events to the hub and writes
 ``status.json`` (``write_status``; it also carries the newest event sequence number sent, read back at
 start). ``certificate_expires`` (when the client certificate ends, ISO 8601, or None) is in the state report
 and status.json but not in the heartbeat (the hub knows it from its own registry). The metrics registry's
 gauges (drift, accuracy, backlog, evictions, uploader counters, health) and the predictions counter are
-refreshed from the same report on every scrape. With live inputs (``inputs_report`` set by the runner) the
-report has an ``inputs`` block (edge.inputs.live); the heartbeat leaves it out.
+refreshed from the same report on every scrape. The drift levels and the accuracy floor are the
+configuration's (``drift.moderate_psi``/``major_psi``, ``watch.accuracy_floor`` over the manifest's);
+``use_config`` takes a new one (a signed policy) while running. With live inputs (``inputs_report`` set
+by the runner) the report has an ``inputs`` block (edge.inputs.live); the heartbeat leaves it out.
 
 Leaves out: the numbers themselves (edge.health, edge.pending, edge.spool, edge.uploader keep them), the
 heartbeat's wire shape (edge.heartbeat) and reading status.json from outside (edge.status).

@@ -104,6 +104,8 @@ def test_a_published_policy_is_applied_live_heartbeated_and_restored(world, tmp_
         if "config_version" in device:
             assert device["config_version"] == policy.version
         assert runner.health()["config_version"] == policy.version
+        # a poll with nothing new downloads nothing: the refreshed metadata names the applied version
+        assert runner.updates.fetch_policy(runner.policy._skip).data is None
         assert runner.health()["config_channel"] == "canary"
     finally:
         runner.stop()
@@ -186,6 +188,11 @@ def test_refused_policies_leave_the_one_in_force(world, tmp_path: Path) -> None:
             refresh(w.config, force=True)
         status = runner.state_report()["policy"]
         assert status["version"] == good.version and str(invalid) in status["refused"]
+        # the refusals travel to the hub as runner events with the next heartbeat
+        assert runner.heartbeat_now()
+        sent = (fleet_device(world[1]).get("last_heartbeat") or {}).get("state", {}).get("events", [])
+        kinds = {(e["kind"], e["version"]) for e in sent}
+        assert {("config_rejected", str(v)) for v in (invalid, loose.version, tampered.version)} <= kinds, sent
     finally:
         runner.stop()
     assert current_policy(w.config, "canary") is not None
