@@ -31,11 +31,14 @@ first within a priority (labelled mistakes leave the device first; under a thin 
 rows wait, and they are the ones the quota evicts), at most ``max_rows`` rows and ``max_bytes`` bytes
 of body (a single larger row still goes alone).
 
-``RecentLabelled`` keeps the newest ``capacity`` labelled rows (all features, local-only ones
-included) for on-device shadow validation of a candidate model. It holds values that must never be
-uploaded, so keep it in its own file, not in the spool's. Thread safe: one connection per object,
-guarded by a lock. Leaves out encoding rows (the caller's ``encode``, e.g. edge.ground_truth.encode_rows),
-sending (edge.uploader) and privacy (rows arrive already filtered). Standard library and numpy.
+``RecentLabelled`` keeps the newest ``capacity`` labelled rows (all features, local-only ones included) for
+on-device shadow validation of a candidate model. It holds values that must never be uploaded, so keep it in
+its own file, not in the spool's. Its file is written with ``synchronous=NORMAL`` (no fsync per label: that
+fsync was most of what a label cost): a ``kill -9`` loses nothing, a power cut may lose the newest rows, and
+the validation set is then a little older; it is a sample, not a record. Thread safe: one connection per
+object, guarded by a lock. Leaves out encoding rows (the caller's ``encode``, e.g.
+edge.ground_truth.encode_rows), sending (edge.uploader) and privacy (rows arrive already filtered). Standard
+library and numpy.
 """
 
 from __future__ import annotations
@@ -426,6 +429,7 @@ class RecentLabelled:
         self.capacity = capacity
         self._lock = threading.Lock()
         self._db = _connect(path)
+        self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
         self._db.executescript(_RECENT_SCHEMA)
 
     def __repr__(self) -> str:
