@@ -51,7 +51,7 @@ from edge.logs import Throttle
 from edge.metrics import Registry
 from edge.pending import Pending, PendingPredictions
 from edge.serving import InferenceSlot, ServedModel
-from edge.spool import LabelRecord, RecentLabelled, Spool, SpoolEntry
+from edge.spool import PRIORITIES, SUMMARY, LabelRecord, RecentLabelled, Spool, SpoolEntry
 from edge.summary import SummaryAccumulator
 from edge.upload_filter import UploadPolicy, select
 
@@ -102,6 +102,16 @@ class GroundTruth:
         self._evictions = Throttle(log)
         self._feedback = metrics.counter("feedback_total", "Labels received", ("outcome",))
         self._spooled = metrics.counter("spooled_rows_total", "Labelled rows spooled for upload", ("reason",))
+
+    def tallies(self) -> dict[str, int]:
+        """Since the runner started: ``labels`` joined to a prediction (right or wrong; repeats and refusals
+        not counted) and rows spooled per upload reason (``random``, ``labelled``, ...). The sampling rate a
+        device actually used over a span is the change in ``random`` over the change in ``labels``."""
+        out = {"labels": int(self._feedback.value("correct") + self._feedback.value("wrong"))}
+        for reason in PRIORITIES:
+            if reason != SUMMARY:
+                out[reason] = int(self._spooled.value(reason))
+        return out
 
     def labelled_rows(self) -> tuple[np.ndarray, Sequence[object]]:
         """The on-device validation set: the newest labelled rows (features, labels)."""

@@ -1,24 +1,25 @@
 """Inline SVG charts drawn in Python for the demo report: lines, stacked areas and an event strip.
 
-Each function returns one ``<svg>`` element as a string, sized by ``viewBox`` (it scales with the page),
-with axes, ticks, a legend and optional vertical markers (version changes, drift onset) and labelled
-horizontal lines (thresholds). Text labels never overlap: every label's box is computed from the
-character advance widths of DejaVu Sans (the font Debian's Chromium uses for ``system-ui``; a wide font,
-so narrower fonts only leave more room), and a marker or threshold label goes to the first free place
-among a few candidates (right or left of its line, row by row); a label with no free place is left out
-and stays readable in its line's tooltip. ``label_boxes(svg)`` recomputes those boxes from the SVG text,
-for checks. A line chart's y axis can be logarithmic (``y_log``), so thresholds far below the peak keep
-their own space. Every piece of text is XML-escaped here. No scripts, no external references, no
-styling beyond presentation attributes and the report's CSS classes.
-Leaves out the page around the charts (``edgeloop.demo.report``), computing the series
-(``edgeloop.demo.timeline``) and measuring text in a browser (the width table was measured once).
+Each function returns one ``<svg>`` element as a string, sized by ``viewBox`` (it scales with the page), with
+axes, ticks, a legend and optional vertical markers (version changes, drift onset) and labelled horizontal
+lines (thresholds). Text labels never overlap: every label's box is computed from the character advance widths
+of DejaVu Sans (the font Debian's Chromium uses for ``system-ui``; a wide font, so narrower fonts only leave
+more room), and a marker or threshold label goes to the first free place among a few candidates (right or left
+of its line, row by row); a label with no free place is left out and stays readable in its line's tooltip. A
+line chart can give each series its own color and dash (a dashed legend swatch then), and each point a tooltip
+with its value (``tip_format``). ``label_boxes(svg)`` recomputes those boxes from the SVG text, for checks. A
+line chart's y axis can be logarithmic (``y_log``), so thresholds far below the peak keep their own space.
+Every piece of text is XML-escaped here. No scripts, no external references, no styling beyond presentation
+attributes and the report's CSS classes. Leaves out the page around the charts (``edgeloop.demo.report``),
+computing the series (``edgeloop.demo.timeline``) and measuring text in a browser (the width table was
+measured once).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape, unescape
 from html.parser import HTMLParser
@@ -29,6 +30,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 WIDTH, HEIGHT = 760, 280
 LEFT, RIGHT, TOP, BOTTOM = 60, 160, 30, 40  # margins: the legend sits on the right
 FONT_PX = {"tick": 10.0, "axis": 11.0, "legend": 11.0, "marker": 9.0}  # font-size per text class
+DASH = "6 3"  # stroke-dasharray of a dashed series
 GAP = 2.0  # px kept free between two labels (the marker labels' white halo is 1.5 px)
 ASCENT, DESCENT = 0.95, 0.30  # DejaVu Sans line box in em (0.93, 0.24) plus what small sizes render
 
@@ -242,13 +244,18 @@ def _fit(text: str, size: float, room: float) -> str:
     return text + "\u2026"
 
 
-def _legend(labels: _Labels, names: Sequence[str], colors: Sequence[str]) -> list[str]:
+def _legend(labels: _Labels, names: Sequence[str], colors: Sequence[str],
+            dashed: Collection[str] = ()) -> list[str]:
     out = []
     room = RIGHT - 30 - 2
     for i, (name, color) in enumerate(zip(names, colors, strict=True)):
         y = TOP + 8 + 18 * i
-        out.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="12" height="10" fill="{color}">'
-                   f"<title>{_t(name)}</title></rect>")
+        if name in dashed:  # a dashed series: a dashed swatch
+            out.append(f'<line x1="{WIDTH - RIGHT + 12}" x2="{WIDTH - RIGHT + 24}" y1="{y - 3}" y2="{y - 3}" '
+                       f'stroke="{color}" stroke-width="2" stroke-dasharray="{DASH}"><title>{_t(name)}</title></line>')
+        else:
+            out.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="12" height="10" fill="{color}">'
+                       f"<title>{_t(name)}</title></rect>")
         out.append(labels.fixed(WIDTH - RIGHT + 30, y + 1, _fit(name, FONT_PX["legend"], room), "legend"))
     return out
 
@@ -274,23 +281,32 @@ def _log_range(values: Sequence[float]) -> tuple[float, float]:
 def line_chart(title: str, series: Mapping[str, Points], *, x_label: str, y_label: str,
                y_range: tuple[float, float] | None = None, y_format: str = "g", y_log: bool = False,
                markers: Sequence[tuple[float, str]] = (), hlines: Sequence[tuple[float, str]] = (),
-               x_range: tuple[float, float] | None = None) -> str:
-    """One line per series (``name -> [(x, y)]``), vertical ``markers`` and labelled horizontal ``hlines``."""
+               x_range: tuple[float, float] | None = None, colors: Mapping[str, str] | None = None,
+               dashed: Collection[str] = (), tip_format: str | None = None, x_name: str = "hour") -> str:
+    """One line per series (``name -> [(x, y)]``), vertical ``markers`` and labelled horizontal ``hlines``.
+    ``colors``: a color per series name (else the palette in order); ``dashed``: series drawn dashed;
+    ``tip_format`` (e.g. ``"{:.1%}"``): every point gets a dot whose tooltip reads
+    "<series>, <x_name> <x>: <y>"."""
     xs = [x for points in series.values() for x, _ in points] + [at for at, _ in markers]
     ys = [y for points in series.values() for _, y in points] + [y for y, _ in hlines]
     frame = _Frame(x_range or _range(xs), y_range or (_log_range(ys) if y_log else _range(ys)), log=y_log)
     body = frame.axes(x_label, y_label, y_format)
     body += frame.hlines(hlines)
     body += frame.markers(markers)
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
-    for (_name, points), color in zip(series.items(), colors, strict=True):
+    colors_in_order = [(colors or {}).get(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(series)]
+    for (name, points), color in zip(series.items(), colors_in_order, strict=True):
         if not points:
             continue
         path = " ".join(f"{frame.x(x)},{frame.y(y)}" for x, y in points)
-        body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        if len(points) == 1:
+        dash = f' stroke-dasharray="{DASH}"' if name in dashed else ""
+        body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
+        if tip_format is not None:
+            body += [f'<circle cx="{frame.x(x)}" cy="{frame.y(y)}" r="2.5" fill="{color}"><title>'
+                     f"{_t(name)}, {_t(x_name)} {x:,.1f}: {_t(tip_format.format(y))}</title></circle>"
+                     for x, y in points]
+        elif len(points) == 1:
             body.append(f'<circle cx="{frame.x(points[0][0])}" cy="{frame.y(points[0][1])}" r="3" fill="{color}"/>')
-    body += _legend(frame.labels, list(series), colors)
+    body += _legend(frame.labels, list(series), colors_in_order, dashed)
     return _svg(title, body)
 
 

@@ -2,9 +2,11 @@
 
 ``write_report(timeline, folder, title, summary)`` writes ``folder/index.html``: the run's summary in
 rows named for people ("devices that updated to release 3: 4 of 4", counts of what happened in words),
-five inline SVG charts (accuracy over time per group with version changes and drift onset marked, drift
-score per group on a log axis with the "moderate" and "major" PSI thresholds drawn and labelled, devices per
-release, cumulative bytes uploaded vs raw, and the events on a time strip), and every event in time order,
+six inline SVG charts (accuracy over time per group with version changes and drift onset marked, drift
+score per group on a log axis with the "moderate" and "major" PSI thresholds drawn and labelled, the
+sampling rate per group (the random rate the runners' upload policies set, and the share of labelled rows
+the random rule uploaded), devices per release, cumulative bytes uploaded vs raw, and the events on a time
+strip, all on one time axis; the sampling chart only when the timeline has rates), and every event in time order,
 described in words. No scripts, no CDN, no URL: it opens from disk, offline. All text is escaped.
 ``terminal_summary(timeline, summary)`` gives the same summary rows and the latest events as text.
 ``worse_candidate_page(name, decision)`` is the page of the candidate the demo makes worse on purpose: it
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.atomic import write_text_atomic
-from edgeloop.demo.charts import events_strip, line_chart, stacked_area
+from edgeloop.demo.charts import PALETTE, events_strip, line_chart, stacked_area
 from edgeloop.demo.timeline import (
     NO_MODEL,
     Event,
@@ -36,11 +38,12 @@ from edgeloop.demo.timeline import (
     adoption,
     cumulative_bytes,
     drift_by_group,
+    sampling_by_group,
     version_starts,
 )
 
-__all__ = ["REPORT_FILE", "bucket_hours", "describe_event", "headline", "ordered_events", "summary_rows",
-           "terminal_summary", "worse_candidate_page", "write_report"]
+__all__ = ["REPORT_FILE", "bucket_hours", "describe_event", "headline", "ordered_events", "sampling_svg",
+           "summary_rows", "terminal_summary", "worse_candidate_page", "write_report"]
 
 REPORT_FILE = "index.html"
 MAX_BUCKETS = 60  # points per line at most: ticks are pooled into buckets beyond that
@@ -340,6 +343,7 @@ def _charts(timeline: Timeline, worse: Any = None) -> list[tuple[str, str, str]]
                        y_label="max feature PSI (log scale)", y_log=True, markers=drift_marks, x_range=span,
                        hlines=[(MODERATE_PSI, f"moderate drift (PSI {MODERATE_PSI:g})"),
                                (MAJOR_PSI, f"major drift (PSI {MAJOR_PSI:g})")])
+    sampling = sampling_svg(timeline, bucket, span, drift_marks) if timeline.rates else None  # none before issue 15
     spread = adoption(samples)
     versions = sorted({v for _, counts in spread for v in counts}, key=lambda v: (v == NO_MODEL, v))
     layers = {_release(v): [float(counts.get(v, 0)) for _, counts in spread] for v in versions}
@@ -357,11 +361,41 @@ def _charts(timeline: Timeline, worse: Any = None) -> list[tuple[str, str, str]]
          "the drift's start and the first time a group ran each release.", accuracy),
         ("Drift score", f"Mean over the group's devices of the runner's largest feature PSI, on a log scale; dashed "
          f"lines: the edge's drift levels, moderate from PSI {MODERATE_PSI:g} and major from {MAJOR_PSI:g}.", drift),
+        *([] if sampling is None else [(
+            "Sampling rate per group", "Solid: share of the group's labelled rows that the random rule uploaded "
+            "(rows uploaded because the model was wrong, unsure or saw an anomaly are not counted); dashed: the "
+            "random rate the group's runners' upload policies set (their mean; a signed runner policy can change "
+            "it while they run). Hover a dot for its value.", sampling)]),
         ("Releases on the fleet", "Devices running each release.", versions_svg),
         ("Bytes uploaded vs raw", "Cumulative CSV bytes of every row the devices saw vs bytes they uploaded.",
          bytes_svg),
         ("Events", "Each dot is an event (hover for details); all are listed below, in time order.", strip),
     ]
+
+
+GROUP_COLORS = {"canary": "#1f77b4", "stable": "#2ca02c"}
+
+
+def sampling_svg(timeline: Timeline, bucket_h: float, x_range: tuple[float, float],
+                 markers: list[tuple[float, str]]) -> str:
+    """The "sampling rate per group" chart: per group (canary, then stable, then any other), the rate its
+    runners' upload policies set (dashed) and the share the random rule uploaded (solid), in percent."""
+    by_group = sampling_by_group(timeline.rates, bucket_h)
+    series: dict[str, list[tuple[float, float]]] = {}
+    colors: dict[str, str] = {}
+    dashed: list[str] = []
+    order = [g for g in GROUP_COLORS if g in by_group] + sorted(g for g in by_group if g not in GROUP_COLORS)
+    for i, group in enumerate(order):
+        color = GROUP_COLORS.get(group, PALETTE[(i + 3) % len(PALETTE)])
+        policy, used = f"{group}: policy rate", f"{group}: used rate"
+        series[policy], series[used] = by_group[group]["configured"], by_group[group]["used"]
+        colors[policy] = colors[used] = color
+        dashed.append(policy)
+    values = [y for points in series.values() for _, y in points]
+    top = min(1.0, max(values, default=0.0) * 1.15) or 0.05
+    return line_chart("Sampling rate per group", series, x_label="simulated hours",
+                      y_label="random sampling rate", y_format="%", y_range=(0.0, top), markers=markers,
+                      x_range=x_range, colors=colors, dashed=dashed, tip_format="{:.2%}")
 
 
 def _events_table(timeline: Timeline, worse: Any = None) -> str:

@@ -20,7 +20,10 @@ Steps, in one process (every thread and server it starts is stopped on the way o
    - a malformed batch reaches the hub; the next ingest quarantines it;
    - drift (a sensor offset) hits every machine; runners see it (PSI), the ``monitor`` flow fires once
      and retrains on the uploaded ground truth; the gate passes v2 to canary, canary runners validate and
-     take it, ``promote-soaked`` moves it to stable after its soak, and the fleet's accuracy recovers.
+     take it, ``promote-soaked`` moves it to stable after its soak, and the fleet's accuracy recovers;
+   - after every tick, per group, the random sampling rate in force (each runner's live upload policy,
+     which a signed runner policy may change) and the share of the tick's labels the random rule uploaded
+     (``Rate`` in the timeline).
 5. ``reports/demo/index.html`` (one offline file with charts) and the same summary in the terminal.
 
 Leaves out: separate processes per runner (in-process runners run the same code; the tests run
@@ -44,10 +47,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.contracts.release_layout import MANIFEST_FILE, MODEL_FILE
-from edgeloop.demo.timeline import Timeline
+from edgeloop.demo.timeline import Rate, Timeline
 from edgeloop.demo.workspace import DemoSettings, prepare_workspace, runner_config_text, secure_workspace, write_token
 
-__all__ = ["DemoResult", "demo_hub_client", "run_demo"]
+__all__ = ["DemoResult", "demo_hub_client", "run_demo", "sampling_rates"]
 
 log = logging.getLogger("edgeloop.demo")
 
@@ -151,6 +154,7 @@ class _World:
         self.decisions_seen = 0
         self.recovered_at: tuple[float, float] | None = None
         self.retrain_fired_at: tuple[float, float] | None = None
+        self.tallies: dict[str, dict[str, int]] = {}  # device -> its runner's label tallies at the last tick
 
     # -- step 2: v1 -------------------------------------------------------------------------------------
 
@@ -270,6 +274,7 @@ class _World:
                 raise KeyboardInterrupt
             samples = plant.tick()
             self.t_h = plant.t_h
+            self._record_rates(runners)
             if tick == s.bad_candidate_tick:
                 self._publish_worse_candidate()
                 self._post_malformed_batch(next(iter(runners.values()))[0])
@@ -288,6 +293,9 @@ class _World:
                     break
             self._progress(tick, samples, runners)
         plant.flush_labels()
+
+    def _record_rates(self, runners: dict[str, tuple[Any, str]]) -> None:
+        self.timeline.add_rates(sampling_rates(runners, self.tallies, self.t_h, self.timeline.wall()))
 
     def _progress(self, tick: int, samples: list[Any], runners: dict[str, tuple[Any, str]]) -> None:
         scored = sum(s.scored for s in samples)
@@ -368,6 +376,25 @@ class _World:
         result["labelled rows uploaded"] = _rows_uploaded(self.paths)
         result["demo wall time (s)"] = round(wall_s, 1)
         return result
+
+
+def sampling_rates(runners: dict[str, tuple[Any, str]], seen: dict[str, dict[str, int]], t_h: float,
+                   wall_s: float) -> list[Rate]:
+    """Per group of ``runners`` (device -> (edge.runner.Runner, group)): the mean random rate its runners'
+    live upload policies hold now, and the labels and random-rule rows since the last call (the change in
+    each runner's ``truth.tallies()`` since ``seen``, which is updated)."""
+    configured: dict[str, list[float]] = {}
+    labels: dict[str, int] = {}
+    random: dict[str, int] = {}
+    for name, (runner, group) in runners.items():
+        configured.setdefault(group, []).append(float(runner.truth.policy.random_rate))
+        now = runner.truth.tallies()
+        before = seen.get(name, {})
+        labels[group] = labels.get(group, 0) + now["labels"] - before.get("labels", 0)
+        random[group] = random.get(group, 0) + now["random"] - before.get("random", 0)
+        seen[name] = now
+    return [Rate(round(t_h, 6), wall_s, group, sum(rates) / len(rates), labels[group], random[group])
+            for group, rates in configured.items()]
 
 
 def _rows_uploaded(paths: Any) -> int:

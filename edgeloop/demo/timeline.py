@@ -1,11 +1,13 @@
 """What the demo records as it runs: per-device samples and fleet events, and summaries of them.
 
 ``Timeline`` holds ``Sample``s (one per device per plant tick: version, rolling accuracy on the truth, drift,
-rows and bytes so far) and ``Event``s (publish, activate, reject, promote, rollback, quarantine, drift,
-retrain, gate_blocked, ...). Appends are thread safe (the plant and the orchestrator's flows append from
-different threads); ``to_json``/``from_json`` round-trip everything. The summary helpers turn samples into
-the series the report draws: accuracy per group per time bucket, drift per group, devices per version over
-time, cumulative raw vs uploaded bytes, and where each group first ran each version.
+rows and bytes so far), ``Rate``s (one per group per tick: the random sampling rate its runners' live upload
+policies set, and the share of its labelled rows the random rule actually uploaded) and ``Event``s (publish,
+activate, reject, promote, rollback, quarantine, drift, retrain, gate_blocked, ...). Appends are thread safe
+(the plant and the orchestrator's flows append from different threads); ``to_json``/``from_json`` round-trip
+everything. The summary helpers turn samples into the series the report draws: accuracy per group per time
+bucket, drift per group, sampling rates per group, devices per version over time, cumulative raw vs uploaded
+bytes, and where each group first ran each version.
 
 Times: ``t_h`` is simulated hours since the plant started, ``wall_s`` real seconds since the timeline was
 created (``Timeline.wall()``). Leaves out producing samples (``edgeloop.demo.plant``) and drawing them
@@ -24,12 +26,14 @@ from typing import Any
 
 __all__ = [
     "Event",
+    "Rate",
     "Sample",
     "Timeline",
     "accuracy_by_group",
     "adoption",
     "cumulative_bytes",
     "drift_by_group",
+    "sampling_by_group",
     "version_starts",
 ]
 
@@ -58,6 +62,18 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Rate:
+    """The random sampling of one group of devices during one plant tick."""
+
+    t_h: float  # simulated hour at the tick's end
+    wall_s: float
+    group: str  # "canary" | "stable"
+    configured: float | None  # mean ``random_rate`` of the group's runners' live upload policies (None: no runner)
+    labels: int  # labels the group's runners joined to a prediction this tick
+    random: int  # of them, rows the random rule spooled for upload
+
+
+@dataclass(frozen=True)
 class Event:
     """Something that happened to the fleet or the pipeline; ``device`` when it concerns one device."""
 
@@ -76,6 +92,7 @@ class Timeline:
         self.started = time.monotonic() if started is None else started
         self._lock = threading.Lock()
         self._samples: list[Sample] = []
+        self._rates: list[Rate] = []
         self._events: list[Event] = []
 
     def wall(self) -> float:
@@ -89,6 +106,10 @@ class Timeline:
     def add_samples(self, samples: list[Sample]) -> None:
         with self._lock:
             self._samples.extend(samples)
+
+    def add_rates(self, rates: list[Rate]) -> None:
+        with self._lock:
+            self._rates.extend(rates)
 
     def add_event(self, event: Event) -> None:
         with self._lock:
@@ -107,6 +128,11 @@ class Timeline:
             return list(self._samples)
 
     @property
+    def rates(self) -> list[Rate]:
+        with self._lock:
+            return list(self._rates)
+
+    @property
     def events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
@@ -118,7 +144,8 @@ class Timeline:
 
     def to_json(self) -> str:
         with self._lock:
-            doc = {"samples": [asdict(s) for s in self._samples], "events": [asdict(e) for e in self._events]}
+            doc = {"samples": [asdict(s) for s in self._samples], "rates": [asdict(r) for r in self._rates],
+                   "events": [asdict(e) for e in self._events]}
         return json.dumps(doc, indent=1, allow_nan=False)
 
     @classmethod
@@ -126,6 +153,7 @@ class Timeline:
         doc = json.loads(text)
         timeline = cls()
         timeline.add_samples([Sample(**_known(Sample, row)) for row in doc.get("samples", [])])
+        timeline.add_rates([Rate(**_known(Rate, row)) for row in doc.get("rates", [])])  # none before issue 15
         for row in doc.get("events", []):
             timeline.add_event(Event(**_known(Event, row)))
         return timeline
@@ -173,6 +201,30 @@ def drift_by_group(samples: list[Sample], bucket_h: float) -> dict[str, list[tup
     for (group, start), found in sorted(values.items()):
         out[group].append((start + bucket_h, sum(found) / len(found)))
     return dict(out)
+
+
+def sampling_by_group(rates: list[Rate], bucket_h: float) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """group -> {"configured": [(bucket end hour, mean configured random rate)], "used": [(bucket end hour,
+    random-rule rows / labels, pooled over the bucket)]}. Buckets without a configured rate (or without a
+    label, for "used") are left out."""
+    configured: dict[tuple[str, float], list[float]] = defaultdict(list)
+    labels: dict[tuple[str, float], int] = defaultdict(int)
+    random: dict[tuple[str, float], int] = defaultdict(int)
+    for r in rates:
+        key = (r.group, _bucket(r.t_h, bucket_h))
+        if r.configured is not None:
+            configured[key].append(r.configured)
+        labels[key] += r.labels
+        random[key] += r.random
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for key in sorted(set(configured) | set(labels)):
+        group, start = key
+        lines = out.setdefault(group, {"configured": [], "used": []})
+        if configured[key]:
+            lines["configured"].append((start + bucket_h, sum(configured[key]) / len(configured[key])))
+        if labels[key]:
+            lines["used"].append((start + bucket_h, random[key] / labels[key]))
+    return out
 
 
 def _latest_per_tick(samples: list[Sample]) -> list[tuple[float, dict[str, Sample]]]:
