@@ -1,21 +1,24 @@
-"""What a label costs on the device (issue 14, item 5): ``Runner.feedback`` per call, beside its floor.
+"""What a label costs on the device (issues 14 and 15): ``Runner.feedback`` per call, beside its floor.
 
-Since a label's event id is recorded durably (so a retry is answered the same and never spooled twice),
-every label writes to spool.db: one SQLite transaction with ``synchronous=FULL``. This measures, in
+A label's event id is recorded (so a retry is answered the same and never spooled twice): in the spooled
+row's own transaction (``synchronous=FULL``), or, for a label that spools no row, kept in memory and
+written in batches of ``edge.spool.RECORD_BATCH`` without an fsync (issue 15: one transaction per label
+made the demo a third slower). This measures, in
 process (no HTTP: bench/edge_http.py has the API's own overhead), on a runner that is built but not
 started (no loops competing), with a model trained on the simulator installed in its state dir:
 
 - ``wrong``: a label that contradicts the prediction: the row is spooled with its record (one transaction);
-- ``right``: a label that confirms it, nothing selected for upload (``random_rate = 0``): the record alone;
-- ``repeat``: the same label again for an event already labelled: one indexed SELECT, nothing written;
+- ``right``: a label that confirms it, nothing selected for upload (``random_rate = 0``): the record alone
+  (in memory; every ``RECORD_BATCH``-th label writes a batch: the p99);
+- ``repeat``: the same label again for an event already labelled: from memory or one indexed SELECT;
 - floor: one ``INSERT`` + ``COMMIT`` in a WAL SQLite file with ``synchronous=FULL`` in the same folder
   (one durable write: the least a durable label can cost), timed right after each label of the case, so
   case and floor see the same moments of a shared disk.
 
-Every label also adds its row to recent.db (the on-device validation set, one more durable write), as
-before this change. ``ROWS`` labels per case, ``REPEATS`` runs; p50 and p99 in microseconds, the median
-over runs. Run it against another checkout's ``edge`` with ``PYTHONPATH=<checkout>`` first (the
-``repeat`` case is then a 404).
+Every label also adds its row to recent.db (the on-device validation set: one more transaction, with an
+fsync per label before issue 15, without one since). ``ROWS`` labels per case, ``REPEATS`` runs; p50 and
+p99 in microseconds, the median over runs. Run it against another checkout's ``edge`` with
+``PYTHONPATH=<checkout>`` first (the ``repeat`` case is then a 404).
 
     .venv/bin/python bench/edge_feedback.py
 
