@@ -38,6 +38,7 @@ from flows.releases.runner_config import (
     publish_policy_outcome,
     rollback_policy,
 )
+from flows.releases.verify import VerificationError
 
 EDGELOOP = str(Path(sys.executable).parent / "edgeloop")
 
@@ -106,10 +107,15 @@ def test_publish_signs_the_policy_and_a_device_client_verifies_it(config: Releas
         (client / "dl").mkdir()
         fetched = parse_policy(Path(updater.download_target(target)).read_bytes())
         report = verify_repository(config.metadata_dir / "1.root.json", f"{url}/metadata/", f"{url}/targets/")
+        stored = LocalRepository(config).target_file(info)
+        stored.write_bytes(stored.read_bytes().replace(b"0.5", b"0.9"))  # tampered where it is served
+        with pytest.raises(VerificationError, match="runner policy of channel 'canary' does not verify"):
+            verify_repository(config.metadata_dir / "1.root.json", f"{url}/metadata/", f"{url}/targets/")
     assert fetched.settings == {"upload": {"random_rate": 0.2}, "drift": {"window_rows": 3000}}
     assert fetched.for_device("press-2")["upload"]["random_rate"] == 0.5
     assert fetched.note == "more ground truth"
     assert report["channels"]["canary"]["version"] == 1  # release verify still passes beside a config target
+    assert report["policies"]["canary"] == {"version": 1, "content_of": None, "bytes": info.length, "devices": 1}
     assert [r.version for r in list_releases(config)] == [1]  # the catalog ignores config targets
     events = [json.loads(line) for line in config.history_file.read_text().splitlines()]
     assert events[-1]["event"] == "config" and events[-1]["version"] == 1 and events[-1]["content_of"] is None

@@ -3,7 +3,9 @@
 ``verify_repository`` starts from a root of trust file in an empty client folder, refreshes every
 top-level role (following root rotations), and fetches each channel's release with the device
 client (``edge.releases.fetch_release``): pointer, manifest and model, all checked. Channels default
-to every ``channels/*.json`` target of the verified targets metadata. ``serve_directory`` serves a
+to every ``channels/*.json`` target of the verified targets metadata. Each runner policy
+(``config/<channel>.json``) is fetched with the device's ``edge.releases.fetch_policy`` and its document
+read with ``parse_policy``; it must name its channel and the signed ``config_version``. ``serve_directory`` serves a
 folder on an ephemeral 127.0.0.1 port for the duration of a ``with`` block, so a local repository is
 verified over the real HTTP path too.
 
@@ -26,7 +28,8 @@ from tuf.api.metadata import Metadata
 
 from edge.contracts.errors import UserError
 from edge.contracts.release_layout import CHANNEL_TARGET_PATTERN
-from edge.releases import ClientLimits, ReleaseError, fetch_release, refresh_metadata
+from edge.contracts.runner_policy import POLICY_TARGET_PATTERN, PolicyError, parse_policy
+from edge.releases import ClientLimits, ReleaseError, fetch_policy, fetch_release, refresh_metadata
 
 
 class VerificationError(UserError):
@@ -69,18 +72,38 @@ def _channels(metadata_dir: Path) -> list[str]:
     return sorted(names)
 
 
+def _policy_channels(metadata_dir: Path) -> list[str]:
+    targets = Metadata.from_bytes((metadata_dir / "targets.json").read_bytes()).signed
+    return sorted(m.group(1) for m in (POLICY_TARGET_PATTERN.match(p) for p in targets.targets) if m)  # type: ignore[attr-defined]
+
+
+def _verify_policy(metadata_dir: Path, metadata_url: str, targets_url: str, name: str,
+                   limits: ClientLimits | None) -> dict[str, Any]:
+    try:
+        fetched = fetch_policy(metadata_dir, metadata_url, targets_url, name, None, limits)
+        policy = parse_policy(fetched.data or b"")
+    except (ReleaseError, PolicyError) as exc:
+        raise VerificationError(f"runner policy of channel {name!r} does not verify: {exc}") from exc
+    if (policy.channel, policy.version) != (name, fetched.version):
+        raise VerificationError(f"runner policy of channel {name!r}: the document says channel {policy.channel!r}"
+                                f" version {policy.version}, the signed metadata version {fetched.version}")
+    return {"version": policy.version, "content_of": policy.content_of, "bytes": len(fetched.data or b""),
+            "devices": len(policy.devices)}
+
+
 def verify_repository(
     root_file: Path, metadata_url: str, targets_url: str, channels: list[str] | None = None,
     limits: ClientLimits | None = None,
 ) -> dict[str, Any]:
-    """Verify like a device from ``root_file``: role versions and expiries, and per channel the
-    verified release (version, model sha256 and size), the requests and bytes it took."""
+    """Verify like a device from ``root_file``: role versions and expiries, per channel the verified
+    release (version, model sha256 and size), the requests and bytes it took, and (``policies``) each
+    verified runner policy (version, content_of, bytes, device overrides)."""
     started = time.perf_counter()
     try:
         root_bytes = Path(root_file).read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read the root of trust {root_file}: {exc.strerror}") from None
-    report: dict[str, Any] = {"channels": {}}
+    report: dict[str, Any] = {"channels": {}, "policies": {}}
     with tempfile.TemporaryDirectory(prefix="edgeloop-verify-") as scratch:
         metadata_dir, staging = Path(scratch) / "metadata", Path(scratch) / "staging"
         try:
@@ -99,6 +122,9 @@ def verify_repository(
                 "model_bytes": fetched.manifest.model.bytes, "requests": fetched.requests,
                 "bytes_downloaded": fetched.bytes_downloaded,
             }
+        for name in _policy_channels(metadata_dir):
+            if channels is None or name in channels:
+                report["policies"][name] = _verify_policy(metadata_dir, metadata_url, targets_url, name, limits)
         report.update(_versions(metadata_dir))
     report["seconds"] = round(time.perf_counter() - started, 4)
     return report
