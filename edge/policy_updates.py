@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,7 @@ def write_json_atomic(path: Path, document: Any, pause: Callable[[str], None] = 
 
 
 class PolicyFollower:
-    """See the module docstring. ``config`` is the live configuration; calls are serialised by the caller
-    (the update loop's thread)."""
+    """See the module docstring. ``config`` is the live configuration; polls are serialised (one at a time)."""
 
     def __init__(self, base: RunnerConfig, state: StateDir, fetch: Fetch,
                  on_apply: Callable[[RunnerConfig, RunnerConfig], None] = lambda new, old: None,
@@ -129,6 +129,7 @@ class PolicyFollower:
         self._throttle = Throttle(log)
         self._repository_reasons: set[str] = set()
         self.last: PolicyOutcome | None = None
+        self._polling = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -186,7 +187,8 @@ class PolicyFollower:
         """One look at the channel's policy (never raises for a bad or unreachable one)."""
         if not self.enabled:
             return PolicyOutcome("disabled", None, "[policy] enabled = false")
-        self.last = outcome = self._poll()
+        with self._polling:  # the update loop and an in-process caller (Runner.poll_now) may both ask
+            self.last = outcome = self._poll()
         return outcome
 
     def _skip(self, version: int) -> bool:

@@ -142,6 +142,7 @@ def test_refused_policies_leave_the_one_in_force(world, tmp_path: Path) -> None:
         def holds() -> None:
             assert runner.policy.version == good.version and runner.config.upload.random_rate == 0.12
             assert runner.truth.policy.random_rate == 0.12 and runner.config.upload.local_only == ("operator", "x")
+            assert runner.truth._local_only == ("operator", "x")  # what rows are built with (edge.feedback)
             applied = json.loads((runner.config.state_dir / "policy" / "applied.json").read_text())
             assert applied["version"] == good.version
 
