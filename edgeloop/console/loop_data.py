@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 SOURCES = ("monitor", "promote", "manual", "deployment")
-KINDS = ("retrain", "retrain_outcome", "promote", "rollback", "halt", "resume")
+KINDS = ("retrain", "retrain_outcome", "collection", "promote", "rollback", "halt", "resume")
 STATES = ("fired", "all", "not fired")
 LIST_SHOWN = 6  # a longer list is shown as its first items and a count
 
