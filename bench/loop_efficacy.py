@@ -120,7 +120,7 @@ def _h(value: float | None) -> str:
 
 def markdown(table: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     lines = ["| drift | policy | accuracy before | lowest (6 h) | at the end (6 h) | loss (point-h) | "
-             "recovered after (h) | uploaded / raw | releases | bad on stable | wall s/run |",
+             "recovered after (h) | uploaded / raw | releases | bad on stable (all seeds) | wall s/run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (drift, policy), s in table.items():
         recovered = _h(s["recovered_h"]) + f" ({s['recovered_runs']}/{s['runs']})"
@@ -158,6 +158,52 @@ def targets(table: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
         if static is not None:
             lines.append(f"| {drift} | scale: static's loss | {static['loss']:.1f} | - | - |")
     return lines
+
+
+STEP_KINDS = ("superseded", "rollback", "gate_blocked", "device_blocked", "device_rolled_back")
+
+
+def steps(results: list[dict[str, Any]]) -> list[str]:
+    """Where edgeloop's time after the onset goes: medians over seeds of the hour (from the onset) of its first
+    publish after the onset and of the first promotion of a release published after the onset, and counts
+    (after the onset) of what set it back."""
+    lines = ["| drift | first publish after onset (h) | first such release on stable (h) | "
+             + " | ".join(STEP_KINDS) + " | raised devices |", "|---|---|---|" + "---|" * (len(STEP_KINDS) + 1)]
+    for drift in dict.fromkeys(r["drift"] for r in results):
+        runs = [r for r in results if r["drift"] == drift and r["policy"] == "edgeloop"]
+        if not runs:
+            continue
+
+        def first(run: dict[str, Any], kind: str) -> float:
+            fresh = {e["release"] for e in run["log"] if e["kind"] == "publish" and e["hour"] >= 0}
+            hours = [e["hour"] for e in run["log"] if e["kind"] == kind and e["release"] in fresh]
+            return float(min(hours)) if hours else float("inf")
+
+        counts = [_median([_count(r["log"], k) for r in runs]) for k in STEP_KINDS]
+        raised = _median([len({e["device"] for e in r["rates"] if e["rate"] > 0.02}) for r in runs])
+        lines.append(f"| {drift} | {_never(statistics.median(first(r, 'publish') for r in runs))} | "
+                     f"{_never(statistics.median(first(r, 'promote') for r in runs))} | "
+                     + " | ".join(f"{c:g}" for c in counts) + f" | {raised:g} |")
+    return lines
+
+
+def _count(log: list[dict[str, Any]], kind: str) -> int:
+    """Events of ``kind`` after the onset; ``superseded``: canary candidates replaced by a newer one before
+    they were promoted or rolled back (read from the publish/promote/rollback order)."""
+    if kind != "superseded":
+        return sum(e["kind"] == kind and e["hour"] >= 0 for e in log)
+    pending, count = False, 0
+    for e in log:
+        if e["kind"] == "publish" and e.get("to") == "canary":
+            count += pending and e["hour"] >= 0
+            pending = True
+        elif e["kind"] in ("promote", "rollback"):
+            pending = False
+    return count
+
+
+def _never(value: float) -> str:
+    return "never" if value == float("inf") else f"{value:.0f}"
 
 
 def _gap(value: float, bound: float, name: str) -> str:
@@ -211,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(markdown(table)))
     print()
     print("\n".join(targets(table)))
+    if "edgeloop" in args.policies:
+        print()
+        print("\n".join(steps(results)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": results},

@@ -110,6 +110,7 @@ class Edgeloop(Policy):
         self.trained_s = v1.created_s
         self.canary_since_s = v1.created_s
         self.starved_noted = False
+        self.last_wait = ""
 
     def step(self, hour: int, end_s: float) -> None:
         self.monitor(hour, end_s)
@@ -164,6 +165,8 @@ class Edgeloop(Policy):
                       champion=(outcome.champion or {}).get(w.params.gate.metric))
             return
         model = w.new_model(outcome.estimator, outcome.train, end_s, outcome.candidate, outcome.rules)
+        if self.canary.number != self.stable.number:  # the candidate on canary is replaced before it was promoted
+            self.note(hour, "superseded", release=self.canary.number, waiting=self.last_wait)
         self.canary = model
         self.canary_since_s = end_s
         self.published += 1
@@ -194,6 +197,7 @@ class Edgeloop(Policy):
             candidate_accuracy=estimate(self.canary.version), stable_accuracy=estimate(self.stable.version),
             gate_accuracy=self.canary.gate_accuracy)
         verdict = promotion.decide(evidence, w.params.loop.promotion)
+        self.last_wait = verdict.summary
         if verdict.action == "promote":
             self.stable = self.canary
             self.note(hour, "promote", release=self.canary.number)
