@@ -57,7 +57,8 @@ def test_drift_fires_one_retrain_and_the_fleet_recovers(demo) -> None:
 def test_report_and_quarantine(demo) -> None:
     result, project = demo
     page = Path(result["report"]).read_text()
-    assert page.count("<svg") == 5 and "http://" not in page and "https://" not in page
+    assert page.count("<svg") == 6 and "http://" not in page and "https://" not in page
+    assert 'aria-label="Sampling rate per group"' in page and "canary: policy rate, hour" in page  # issue 15
     quarantined = list((project / "data" / "demo" / "data" / "quarantine").rglob("*.reason.txt"))
     assert quarantined and "not in classes" in quarantined[0].read_text()
 
