@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from edge.contracts.decision import decide_many, positive_index
 from edge.contracts.record import INCLUSION_PROBABILITY
 from edge.upload_filter import UploadPolicy, sample_unit
 from edgeloop.testkit.project import override, repo_params_raw
@@ -63,10 +64,11 @@ def uploads(fresh: pd.DataFrame, previous: Any, params: Params, rate: float) -> 
     and a random ``rate`` of the rest (p = rate), by the runner's own draw."""
     policy = UploadPolicy(random_rate=rate)
     truth = class_indices(fresh, params.schema)
-    positive = previous.predict_proba(features_matrix(fresh, params.schema))[:, 1]
+    probs = previous.predict_proba(features_matrix(fresh, params.schema))
+    pos = positive_index(params.schema.label.classes, params.schema.label.positive_class)
     threshold = params.gate.decision_threshold
-    mistake = (positive >= threshold).astype(np.int64) != truth
-    uncertain = ~mistake & (np.abs(positive - threshold) < policy.uncertain_margin)
+    mistake = decide_many(probs, pos, threshold) != truth
+    uncertain = ~mistake & (np.abs(probs[:, pos or 0] - threshold) < policy.uncertain_margin)
     draws = np.array([sample_unit(d, int(e)) for d, e in zip(fresh["device_id"], fresh["event_id"], strict=True)])
     sampled = ~mistake & ~uncertain & (draws < rate)
     out = fresh.copy()
@@ -75,8 +77,9 @@ def uploads(fresh: pd.DataFrame, previous: Any, params: Params, rate: float) -> 
 
 
 def accuracy(model: Any, test: pd.DataFrame, params: Params) -> float:
-    positive = model.predict_proba(features_matrix(test, params.schema))[:, 1]
-    predicted = (positive >= params.gate.decision_threshold).astype(np.int64)
+    probs = model.predict_proba(features_matrix(test, params.schema))
+    pos = positive_index(params.schema.label.classes, params.schema.label.positive_class)
+    predicted = decide_many(probs, pos, params.gate.decision_threshold)
     return float((predicted == class_indices(test, params.schema)).mean())
 
 

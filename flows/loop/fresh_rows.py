@@ -17,8 +17,8 @@
 - the result stays within ``[fresh_rows_floor, fresh_rows_cap]``.
 
 The error rate stands in for the gate metric's noise (f1_macro on a rare class is noisier than accuracy;
-the floor covers small holdouts). Pure functions only: gathering the inputs is ``flows.loop.observe``,
-applying the requirement is ``flows.loop.triggers``.
+the floor covers small holdouts). It leaves out gathering the inputs (``flows.loop.observe``) and applying
+the requirement (``flows.loop.triggers``): pure functions only.
 """
 
 from __future__ import annotations
