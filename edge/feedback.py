@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from edge.checks import as_class
-from edge.config import RunnerConfig
+from edge.config import RunnerConfig, UploadConfig
 from edge.contracts.schema import ClassValue
 from edge.ground_truth import build_row
 from edge.health import HealthMonitor
@@ -89,19 +89,23 @@ class GroundTruth:
                  metrics: Registry) -> None:
         self._device_id = config.device_id
         self._recent_rows = config.feedback.recent_labelled
-        self._local_only = config.upload.local_only
-        self._aggregates = config.upload.mode == "aggregates"
         self._slot, self._pending, self._monitor = slot, pending, monitor
         self._recent, self._spool, self._summary = recent, spool, summary
-        self.policy = UploadPolicy(
-            uncertain_margin=config.upload.uncertain_margin, random_rate=config.upload.random_rate,
-            anomalies=config.upload.anomalies, mode="aggregates" if self._aggregates else "rows",
-            local_only=config.upload.local_only,
-        )
+        self.use_upload(config.upload)
         self._events = _OneAtATime()
         self._evictions = Throttle(log)
         self._feedback = metrics.counter("feedback_total", "Labels received", ("outcome",))
         self._spooled = metrics.counter("spooled_rows_total", "Labelled rows spooled for upload", ("reason",))
+
+    def use_upload(self, upload: UploadConfig) -> None:
+        """From the next label on, select and build upload rows by ``upload`` (a new runner policy's upload
+        section): its rates and margins, its mode (rows or aggregates) and its local-only fields."""
+        aggregates = upload.mode == "aggregates"
+        self.policy = UploadPolicy(
+            uncertain_margin=upload.uncertain_margin, random_rate=upload.random_rate, anomalies=upload.anomalies,
+            mode="aggregates" if aggregates else "rows", local_only=upload.local_only,
+        )
+        self._local_only, self._aggregates = upload.local_only, aggregates
 
     def tallies(self) -> dict[str, int]:
         """Since the runner started: ``labels`` joined to a prediction (right or wrong; repeats and refusals

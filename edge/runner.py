@@ -64,7 +64,6 @@ from edge.state import RECENT_FILE, SPOOL_FILE, STATUS_FILE, StateDir, StateErro
 from edge.summary import SummaryAccumulator
 from edge.update_loop import WATCHDOG_S, UpdateLoop
 from edge.updates import UpdateOutcome
-from edge.upload_filter import UploadPolicy
 from edge.upload_loop import UploadLoop
 from edge.uploader import Uploader
 
@@ -216,20 +215,9 @@ class Runner:
         self.updates.use_config(new)
         self.board.use_config(new)
         self.uploads.use_config(new)
-        upload = new.upload
-        self.slot.reconfigure(new.drift, upload.local_only)
-        self.truth.policy = UploadPolicy(uncertain_margin=upload.uncertain_margin, random_rate=upload.random_rate,
-                                         anomalies=upload.anomalies, mode="aggregates" if upload.mode == "aggregates"
-                                         else "rows", local_only=upload.local_only)
-        # edge.feedback and edge.summary keep the privacy rules they were built with in these attributes
-        # (no public setter yet): set them, or say plainly that a restart is needed.
-        for part, name, value, key in ((self.truth, "_local_only", upload.local_only, "upload.local_only"),
-                                       (self.truth, "_aggregates", upload.mode == "aggregates", "upload.mode"),
-                                       (self.summary, "_hidden", frozenset(upload.local_only), "upload.local_only")):
-            if hasattr(part, name):
-                setattr(part, name, value)
-            elif getattr(old.upload, key.split(".")[1]) != getattr(upload, key.split(".")[1]):
-                log.warning("%s cannot change while the runner runs: it applies at the next restart", key)
+        self.slot.reconfigure(new.drift, new.upload.local_only)
+        self.truth.use_upload(new.upload)
+        self.summary.hide(new.upload.local_only)
         if new.drift.window_rows > self.pending.slots:
             log.warning("drift.window_rows %d: the recent-predictions ring holds %d rows until the runner restarts "
                         "(the drift window is that long meanwhile)", new.drift.window_rows, self.pending.slots)

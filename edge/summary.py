@@ -58,6 +58,11 @@ class SummaryAccumulator:
         self._lock = threading.Lock()
         self._reset()
 
+    def hide(self, local_only: Sequence[str]) -> None:
+        """From now on, summaries leave out the values of these features (a new runner policy's local_only)."""
+        with self._lock:
+            self._hidden = frozenset(local_only)
+
     def _reset(self) -> None:
         self._started = datetime.now(UTC)
         self._rows = 0
