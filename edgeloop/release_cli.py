@@ -357,6 +357,14 @@ def verify(
     for name, info in report["channels"].items():
         table.add_row(name, str(info["version"]), info["model_sha256"], str(info["model_bytes"]))
     out.print(table)
+    if report.get("policies"):
+        policies = Table(title="runner policies (signed configuration)")
+        for column in ("channel", "version", "content of", "device overrides", "bytes"):
+            policies.add_column(column, no_wrap=True)
+        for name, info in report["policies"].items():
+            content = "" if info["content_of"] is None else f"v{info['content_of']}"
+            policies.add_row(name, str(info["version"]), content, str(info["devices"]), str(info["bytes"]))
+        out.print(policies)
 
 
 @release_app.command()

@@ -242,6 +242,11 @@ def test_cli_publish_show_history_rollback_and_one_line_errors(config: ReleaseCo
     table = _in_process(root, "show", "--channel", "canary")
     assert "press-2" in table and "upload.random_rate" in table and "version 3" in table
     assert "--note" in _in_process(root, "publish", "--help")
+    verified = CliRunner().invoke(app, ["release", "verify", "--root", str(root)], env={"COLUMNS": "120"})
+    assert verified.exit_code == 0, (verified.output, verified.exception)
+    assert "runner policies" in verified.output
+    row = next(line for line in verified.output.splitlines() if line.strip("│ ").startswith("canary") and "v1" in line)
+    assert row.split("│")[2].strip() == "3"  # version 3, the content of v1, one device override
 
 
 # --- the bucket: pushed like every release operation, and another host carries on from it ----------------
