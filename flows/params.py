@@ -219,6 +219,9 @@ class MonitorParams(_Frozen):
     drift_device_share: float = Field(gt=0.0, le=1.0)
     accuracy_floor: float = Field(ge=0.0, le=1.0)
     min_rows_for_accuracy: int = Field(ge=1)
+    # accuracy_drop also fires when the estimate's whole 95% interval lies more than this below the current
+    # release's holdout accuracy (a relative drop); None: the floor alone
+    accuracy_margin: float | None = Field(default=None, ge=0.0, le=1.0)
     # Drift/accuracy triggers wait for this many fresh labelled rows: a number, or "auto" (derived from what
     # the gate needs to tell a candidate from the champion, flows.loop.fresh_rows), within the floor and cap.
     min_fresh_rows: int | Literal["auto"] = Field(default="auto", union_mode="left_to_right")
@@ -263,6 +266,7 @@ class CollectionParams(_Frozen):
     device_daily_bytes: int = Field(ge=0)
     fleet_daily_bytes: int = Field(ge=0)
     accuracy_margin: float = Field(default=0.03, ge=0.0, le=1.0)  # accuracy this far below its level before: raise
+    drift_psi: float | None = Field(default=None, gt=0)  # raise also at this largest feature PSI; None: accuracy only
     rate_step: float = Field(default=0.25, ge=0.0)  # republish a raised rate when its cap grows past (1 + this) x it
     window_s: float = Field(default=86_400.0, gt=0)  # seconds of landed batches a device's rates are measured on
 

@@ -40,6 +40,7 @@ def make_project(root: Path) -> Path:
     raw = override(repo_params_raw(), {
         "loop.monitor.drift_device_share": 1.0,  # one drifting device of two: the retrain trigger stays quiet
         "loop.collection.device_daily_bytes": 10**12, "loop.collection.fleet_daily_bytes": 10**13,
+        "loop.collection.drift_psi": 0.25,  # raise by PSI here (off by default; rolling accuracy: test_loop_collection)
     })
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -16,6 +16,7 @@ from flows.loop.collection import (
     expected_bytes,
     merge_overrides,
     plan_collection,
+    wilson_high,
 )
 from flows.params import CollectionParams, MonitorParams, load_params
 
@@ -24,7 +25,7 @@ MONITOR = MonitorParams(interval_s=300, cooldown_s=7200, nightly_cron="0 2 * * *
                         drift_psi=0.25, drift_device_share=0.3, accuracy_floor=0.85, min_rows_for_accuracy=200,
                         min_fresh_rows=2000)
 PARAMS = CollectionParams(enabled=True, base_rate=0.02, raised_rate=0.5, device_daily_bytes=50_000_000,
-                          fleet_daily_bytes=500_000_000)
+                          fleet_daily_bytes=500_000_000, drift_psi=0.25)  # most tests raise by PSI
 
 
 def device(name: str = "dev-1", channel: str = "canary", psi: float | None = 0.05, **kw: object
@@ -49,6 +50,30 @@ def test_a_quiet_fleet_changes_nothing() -> None:
     assert plan.summary() == "collection: no change"
     # expected bytes at the base rate: 200 B x (40 + 0.02 x 1400)
     assert plan.decisions[0].expected_bytes == pytest.approx(200 * (40 + 0.02 * 1400))
+
+
+def test_psi_raises_nothing_unless_collection_drift_psi_is_set() -> None:
+    default = load_params("params.yaml").loop.collection
+    assert default.drift_psi is None  # the default: why in docs/loop.md#adaptive-collection
+    plan = plan_collection([device("a", psi=3.8)], {}, {}, PARAMS.model_copy(update={"drift_psi": None}), MONITOR)
+    assert plan.decisions[0].state == "normal" and plan.changes == {}
+
+
+def test_a_drop_in_the_devices_own_rolling_accuracy_raises_it_before_the_uploads_show_it() -> None:
+    few_uploads = {"accuracy": None, "accuracy_rows": 0, "accuracy_before": 0.98}
+    dropped = device("a", rolling_accuracy=0.90, rolling_labels=300, **few_uploads)
+    close = device("b", rolling_accuracy=0.955, rolling_labels=300, **few_uploads)  # within the margin's reach
+    too_few = device("c", rolling_accuracy=0.50, rolling_labels=150, **few_uploads)  # < min_rows_for_accuracy
+    plan = plan_collection([dropped, close, too_few], {}, {}, PARAMS, MONITOR)
+    states = {d.device_id: d for d in plan.decisions}
+    assert states["a"].state == "raised" and "on its last 300 labels" in states["a"].reason
+    assert states["b"].state == "normal" and states["c"].state == "normal"
+    assert states["a"].observed["rolling_accuracy"] == 0.90
+
+
+def test_wilson_upper_end() -> None:
+    assert wilson_high(0.9, 300) == pytest.approx(0.92905, abs=1e-4)
+    assert wilson_high(1.0, 10) == pytest.approx(1.0) and wilson_high(0.0, 10) == pytest.approx(0.2775, abs=1e-3)
 
 
 def test_drift_raises_the_device_to_the_raised_rate() -> None:

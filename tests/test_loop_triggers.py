@@ -104,6 +104,24 @@ def test_accuracy_drop_needs_enough_rows_below_the_floor():
     assert none["accuracy_drop"].state == "unknown" and none["accuracy_drop"].detail == "no release repository yet"
 
 
+def test_accuracy_drop_fires_on_a_relative_drop_only_when_the_whole_interval_is_below() -> None:
+    params = monitor_params(accuracy_floor=0.85, accuracy_margin=0.02, min_rows_for_accuracy=200)
+    seen = {"accuracy": 0.93, "accuracy_rows": 400, "accuracy_before": 0.98}
+    sure = by_name(decide(quiet_obs(**seen, accuracy_interval=(0.91, 0.95)), params, NOW, None))["accuracy_drop"]
+    assert sure.state == "fired" and "interval up to 0.950" in sure.detail and "0.980" in sure.detail
+    # the same estimate with an interval reaching above 0.98 - 0.02: not sure enough
+    unsure = by_name(decide(quiet_obs(**seen, accuracy_interval=(0.88, 0.965)), params, NOW, None))["accuracy_drop"]
+    assert unsure.state == "quiet" and "or when its interval lies below 0.960" in unsure.detail
+    # no margin configured: the floor alone decides, as before
+    floor_only = monitor_params(accuracy_floor=0.85, min_rows_for_accuracy=200)
+    plain = by_name(decide(quiet_obs(**seen, accuracy_interval=(0.91, 0.95)), floor_only, NOW, None))
+    assert plain["accuracy_drop"].state == "quiet"
+    # no release accuracy to compare with: nothing relative to judge
+    blind = by_name(decide(quiet_obs(accuracy=0.93, accuracy_rows=400, accuracy_interval=(0.91, 0.95)), params,
+                           NOW, None))["accuracy_drop"]
+    assert blind.state == "quiet"
+
+
 def test_last_training_prefers_the_log_over_the_model_file():
     logged = {"at": "2026-11-27T10:00:00+00:00", "fired": True}
     model = datetime(2026, 11, 20, tzinfo=UTC)

@@ -26,7 +26,8 @@ from flows.stages.train import (
 )
 from tests.evaluation_helpers import make_params, project, read_json, write_splits
 
-FAST = {"train.hgb.max_iter": 15}  # small fits: these tests are about which rows and weights, not model quality
+# small fits (these tests are about which rows and weights, not model quality), recency off unless a test sets it
+FAST = {"train.hgb.max_iter": 15, "train.recency_half_life_h": None}
 RECENT = FAST | {"train.recency_half_life_h": 24.0}
 
 
@@ -47,7 +48,7 @@ def test_weights_are_inclusion_times_half_life_decay_from_the_newest_row() -> No
     np.testing.assert_allclose(weights, [0.25, 2 * 0.5, 50.0, 2 ** -0.5], rtol=1e-12)
     # without p the decay alone; without a half-life the 1/p weights alone
     np.testing.assert_allclose(training_weights(timed([0.0, 24.0]), params), [0.5, 1.0])
-    assert training_weights(timed([0.0, 24.0], p=[1.0, 1.0]), make_params()) is None
+    assert training_weights(timed([0.0, 24.0], p=[1.0, 1.0]), make_params(FAST)) is None
 
 
 def test_a_row_without_time_is_as_old_as_the_oldest_timed_row() -> None:

@@ -130,7 +130,7 @@ def test_a_class_only_in_the_newest_rows_stops_split_before_training(project: Pa
         (project.split / stale).unlink(missing_ok=True)
     started = time.perf_counter()
     with pytest.raises(UserError) as error:
-        run_stage("split", params_for(), project)
+        run_stage("split", params_for(strategy="time"), project)
     seconds = time.perf_counter() - started
     message = str(error.value)
     assert message == (
@@ -143,7 +143,7 @@ def test_a_class_only_in_the_newest_rows_stops_split_before_training(project: Pa
 
 
 def test_the_cli_prints_that_one_line_and_exits_2(project: Paths) -> None:
-    write_params(project)
+    write_params(project, strategy="time")
     done = subprocess.run([sys.executable, "-m", "flows", "split", "--root", str(project.root)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
@@ -261,5 +261,5 @@ def test_the_gate_records_which_strategy_chose_the_holdout(tmp_path) -> None:
     page = (paths.candidate / "index.html").read_text()
     assert "Holdout: split.strategy=group" in page and "no rows of classes 1" in page
     (paths.metrics / "split.json").unlink()  # a split from before the record: params.yaml says it
-    gate.main(params_for(), paths)
+    gate.main(params_for(strategy="time"), paths)
     assert read_json(paths.candidate / "decision.json")["split"] == {"strategy": "time", "holdout_fraction": 0.2}

@@ -61,7 +61,9 @@ def collection_pass(world: World, policy: Policy, hour: int, end_s: float) -> No
             bytes_per_row=device.uploaded_bytes / device.uploaded_rows if device.uploaded_rows else None,
             accuracy=None if estimate is None else estimate.value,
             accuracy_rows=0 if estimate is None else estimate.rows,
-            accuracy_before=before))
+            accuracy_before=before,
+            rolling_accuracy=sum(device.outcomes) / len(device.outcomes) if device.outcomes else None,
+            rolling_labels=len(device.outcomes)))
     channels = {
         "canary": ChannelState(policy.canary.number, at(policy.canary.created_s),
                                policy.canary.number <= policy.stable.number),

@@ -85,6 +85,7 @@ class Device:
         self.labelled_x: deque[np.ndarray] = deque()  # recent labelled rows, for the shadow check
         self.labelled_y: deque[np.ndarray] = deque()
         self.labelled_len = 0
+        self.outcomes: deque[bool] = deque(maxlen=500)  # the runner's rolling accuracy (edge.health.HealthMonitor)
         self._raw_header = False
 
     # -- updates ------------------------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class Device:
         part = slice(first_row - block, first_row - block + ROWS_PER_HOUR)
         x, y, codes, probs = bx[part], by[part], block_codes[part], block_probs[part]
         correct = codes == y
+        self.outcomes.extend(correct.tolist())
         self._remember(x, y)
         uploads = self._upload(model, x, y, codes, probs, first_row)
         if self.watch is not None:

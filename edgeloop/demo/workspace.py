@@ -77,8 +77,7 @@ def prepare_workspace(folder: Path, repo_params: Path, settings: DemoSettings, h
         "loop.monitor.drift_device_share": 0.5,
         "loop.monitor.accuracy_floor": 0.95,
         "loop.monitor.min_rows_for_accuracy": 150,
-        "loop.monitor.min_fresh_rows": 8000,  # wait for ground truth from the drifted plant before retraining
-        "split.holdout_fraction": 0.15,  # the newest rows are the gate's holdout; the rest can teach the drift
+        "split.holdout_fraction": 0.15,  # a smaller holdout leaves more of the fresh rows to teach the drift
         "loop.promotion.soak_s": 6,
         "loop.promotion.min_devices": 1,
         "loop.promotion.min_labelled_rows": 40,

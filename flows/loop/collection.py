@@ -4,9 +4,13 @@
 ``CollectionPlan``; it does no I/O, so the monitor (``flows.loop.collection_step``) and the efficacy
 benchmark (``bench/loop_efficacy.py``) run exactly the same decision code. Per ACTIVE device:
 
-- **raised** when it drifts (its largest feature PSI >= ``loop.monitor.drift_psi``) or its estimated
+- **raised** when it drifts (its largest feature PSI >= ``loop.collection.drift_psi``; null, the default:
+  PSI raises nothing, see docs/loop.md#adaptive-collection) or its estimated
   accuracy (IPW, on at least ``min_rows_for_accuracy`` rows) is below ``loop.monitor.accuracy_floor`` or
-  more than ``loop.collection.accuracy_margin`` below its level before (``accuracy_before``);
+  more than ``loop.collection.accuracy_margin`` below its level before (``accuracy_before``), or the
+  device's own accuracy on its last labels (``rolling_accuracy`` from its heartbeat: every label it got, not
+  only the uploaded ones, so it sees a drop hours before the uploads do) lies, with its whole Wilson 95%
+  interval, more than ``accuracy_margin`` below that level;
 - the raised rate is ``min(raised_rate, device budget)``: the random rate at which the expected upload
   bytes per day, ``bytes_per_row * (kept + rate * (labelled - kept))`` (``kept``: rows uploaded whatever
   the rate: mistakes, uncertain, anomalous), reach ``device_daily_bytes``. Then every raised device's
@@ -47,6 +51,7 @@ __all__ = [
     "expected_bytes",
     "merge_overrides",
     "plan_collection",
+    "wilson_high",
 ]
 
 RATE_KEY = ("upload", "random_rate")  # the one key of a device override the loop manages
@@ -70,6 +75,8 @@ class DeviceObservation:
     accuracy: float | None = None  # recent IPW accuracy
     accuracy_rows: int = 0  # uploaded rows that rests on
     accuracy_before: float | None = None  # its level before (earlier rows of the same model, or the gate's)
+    rolling_accuracy: float | None = None  # the device's own accuracy on its last labels (heartbeat), every label
+    rolling_labels: int = 0  # how many labels that rests on
 
 
 @dataclass(frozen=True)
@@ -181,10 +188,11 @@ def _device_cap(device: DeviceObservation, budget: int, ceiling: float) -> float
     return min(ceiling, room / (device.bytes_per_row * rest))
 
 
-def _why_raise(device: DeviceObservation, monitor: MonitorParams, margin: float) -> list[str]:
+def _why_raise(device: DeviceObservation, monitor: MonitorParams, margin: float,
+               drift_psi: float | None) -> list[str]:
     why = []
-    if device.max_psi is not None and device.max_psi >= monitor.drift_psi:
-        why.append(f"drifts (largest PSI {device.max_psi:.3g} >= {monitor.drift_psi:g})")
+    if drift_psi is not None and device.max_psi is not None and device.max_psi >= drift_psi:
+        why.append(f"drifts (largest PSI {device.max_psi:.3g} >= {drift_psi:g})")
     if device.accuracy is not None and device.accuracy_rows >= monitor.min_rows_for_accuracy:
         if device.accuracy < monitor.accuracy_floor:
             why.append(f"accuracy {device.accuracy:.3f} below the floor {monitor.accuracy_floor:g} "
@@ -192,7 +200,20 @@ def _why_raise(device: DeviceObservation, monitor: MonitorParams, margin: float)
         elif device.accuracy_before is not None and device.accuracy_before - device.accuracy > margin:
             why.append(f"accuracy {device.accuracy:.3f} dropped from {device.accuracy_before:.3f} "
                        f"(more than {margin:g}; {device.accuracy_rows} rows)")
+    if device.rolling_accuracy is not None and device.rolling_labels >= monitor.min_rows_for_accuracy \
+            and device.accuracy_before is not None:
+        high = wilson_high(device.rolling_accuracy, device.rolling_labels)
+        if high < device.accuracy_before - margin:
+            why.append(f"accuracy {device.rolling_accuracy:.3f} on its last {device.rolling_labels} labels (95% "
+                       f"up to {high:.3f}) dropped more than {margin:g} below {device.accuracy_before:.3f}")
     return why
+
+
+def wilson_high(share: float, n: int, z: float = 1.959963984540054) -> float:
+    """Upper end of the Wilson 95% interval of a share observed on ``n`` trials."""
+    centre = share + z * z / (2 * n)
+    spread = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
 
 
 def _back_down(device: DeviceObservation, raise_: CurrentRaise, channel: ChannelState) -> str | None:
@@ -245,7 +266,7 @@ def plan_collection(devices: Iterable[DeviceObservation], current: Mapping[str, 
                 None if raised is None else raised.since, "not active (offline or revoked): unchanged",
                 expected_bytes(device, base_of(device) if previous is None else previous), observed)
             continue
-        why = _why_raise(device, monitor, params.accuracy_margin)
+        why = _why_raise(device, monitor, params.accuracy_margin, params.drift_psi)
         if raised is not None and not why:
             down = _back_down(device, raised, channel)
             if down is not None:
@@ -329,6 +350,7 @@ def _budget_note(cap: float, scale: float, params: CollectionParams) -> str:
 
 def _observed(device: DeviceObservation) -> dict[str, Any]:
     return {"psi": device.max_psi, "accuracy": device.accuracy, "accuracy_rows": device.accuracy_rows,
+            "rolling_accuracy": device.rolling_accuracy, "rolling_labels": device.rolling_labels,
             "accuracy_before": device.accuracy_before, "model_version": device.model_version,
             "labelled_per_day": device.labelled_per_day, "kept_per_day": device.kept_per_day,
             "bytes_per_row": device.bytes_per_row}

@@ -66,6 +66,7 @@ __all__ = ["KIND", "current_raises", "device_observations", "run_collection"]
 KIND = "collection"
 _, ONLINE, _ = DEVICE_STATUSES
 DAY_S = 86_400.0
+ROLLING_WINDOW = 500  # labels a runner's rolling accuracy covers (edge.health.HealthMonitor's window)
 
 
 def _fleet_devices(fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -76,7 +77,12 @@ def _fleet_devices(fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
         drift = state.get("drift") or {}
         values = [float(v) for v in drift.values() if isinstance(v, int | float) and not isinstance(v, bool)]
         version = state.get("model_version")
-        out.append({"device_id": str(raw["device_id"]), "channel": str(raw.get("channel", "")),
+        rolling = state.get("rolling_accuracy")
+        feedback = (state.get("counters") or {}).get("feedback")
+        known = isinstance(rolling, int | float) and not isinstance(rolling, bool) and isinstance(feedback, int)
+        out.append({"rolling_accuracy": float(rolling) if known else None,
+                    "rolling_labels": min(int(feedback), ROLLING_WINDOW) if known else 0,
+"device_id": str(raw["device_id"]), "channel": str(raw.get("channel", "")),
                     "active": raw.get("status") == ONLINE and not raw.get("revoked") and bool(beat),
                     "max_psi": max(values) if values else None,
                     "model_version": None if version is None else str(version)})
@@ -125,7 +131,8 @@ def device_observations(paths: Paths, params: Params, fleet: Mapping[str, Any], 
         except (OSError, UserError):
             extra = {}
         out.append(DeviceObservation(info["device_id"], info["channel"], info["active"], info["max_psi"],
-                                     info["model_version"], **extra))
+                                     info["model_version"], rolling_accuracy=info["rolling_accuracy"],
+                                     rolling_labels=info["rolling_labels"], **extra))
     return out
 
 

@@ -9,7 +9,9 @@
 - ``fleet_drift``: among ACTIVE devices (online, not revoked, heartbeating), the share whose largest
   feature PSI is above ``drift_psi`` is at least ``drift_device_share``.
 - ``accuracy_drop``: the inverse-probability-weighted accuracy of the current channel models' rows
-  since the last release rests on at least ``min_rows_for_accuracy`` rows and is below ``accuracy_floor``.
+  since the last release rests on at least ``min_rows_for_accuracy`` rows and is below ``accuracy_floor``,
+  or (``accuracy_margin`` set) its whole 95% interval lies more than ``accuracy_margin`` below
+  ``accuracy_before``, the current release's holdout accuracy: a drop relative to what the release did.
 
 ``fleet_drift`` and ``accuracy_drop`` mean the plant changed, so they wait for fresh ground truth: the
 labelled rows landed since the last training must reach ``min_fresh_rows``; with ``auto`` that number is
@@ -233,7 +235,8 @@ def fleet_drift(devices: tuple[DeviceState, ...] | None, error: str | None, psi:
                          {"active": len(active), "drifting": drifting, "psi": psi})
 
 
-def accuracy_drop(observations: Observations, floor: float, min_rows: int) -> TriggerResult:
+def accuracy_drop(observations: Observations, floor: float, min_rows: int,
+                  margin: float | None = None) -> TriggerResult:
     value, rows = observations.accuracy, observations.accuracy_rows
     extra = {"rows": rows, "versions": list(observations.accuracy_versions),
              "interval": list(observations.accuracy_interval)}
@@ -244,8 +247,14 @@ def accuracy_drop(observations: Observations, floor: float, min_rows: int) -> Tr
         return TriggerResult("accuracy_drop", "quiet", round(value, 4), floor,
                              f"only {rows} rows (< {min_rows}): too few to judge", extra)
     state: TriggerState = "fired" if value < floor else "quiet"
-    return TriggerResult("accuracy_drop", state, round(value, 4), floor,
-                         f"estimated accuracy {value:.3f} on {rows} rows (fires below {floor})", extra)
+    detail = f"estimated accuracy {value:.3f} on {rows} rows (fires below {floor}"
+    high, before = observations.accuracy_interval[1], observations.accuracy_before
+    if margin is not None and before is not None:
+        detail += f", or when its interval lies below {before - margin:.3f}"
+        if state == "quiet" and high is not None and high < before - margin:
+            state = "fired"
+            detail += f": interval up to {high:.3f}, the release's holdout accuracy was {before:.3f}"
+    return TriggerResult("accuracy_drop", state, round(value, 4), floor, detail + ")", extra)
 
 
 NEEDS_FRESH_ROWS = ("fleet_drift", "accuracy_drop")  # triggers that mean "the plant changed": retrain on its new data
@@ -284,7 +293,7 @@ def decide(observations: Observations, params: MonitorParams, now: datetime,
         scheduled(params.nightly_cron, trained, now),
         data_volume(observations.new_labelled_rows, params.min_new_rows),
         fleet_drift(observations.devices, observations.fleet_error, params.drift_psi, params.drift_device_share),
-        accuracy_drop(observations, params.accuracy_floor, params.min_rows_for_accuracy),
+        accuracy_drop(observations, params.accuracy_floor, params.min_rows_for_accuracy, params.accuracy_margin),
     )
     would = tuple(t.name for t in results if t.fired)
     fresh = fresh_requirement(observations, params)
