@@ -74,8 +74,9 @@ def evidence(paths: Paths, device: str, bid: str) -> dict[str, Any]:
 
 
 def test_future_and_ancient_event_times_are_quarantined_and_never_become_the_holdout(
-    params: Params, paths: Paths
+    raw_params: dict[str, Any], paths: Paths
 ) -> None:
+    params = make_params(raw_params, split__strategy="time")  # the holdout is the newest rows
     schema = params.schema
     for seed in range(3):
         land(paths, f"dev-{seed}", good_frame(schema, f"dev-{seed}", rows=40, seed=seed))

@@ -113,7 +113,7 @@ def test_accuracy_drop_fires_on_a_relative_drop_only_when_the_whole_interval_is_
     unsure = by_name(decide(quiet_obs(**seen, accuracy_interval=(0.88, 0.965)), params, NOW, None))["accuracy_drop"]
     assert unsure.state == "quiet" and "or when its interval lies below 0.960" in unsure.detail
     # no margin configured: the floor alone decides, as before
-    floor_only = monitor_params(accuracy_floor=0.85, min_rows_for_accuracy=200)
+    floor_only = monitor_params(accuracy_floor=0.85, accuracy_margin=None, min_rows_for_accuracy=200)
     plain = by_name(decide(quiet_obs(**seen, accuracy_interval=(0.91, 0.95)), floor_only, NOW, None))
     assert plain["accuracy_drop"].state == "quiet"
     # no release accuracy to compare with: nothing relative to judge

@@ -64,7 +64,7 @@ def predict(model: object, frame: pd.DataFrame, params: Params) -> np.ndarray:
 @pytest.fixture(scope="module")
 def world() -> dict[str, object]:
     """History, a newer period, its uploads under a previous model, and an unseen test period."""
-    params = make_params()
+    params = make_params({"train.recency_half_life_h": None})
     history, later = fleet(6000, 7, "2026-01-01"), fleet(20000, 8, "2026-01-06")
     previous = fit(history.iloc[::2], params)
     probabilities = previous.predict_proba(features_matrix(later, params.schema))
@@ -95,7 +95,7 @@ def test_weighted_holdout_metrics_match_all_rows_and_unweighted_ones_do_not(worl
 
 @pytest.mark.parametrize("model", ["hgb", "rf", "logreg"])
 def test_weighted_training_undoes_the_filter(world, model: str) -> None:
-    params = make_params({"train.model": model})
+    params = make_params({"train.recency_half_life_h": None, "train.model": model})
     uploads, test = world["uploads"], world["test"]
     weighted = fit(uploads, params)
     unweighted = fit(uploads.drop(columns=[INCLUSION_PROBABILITY]), params)
@@ -110,7 +110,7 @@ def test_weighted_training_undoes_the_filter(world, model: str) -> None:
 
 @pytest.mark.parametrize("model", ["rf", "logreg"])
 def test_pipelines_pass_the_weights_to_their_final_step(world, model: str) -> None:
-    params = make_params({"train.model": model})
+    params = make_params({"train.recency_half_life_h": None, "train.model": model})
     uploads = world["uploads"]
     x, y = features_matrix(uploads, params.schema), class_indices(uploads, params.schema)
     w = inclusion_weights(uploads)
@@ -183,6 +183,7 @@ def failed(summary: dict[str, object]) -> set[str]:
 @pytest.mark.slow  # a whole pipeline twice
 def test_gate_passes_on_a_filtered_holdout_what_the_unweighted_gate_blocked(tmp_path) -> None:
     params = make_params({
+        "train.recency_half_life_h": None, "split.strategy": "time",  # the holdout is the newest rows
         "simulate.devices": 2, "simulate.rows_per_device": 6000, "ingest.data_docs": False,
         "split.holdout_fraction": 0.1, "gate.min_quality": 0.7,
     })
