@@ -5,7 +5,8 @@ heartbeating over HTTP, edge batches in the landing zone, a real signed release 
 One scenario, pass by pass: a drifting device gets a raised random rate in its channel's signed runner
 policy (published once, logged as a ``collection`` decision with what it saw); a pass with nothing new
 publishes and logs nothing; a halted channel gets nothing (logged, not fired); once a release trained after
-the raise is stable and the device runs it without drift, it goes back to base in the next version.
+the raise is stable and the device runs it without drift, it goes back to base in the next version; and
+a heartbeat whose rolling accuracy fell raises the device again with no PSI at all (the default trigger).
 """
 
 from __future__ import annotations
@@ -77,9 +78,11 @@ def land(root: Path, device: str, version: str, seed: int) -> None:
     write_batch(root / "data" / "uploads", device, frame)
 
 
-def beat(hub, device: str, token: str, psi: float, version: str) -> None:
+def beat(hub, device: str, token: str, psi: float, version: str, rolling: tuple[float, int] | None = None) -> None:
     body = {"channel": "canary", "health": "ok", "model_version": version, "drift": {"torque_nm": psi},
             "clock": datetime.now(UTC).isoformat()}
+    if rolling is not None:  # the runner's accuracy on its last labels, and how many labels it has had
+        body |= {"rolling_accuracy": rolling[0], "counters": {"feedback": rolling[1]}}
     got = httpx.post(f"{hub.url}/v1/devices/{device}/heartbeat", json=body,
                      headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert got.status_code == 200, got.text
@@ -150,9 +153,16 @@ def test_the_monitor_raises_a_drifting_device_and_brings_it_back_down(prefect_se
                 create=True)
         beat(hub, "press-1", tokens["press-1"], 0.03, "2")
         fourth = monitor(root=str(root), hub_url=hub.url)
+        policy_then, last = signed_policy(root), collection_log(root)[-1]
+        # then press-1's own labels show a drop (its heartbeat's rolling accuracy; no PSI): raised again
+        beat(hub, "press-1", tokens["press-1"], 0.03, "2", rolling=(0.70, 1000))
+        fifth = monitor(root=str(root), hub_url=hub.url)
     assert fourth["collection"]["published"] == {"canary": 2}
-    assert signed_policy(root)["devices"] == {"press-2": {"upload": {"random_rate": 0.5}}}
-    last = collection_log(root)[-1]
+    assert policy_then["devices"] == {"press-2": {"upload": {"random_rate": 0.5}}}
     assert last["fired"] and last["observed"]["press-1 rate"] == "0.5 -> base"
     assert last["observed"]["press-2 rate"] == "base -> 0.5"
     assert "back to base: release 2 (trained after the raise) is stable" in last["observed"]["press-1 why"]
+    assert fifth["collection"]["published"] == {"canary": 3}
+    again = collection_log(root)[-1]["observed"]
+    assert again["press-1 rate"] == "base -> 0.5" and again["press-1 rolling_accuracy"] == "0.7000 on 500 labels"
+    assert "accuracy 0.700 on its last 500 labels" in again["press-1 why"]

@@ -326,6 +326,8 @@ def _observed(plan: CollectionPlan, channel: str, moves: Mapping[str, float | No
         out[f"{d} rate"] = " -> ".join("base" if r is None else f"{r:g}" for r in (decision.previous, decision.rate))
         out[f"{d} psi"] = None if seen.get("psi") is None else round(seen["psi"], 4)
         out[f"{d} accuracy"] = None if seen.get("accuracy") is None else round(seen["accuracy"], 4)
+        out[f"{d} rolling_accuracy"] = (None if seen.get("rolling_accuracy") is None
+                                        else f"{seen['rolling_accuracy']:.4f} on {seen['rolling_labels']} labels")
         out[f"{d} accuracy_before"] = (None if seen.get("accuracy_before") is None
                                        else round(seen["accuracy_before"], 4))
         out[f"{d} expected_bytes"] = None if decision.expected_bytes is None else round(decision.expected_bytes)
