@@ -78,6 +78,12 @@ def prepare_workspace(folder: Path, repo_params: Path, settings: DemoSettings, h
         "loop.monitor.accuracy_floor": 0.95,
         "loop.monitor.min_rows_for_accuracy": 150,
         "split.holdout_fraction": 0.15,  # a smaller holdout leaves more of the fresh rows to teach the drift
+        # compressed time: a plant day passes in seconds, but budgets and fresh-row waits count landing days
+        # and rows; without these the budgets squeeze every raise back to the base rate within a minute and
+        # a mild drift (seed 1) waits for 15,000 effective rows the demo's 12 plant days never bring
+        "loop.collection.device_daily_bytes": 10**12,
+        "loop.collection.fleet_daily_bytes": 10**13,
+        "loop.monitor.fresh_rows_cap": 4000,
         "loop.promotion.soak_s": 6,
         "loop.promotion.min_devices": 1,
         "loop.promotion.min_labelled_rows": 40,
