@@ -44,8 +44,10 @@ from edge.policy_settings import Applied, plan_settings
 from edge.releases import FetchedPolicy, PolicyRejected, ReleaseRejected, ReleaseUnavailable
 from edge.state import StateDir
 
-__all__ = ["APPLIED_FILE", "POLICY_DIR", "REFUSED_FILE", "AppliedPolicy", "PolicyFollower", "PolicyOutcome",
-           "write_json_atomic"]
+__all__ = ["APPLIED_FILE", "NO_CHANGES", "POLICY_DIR", "REFUSED_FILE", "AppliedPolicy", "PolicyFollower",
+           "PolicyOutcome", "write_json_atomic"]
+
+NO_CHANGES = "no value changes"  # a config_applied event's detail when the new version changed nothing here
 
 log = logging.getLogger("edge.runner")
 
@@ -298,4 +300,4 @@ def _changes(old: RunnerConfig, plan: Applied) -> str:
             before = getattr(getattr(old, section), key)
             if before != value:
                 parts.append(f"{section}.{key} {_shown(before)} -> {_shown(value)}")
-    return ", ".join(parts) or "no value changes"
+    return ", ".join(parts) or NO_CHANGES

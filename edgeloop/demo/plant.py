@@ -40,6 +40,7 @@ from edge.contracts.errors import UserError
 from edge.ground_truth import encode_csv
 from edge.http_api import Unavailable, UnknownEvent
 from edge.inference import InputError
+from edge.policy_updates import NO_CHANGES
 from edge.runner import Runner
 from edgeloop.demo.timeline import Sample, Timeline
 from simulator.plant import DRIFT_KINDS, LABEL_COLUMN, SENSOR_COLUMNS, run_machine
@@ -257,6 +258,8 @@ class Plant:
                 continue
             device.events_seen = seq
             kind = str(found.get("event", "device_event"))
+            if kind == "config_applied" and found.get("detail") == NO_CHANGES:
+                continue  # a policy version that changed only other devices' overrides: nothing to show
             detail = f"{device.name} ({device.group}): {kind}" + (f": {found['detail']}" if found.get("detail") else "")
             version = found.get("version")
             self.timeline.event(self._plant_hour_at(found.get("at")), DEVICE_EVENTS.get(kind, kind),
