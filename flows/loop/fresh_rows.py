@@ -3,8 +3,9 @@
 ``loop.monitor.min_fresh_rows: auto`` makes the monitor's drift and accuracy triggers wait for
 ``fresh_rows_needed(...)`` rows landed since the last training, instead of a fixed number:
 
-- the gate compares candidate and champion on the holdout, the newest ``split.holdout_fraction`` of the rows
-  (``split.strategy: time``), so only that share of the fresh rows judges the candidate;
+- the gate compares candidate and champion on the holdout, ``split.holdout_fraction`` of the rows (a random
+  share of each class with the default ``stratified_random``, the newest rows with ``time``), so that share
+  of the fresh rows judges the candidate (with ``time`` and a large history, more: the count is safe);
 - the effect to detect is ``max(gate.champion_tolerance, drop)``, ``drop`` being how far the fleet's estimated
   accuracy fell below its level before (the current release's holdout accuracy): a big drop is easy to see;
 - on ``n`` holdout rows, the paired difference of the two models' error rates has the normal 95% interval
