@@ -43,12 +43,13 @@ from typing import Protocol
 
 from edge.config import WatchConfig
 
-__all__ = ["STATUSES", "HealthMonitor", "PolicyLike", "WatchRules", "WatchWindow"]
+__all__ = ["ROLLING_WINDOW", "STATUSES", "HealthMonitor", "PolicyLike", "WatchRules", "WatchWindow"]
 
 STATUSES = ("ok", "degraded", "error")  # exactly the words the hub heartbeat accepts
 ERROR_TIMES_KEPT = 10_000  # model error times kept to count the recent ones
 
 Clock = Callable[[], float]
+ROLLING_WINDOW = 500  # feedback outcomes the rolling accuracy covers (the heartbeat's rolling_accuracy)
 
 
 class PolicyLike(Protocol):
@@ -152,7 +153,7 @@ class WatchWindow:
 class HealthMonitor:
     """Counters, rolling accuracy and the status word of a runner. Thread-safe."""
 
-    def __init__(self, window: int = 500, error_memory_s: float = 300.0, clock: Clock = time.time) -> None:
+    def __init__(self, window: int = ROLLING_WINDOW, error_memory_s: float = 300.0, clock: Clock = time.time) -> None:
         if window < 1:
             raise ValueError(f"window: expected a positive number of feedback rows, got {window}")
         self.window = window

@@ -16,7 +16,6 @@ from flows.loop.collection import (
     expected_bytes,
     merge_overrides,
     plan_collection,
-    wilson_high,
 )
 from flows.params import CollectionParams, MonitorParams, load_params
 
@@ -69,11 +68,6 @@ def test_a_drop_in_the_devices_own_rolling_accuracy_raises_it_before_the_uploads
     assert states["a"].state == "raised" and "on its last 300 labels" in states["a"].reason
     assert states["b"].state == "normal" and states["c"].state == "normal"
     assert states["a"].observed["rolling_accuracy"] == 0.90
-
-
-def test_wilson_upper_end() -> None:
-    assert wilson_high(0.9, 300) == pytest.approx(0.92905, abs=1e-4)
-    assert wilson_high(1.0, 10) == pytest.approx(1.0) and wilson_high(0.0, 10) == pytest.approx(0.2775, abs=1e-3)
 
 
 def test_drift_raises_the_device_to_the_raised_rate() -> None:

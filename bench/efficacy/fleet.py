@@ -30,7 +30,7 @@ from bench.efficacy.releases import Model
 from edge.config import DriftConfig, FeedbackConfig, UploadConfig
 from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION, PREDICTION, UPLOAD_REASON
 from edge.ground_truth import build_row, encode_csv, encode_rows
-from edge.health import WatchRules, WatchWindow
+from edge.health import ROLLING_WINDOW, WatchRules, WatchWindow
 from edge.inference import Prediction
 from edge.shadow import compare
 from edge.upload_filter import UploadPolicy, select
@@ -85,7 +85,7 @@ class Device:
         self.labelled_x: deque[np.ndarray] = deque()  # recent labelled rows, for the shadow check
         self.labelled_y: deque[np.ndarray] = deque()
         self.labelled_len = 0
-        self.outcomes: deque[bool] = deque(maxlen=500)  # the runner's rolling accuracy (edge.health.HealthMonitor)
+        self.outcomes: deque[bool] = deque(maxlen=ROLLING_WINDOW)  # the runner's rolling accuracy
         self._raw_header = False
 
     # -- updates ------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from flows.loop.estimates import wilson
 from flows.params import CollectionParams, MonitorParams
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "expected_bytes",
     "merge_overrides",
     "plan_collection",
-    "wilson_high",
 ]
 
 RATE_KEY = ("upload", "random_rate")  # the one key of a device override the loop manages
@@ -202,18 +202,11 @@ def _why_raise(device: DeviceObservation, monitor: MonitorParams, margin: float,
                        f"(more than {margin:g}; {device.accuracy_rows} rows)")
     if device.rolling_accuracy is not None and device.rolling_labels >= monitor.min_rows_for_accuracy \
             and device.accuracy_before is not None:
-        high = wilson_high(device.rolling_accuracy, device.rolling_labels)
+        high = wilson(device.rolling_accuracy, device.rolling_labels)[1]
         if high < device.accuracy_before - margin:
             why.append(f"accuracy {device.rolling_accuracy:.3f} on its last {device.rolling_labels} labels (95% "
                        f"up to {high:.3f}) dropped more than {margin:g} below {device.accuracy_before:.3f}")
     return why
-
-
-def wilson_high(share: float, n: int, z: float = 1.959963984540054) -> float:
-    """Upper end of the Wilson 95% interval of a share observed on ``n`` trials."""
-    centre = share + z * z / (2 * n)
-    spread = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
 
 
 def _back_down(device: DeviceObservation, raise_: CurrentRaise, channel: ChannelState) -> str | None:

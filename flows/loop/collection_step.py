@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from edge.contracts.errors import UserError
 from edge.contracts.record import INCLUSION_PROBABILITY, MODEL_VERSION
 from edge.contracts.wire import DEVICE_STATUSES
+from edge.health import ROLLING_WINDOW
 from flows.loop.collection import (
     RATE_KEY,
     ChannelState,
@@ -66,7 +67,6 @@ __all__ = ["KIND", "current_raises", "device_observations", "run_collection"]
 KIND = "collection"
 _, ONLINE, _ = DEVICE_STATUSES
 DAY_S = 86_400.0
-ROLLING_WINDOW = 500  # labels a runner's rolling accuracy covers (edge.health.HealthMonitor's window)
 
 
 def _fleet_devices(fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -80,9 +80,9 @@ def _fleet_devices(fleet: Mapping[str, Any]) -> list[dict[str, Any]]:
         rolling = state.get("rolling_accuracy")
         feedback = (state.get("counters") or {}).get("feedback")
         known = isinstance(rolling, int | float) and not isinstance(rolling, bool) and isinstance(feedback, int)
-        out.append({"rolling_accuracy": float(rolling) if known else None,
+        out.append({"device_id": str(raw["device_id"]), "channel": str(raw.get("channel", "")),
+                    "rolling_accuracy": float(rolling) if known else None,
                     "rolling_labels": min(int(feedback), ROLLING_WINDOW) if known else 0,
-"device_id": str(raw["device_id"]), "channel": str(raw.get("channel", "")),
                     "active": raw.get("status") == ONLINE and not raw.get("revoked") and bool(beat),
                     "max_psi": max(values) if values else None,
                     "model_version": None if version is None else str(version)})
